@@ -1,0 +1,174 @@
+"""config.yaml: where it is found, what it may contain, and errors that name the key path.
+
+Search order: an explicit path (``--config``), ``$CODE_EVOLVER_CONFIG``, ``./config.yaml``, then the
+default packaged with Code Evolver. Relative paths inside a config file (prompts, scripts, a
+command's working directory) are relative to the folder of that file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from code_evolver.errors import ConfigError
+from code_evolver.resources import default_config_path
+from code_evolver.suggest import did_you_mean
+from code_evolver.tools.specs import SPEC_BY_KIND, TOOL_KINDS, TOOL_NAME_PATTERN, ToolSpec
+
+CONFIG_ENV = "CODE_EVOLVER_CONFIG"
+
+Scheduling = Literal["eager", "waves"]
+OnFailure = Literal["continue", "fail_fast"]
+
+
+class ExecutionSettings(BaseModel):
+    """How the executor runs a plan. Steps and tools may override timeout and retries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheduling: Scheduling = "eager"
+    """``eager``: a step starts when its last dependency succeeds. ``waves``: barrier per wave."""
+    max_parallel: int = Field(default=8, ge=1)
+    on_failure: OnFailure = "continue"
+    timeout_s: float = Field(default=300.0, gt=0)
+    retries: int = Field(default=0, ge=0, le=20)
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    """Delay before the first retry; it doubles per attempt, with jitter."""
+    retry_backoff_max_s: float = Field(default=30.0, ge=0)
+
+
+class Config(BaseModel):
+    """The whole configuration. Build one in code, or load it with :func:`load_config`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    tools: dict[str, ToolSpec] = Field(default_factory=dict)
+
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file this config was loaded from, if any."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder that relative paths in this config are relative to."""
+        return self._path.parent if self._path else Path.cwd()
+
+    def with_execution(self, **changes: Any) -> Config:
+        """A copy with some execution settings replaced (CLI flags), validated like the file."""
+        merged = self.execution.model_dump() | {k: v for k, v in changes.items() if v is not None}
+        try:
+            execution = ExecutionSettings.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(list(_describe(exc, prefix=("execution",)))) from None
+        copy = self.model_copy(update={"execution": execution})
+        copy._path = self._path
+        return copy
+
+
+def find_config(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use, following the documented search order."""
+    if path is not None:
+        return _existing(Path(path), "--config")
+    if env := os.environ.get(CONFIG_ENV):
+        return _existing(Path(env), f"${CONFIG_ENV}")
+    local = Path("config.yaml")
+    if local.is_file():
+        return local.resolve()
+    return default_config_path()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Find, read and validate config.yaml; every problem is reported with its key path."""
+    found = find_config(path)
+    try:
+        text = found.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{found}: cannot read config: {exc.strerror or exc}") from None
+    return parse_config(text, path=found)
+
+
+def parse_config(text: str, *, path: Path | None = None) -> Config:
+    source = str(path) if path else "config"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of settings")
+    problems = [f"{source}: {p}" for p in _check_tool_names(data.get("tools"))]
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += [f"{source}: {p}" for p in _describe(exc)]
+    if problems:
+        raise ConfigError(problems)
+    config._path = path.resolve() if path else None
+    return config
+
+
+def _existing(path: Path, origin: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (from {origin})")
+    return path.resolve()
+
+
+def _check_tool_names(tools: Any) -> Iterable[str]:
+    if not isinstance(tools, dict):
+        return
+    for name in tools:
+        if not isinstance(name, str) or not re.match(TOOL_NAME_PATTERN, name):
+            yield f"tools.{name}: tool names may use only letters, digits, '_' and '-'"
+
+
+def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Iterable[str]:
+    """One line per error: the dotted key path, then what is wrong and what is allowed."""
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in (*prefix, *err["loc"])]
+        # A tagged union puts the tag into the path (tools.x.command.command): drop it.
+        if len(loc) >= 3 and loc[0] == "tools" and loc[2] in TOOL_KINDS:
+            del loc[2]
+        key = ".".join(loc)
+        kind = err["type"]
+        kinds = ", ".join(TOOL_KINDS)
+        if kind == "union_tag_invalid":
+            tag = str(err.get("ctx", {}).get("tag", ""))
+            yield (
+                f"{key}.kind: unknown tool kind {tag!r}{did_you_mean(tag, TOOL_KINDS)}; "
+                f"expected one of {kinds}"
+            )
+        elif kind == "union_tag_not_found":
+            yield f"{key}.kind: missing; every tool needs a kind ({kinds})"
+        elif kind == "extra_forbidden":
+            yield f"{key}: unknown setting{_suggest_key(err['loc'])}"
+        elif kind == "missing":
+            yield f"{key}: required setting is missing"
+        else:
+            yield f"{key}: {err['msg']}"
+
+
+def _suggest_key(loc: tuple[int | str, ...]) -> str:
+    """Suggest the closest known key for an unknown one, looked up by where it sits."""
+    if len(loc) == 1:
+        candidates: Iterable[str] = Config.model_fields
+    elif len(loc) == 2 and loc[0] == "execution":
+        candidates = ExecutionSettings.model_fields
+    elif len(loc) == 4 and loc[0] == "tools" and str(loc[2]) in SPEC_BY_KIND:
+        candidates = SPEC_BY_KIND[str(loc[2])].model_fields
+    else:
+        return ""
+    return did_you_mean(str(loc[-1]), candidates)

@@ -1,0 +1,193 @@
+"""Progress while a plan runs: a live table on a terminal, one line per step elsewhere.
+
+Both are event listeners. ``LiveView`` keeps one row object per step, created up front, and only
+mutates their attributes from the event loop; rich's refresh thread reads them. Nothing is added
+to or removed from the shared containers after start, so the two threads never trip over a
+resize.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from code_evolver import events
+from code_evolver.display.style import clip, icon, seconds
+from code_evolver.organizer import OrganizedPlan
+from code_evolver.result import StepStatus
+
+_FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
+
+
+@dataclass(slots=True)
+class _Row:
+    step_id: str
+    tool: str
+    description: str
+    status: StepStatus = StepStatus.PENDING
+    started: float | None = None
+    elapsed: float = 0.0
+    note: str = ""
+    finished_order: int = 0
+
+
+class LiveView:
+    """A rich Live table of every step: state, time, and what it is doing or why it failed.
+
+    Large plans show the running steps, the failures and the latest finished ones, plus counts,
+    so a 10,000-step run still draws a screenful.
+    """
+
+    def __init__(self, organized: OrganizedPlan, console: Console, *, max_rows: int = 24) -> None:
+        self.console = console
+        self.max_rows = max_rows
+        self.rows = {
+            s.step_id: _Row(s.step_id, s.tool, s.description) for s in organized.plan.steps
+        }
+        self._spinner = Spinner("dots", style="cyan")
+        self._finished = 0
+        self._t0 = time.monotonic()
+        self._live = Live(
+            self, console=console, refresh_per_second=10, transient=False, redirect_stdout=False
+        )
+
+    def __enter__(self) -> LiveView:
+        self._t0 = time.monotonic()
+        self._live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._live.refresh()
+        self._live.__exit__(exc_type, exc, tb)
+
+    def __call__(self, event: events.Event) -> None:
+        match event:
+            case events.StepStarted(step_id=step_id, attempt=attempt):
+                row = self.rows[step_id]
+                row.status = StepStatus.RUNNING
+                row.started = time.monotonic()
+                row.note = f"attempt {attempt}" if attempt > 1 else row.description
+            case events.StepSucceeded(step_id=step_id, duration_s=duration):
+                self._done(step_id, StepStatus.SUCCEEDED, "", duration)
+            case events.StepFailed(step_id=step_id, error=error, status=status):
+                self._done(step_id, StepStatus(status), error)
+            case events.StepRetrying(step_id=step_id, attempt=attempt, error=error, delay_s=d):
+                row = self.rows[step_id]
+                row.status = StepStatus.PENDING
+                row.note = f"retry in {d:.1f}s after attempt {attempt}: {error}"
+                row.started = None
+            case events.StepSkipped(step_id=step_id, because_of=cause):
+                self._done(step_id, StepStatus.SKIPPED, f"skipped: {cause} did not succeed")
+            case events.StepCancelled(step_id=step_id):
+                self._done(step_id, StepStatus.CANCELLED, "cancelled")
+            case _:
+                pass
+
+    def _done(self, step_id: str, status: StepStatus, note: str, duration: float = 0.0) -> None:
+        row = self.rows[step_id]
+        if row.started is not None and not duration:
+            duration = time.monotonic() - row.started
+        row.status, row.note, row.started = status, note, None
+        row.elapsed = duration
+        self._finished += 1
+        row.finished_order = self._finished
+
+    def __rich__(self) -> RenderableType:
+        rows = list(self.rows.values())
+        shown = rows if len(rows) <= self.max_rows else self._selection(rows)
+        table = Table.grid(padding=(0, 1))
+        table.add_column(width=1)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(style="cyan", no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column(no_wrap=True, overflow="ellipsis")
+        now = time.monotonic()
+        width = max(20, self.console.width - 45)
+        for row in shown:
+            mark: RenderableType
+            if row.status is StepStatus.RUNNING:
+                mark = self._spinner
+                took = seconds(now - row.started) if row.started else ""
+            else:
+                mark = Text.from_markup(icon(row.status))
+                took = seconds(row.elapsed) if row.status.is_final and row.elapsed else ""
+            style = "red" if row.status in _FAILED else "dim"
+            table.add_row(
+                mark,
+                escape(row.step_id),
+                escape(row.tool),
+                took,
+                Text(clip(row.note, width), style=style),
+            )
+        return Group(table, Text.from_markup(self._header(rows, len(shown), now)))
+
+    def _selection(self, rows: list[_Row]) -> list[_Row]:
+        running = [r for r in rows if r.status is StepStatus.RUNNING]
+        failed = [r for r in rows if r.status in _FAILED]
+        room = max(0, self.max_rows - len(running) - len(failed))
+        done = sorted(
+            (r for r in rows if r.status.is_final and r.status not in _FAILED),
+            key=lambda r: r.finished_order,
+        )
+        recent = done[-room:] if room else []
+        keep = {id(r) for r in (*running[: self.max_rows], *failed, *recent)}
+        return [r for r in rows if id(r) in keep]
+
+    def _header(self, rows: list[_Row], shown: int, now: float) -> str:
+        counts = dict.fromkeys(StepStatus, 0)
+        for row in rows:
+            counts[row.status] += 1
+        parts = [f"[bold]{self._finished}/{len(rows)}[/] done"]
+        parts += [f"{counts[s]} {s.value}" for s in StepStatus if s.is_final and counts[s]]
+        if counts[StepStatus.RUNNING]:
+            parts.append(f"[cyan]{counts[StepStatus.RUNNING]} running[/]")
+        hidden = len(rows) - shown
+        if hidden:
+            parts.append(f"[dim]{hidden} rows hidden[/]")
+        parts.append(seconds(now - self._t0))
+        return " · ".join(parts)
+
+
+class LineProgress:
+    """One line per finished step (and per retry), for logs, pipes and CI."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, event: events.Event) -> None:
+        match event:
+            case events.StepSucceeded(step_id=step_id, duration_s=duration):
+                self._line(StepStatus.SUCCEEDED, step_id, seconds(duration))
+            case events.StepFailed(step_id=step_id, error=error, status=status):
+                self._line(StepStatus(status), step_id, error)
+            case events.StepRetrying(step_id=step_id, attempt=attempt, error=error, delay_s=d):
+                self._line(
+                    StepStatus.PENDING,
+                    step_id,
+                    f"attempt {attempt} failed ({error}); retry in {d:.1f}s",
+                )
+            case events.StepSkipped(step_id=step_id, because_of=cause):
+                self._line(StepStatus.SKIPPED, step_id, f"skipped: {cause} did not succeed")
+            case events.StepCancelled(step_id=step_id):
+                self._line(StepStatus.CANCELLED, step_id, "cancelled")
+            case _:
+                pass
+
+    def _line(self, status: StepStatus, step_id: str, detail: str) -> None:
+        self.console.print(
+            f"{icon(status)} [bold]{escape(step_id)}[/] {escape(clip(detail, 200))}",
+            highlight=False,
+        )

@@ -1,0 +1,127 @@
+"""Typed events the executor emits while a run progresses.
+
+The live view, the run store and tests subscribe to an :class:`EventBus` instead of threading
+callbacks through the executor. ``at`` is seconds since the run started (monotonic clock).
+Listeners run inline on the event loop, so they must be quick and must not block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from code_evolver.organizer import OrganizedPlan
+    from code_evolver.result import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run_id: str
+    organized: OrganizedPlan
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    step_id: str
+    tool: str
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepSucceeded:
+    step_id: str
+    attempt: int
+    duration_s: float
+    output: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetrying:
+    """An attempt failed and another one starts after ``delay_s``."""
+
+    step_id: str
+    attempt: int
+    error: str
+    delay_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """The step's last attempt failed; ``status`` is ``failed`` or ``timed_out``."""
+
+    step_id: str
+    attempt: int
+    error: str
+    status: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepSkipped:
+    """A dependency failed, so this step will not run."""
+
+    step_id: str
+    because_of: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepCancelled:
+    """Fail-fast, Ctrl-C or a cancelled run stopped this step (running or not yet started)."""
+
+    step_id: str
+    was_running: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    result: RunResult
+    at: float
+
+
+Event = (
+    RunStarted
+    | StepStarted
+    | StepSucceeded
+    | StepRetrying
+    | StepFailed
+    | StepSkipped
+    | StepCancelled
+    | RunFinished
+)
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Delivers each event to every listener, in subscription order.
+
+    A listener that raises does not disturb the run: the first such error is kept in
+    ``listener_error`` and re-raised by the executor once the run is over.
+    """
+
+    def __init__(self, *listeners: Listener) -> None:
+        self._listeners: list[Listener] = list(listeners)
+        self.listener_error: BaseException | None = None
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a listener; returns a function that removes it again."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                if self.listener_error is None:
+                    self.listener_error = exc
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)

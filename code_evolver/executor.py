@@ -1,0 +1,401 @@
+"""The dataflow executor: every step starts the moment its inputs exist, within the limits.
+
+One central dispatcher owns all scheduling state, and it only ever runs on the event loop, so no
+locks are needed and every decision is O(1) or O(tools) per step:
+
+* a step becomes *ready* when its last dependency succeeds (``eager``), or when the previous wave
+  has completely finished (``waves``, the barrier behaviour kept for comparison);
+* ready steps wait in one heap per tool, deepest remaining chain first, so a tool at its
+  ``max_concurrency`` never blocks steps of other tools and long chains are started early;
+* each attempt runs in its own task under ``asyncio.timeout``; cancelling it (timeout, fail-fast,
+  Ctrl-C) makes the tool kill its process group before the attempt is recorded;
+* a failed attempt gives up its slots during backoff and is re-queued by a timer.
+
+Invariants (checked by property tests): a step starts only after all its dependencies succeeded;
+no step runs twice at once; running steps never exceed ``max_parallel`` nor a tool's
+``max_concurrency``; every step ends in exactly one final status and the run always ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from code_evolver import events
+from code_evolver.config import ExecutionSettings
+from code_evolver.errors import RenderError, StepError, StepTimeout, ToolFailed
+from code_evolver.organizer import OrganizedPlan
+from code_evolver.plan import Step
+from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
+from code_evolver.templating import MissingKey, Ref, Template, lookup_path, render_value, to_text
+from code_evolver.tools.base import Output, Tool, ToolCall
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True, eq=False)
+class _StepRun:
+    """Mutable bookkeeping of one step during a run."""
+
+    step: Step
+    tool: Tool
+    template: Template
+    wave: int
+    priority: tuple[int, int]
+    waiting: int
+    timeout_s: float
+    max_attempts: int
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    output: Output | None = None
+    error: str | None = None
+    started_wall: float | None = None
+    finished_wall: float | None = None
+    busy_s: float = 0.0
+    task: asyncio.Task[None] | None = None
+    retry_timer: asyncio.TimerHandle | None = None
+    dependents: list[_StepRun] = field(default_factory=list)
+
+
+class Executor:
+    """Runs one organized plan once. Create a new executor for every run."""
+
+    def __init__(
+        self,
+        organized: OrganizedPlan,
+        tools: Mapping[str, Tool],
+        settings: ExecutionSettings | None = None,
+        *,
+        bus: events.EventBus | None = None,
+        run_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.organized = organized
+        self.settings = settings or ExecutionSettings()
+        self.bus = bus or events.EventBus()
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self._rng = rng or random.Random()
+        self._eager = self.settings.scheduling == "eager"
+        self._runs = self._prepare(organized, tools)
+        self._limit = {name: t.max_concurrency or math.inf for name, t in tools.items()}
+        self._tool_running: dict[str, int] = dict.fromkeys(self._limit, 0)
+        self._ready: dict[str, list[tuple[tuple[int, int], _StepRun]]] = {}
+        self._running = 0
+        self.peak_concurrency = 0
+        self._unfinished = len(self._runs)
+        self._wave_left = [len(w) for w in organized.waves]
+        self._wave = 0
+        self._stop_status: RunStatus | None = None
+        self._done: asyncio.Event | None = None
+        self._t0 = 0.0
+        self._started = False
+
+    # ----------------------------------------------------------------- public
+
+    async def run(self) -> RunResult:
+        """Run every step; returns when each one has a final status."""
+        if self._started:
+            raise RuntimeError("an Executor runs its plan once; create a new one")
+        self._started = True
+        self._done = asyncio.Event()
+        self._t0 = time.perf_counter()
+        started_at = datetime.now(UTC)
+        if self.bus:
+            self.bus.emit(events.RunStarted(self.run_id, self.organized))
+        for run in self._runs.values():
+            if run.waiting == 0 and (self._eager or run.wave == 0):
+                self._push(run)
+        self._dispatch()
+        try:
+            await self._done.wait()
+        except asyncio.CancelledError:
+            self.stop(RunStatus.CANCELLED)
+            await asyncio.gather(
+                *(r.task for r in self._runs.values() if r.task), return_exceptions=True
+            )
+            raise
+        result = self._result(started_at)
+        if self.bus:
+            self.bus.emit(events.RunFinished(result, self._now()))
+        if self.bus.listener_error is not None:
+            raise self.bus.listener_error
+        return result
+
+    def interrupt(self) -> None:
+        """Stop the run as Ctrl-C does: finished work is kept, the rest is cancelled."""
+        self.stop(RunStatus.INTERRUPTED)
+
+    def stop(self, status: RunStatus) -> None:
+        """Cancel every running attempt and every step not started yet."""
+        if self._stop_status is not None:
+            return
+        self._stop_status = status
+        self._ready.clear()
+        for run in self._runs.values():
+            if run.status is StepStatus.RUNNING and run.task is not None:
+                run.task.cancel()
+            elif run.status is StepStatus.PENDING:
+                if run.retry_timer is not None:
+                    run.retry_timer.cancel()
+                self._finish(run, StepStatus.CANCELLED)
+                if self.bus:
+                    self.bus.emit(events.StepCancelled(run.step.step_id, False, self._now()))
+
+    # --------------------------------------------------------------- set-up
+
+    def _prepare(self, organized: OrganizedPlan, tools: Mapping[str, Tool]) -> dict[str, _StepRun]:
+        settings = self.settings
+        depth = organized.remaining_depth()
+        wave_of = organized.wave_of
+        runs: dict[str, _StepRun] = {}
+        for index, step in enumerate(organized.plan.steps):
+            tool = tools[step.tool]
+            retries = _first(step.retries, tool.retries, settings.retries)
+            runs[step.step_id] = _StepRun(
+                step=step,
+                tool=tool,
+                template=organized.templates[step.step_id],
+                wave=wave_of[step.step_id],
+                priority=(-depth[step.step_id], index),
+                waiting=len(step.depends_on),
+                timeout_s=_first(step.timeout_s, tool.timeout_s, settings.timeout_s),
+                max_attempts=1 + retries,
+            )
+        for run in runs.values():
+            for dep in run.step.depends_on:
+                runs[dep].dependents.append(run)
+        return runs
+
+    # ------------------------------------------------------------ scheduling
+
+    def _push(self, run: _StepRun) -> None:
+        heapq.heappush(self._ready.setdefault(run.step.tool, []), (run.priority, run))
+
+    def _dispatch(self) -> None:
+        """Start ready steps while a global slot and their tool's slot are free."""
+        max_parallel = self.settings.max_parallel
+        while self._running < max_parallel and self._ready:
+            best: list[tuple[tuple[int, int], _StepRun]] | None = None
+            for name, heap in self._ready.items():
+                if self._tool_running[name] < self._limit[name] and (
+                    best is None or heap[0][0] < best[0][0]
+                ):
+                    best = heap
+            if best is None:
+                return
+            _, run = heapq.heappop(best)
+            if not best:
+                del self._ready[run.step.tool]
+            self._start(run)
+
+    def _start(self, run: _StepRun) -> None:
+        assert run.status is StepStatus.PENDING, f"{run.step.step_id} started twice"
+        run.status = StepStatus.RUNNING
+        run.attempts += 1
+        if run.started_wall is None:
+            run.started_wall = time.time()
+        self._running += 1
+        self._tool_running[run.step.tool] += 1
+        self.peak_concurrency = max(self.peak_concurrency, self._running)
+        if self.bus:
+            self.bus.emit(
+                events.StepStarted(run.step.step_id, run.step.tool, run.attempts, self._now())
+            )
+        run.task = asyncio.get_running_loop().create_task(self._attempt(run))
+
+    async def _attempt(self, run: _StepRun) -> None:
+        """One attempt of one step; records its outcome, then lets the dispatcher go on."""
+        began = time.perf_counter()
+        output: Output | None = None
+        error: StepError | None = None
+        deadline = asyncio.timeout(run.timeout_s)
+        try:
+            call = self._call(run)
+            async with deadline:
+                output = await run.tool.run(call)
+        except asyncio.CancelledError:
+            self._release(run, began)
+            if run.status is StepStatus.RUNNING:
+                self._finish(run, StepStatus.CANCELLED)
+                if self.bus:
+                    self.bus.emit(events.StepCancelled(run.step.step_id, True, self._now()))
+            raise
+        except TimeoutError:
+            if deadline.expired():
+                error = StepTimeout(f"timed out after {run.timeout_s:g}s; process group killed")
+            else:
+                error = ToolFailed("TimeoutError raised by the tool")
+        except StepError as exc:
+            error = exc
+        except Exception as exc:
+            error = ToolFailed(f"{type(exc).__name__}: {exc}")
+        self._release(run, began)
+        if error is None:
+            self._succeeded(run, output if output is not None else "")
+        else:
+            self._failed(run, error)
+        self._dispatch()
+
+    def _release(self, run: _StepRun, began: float) -> None:
+        run.busy_s += time.perf_counter() - began
+        self._running -= 1
+        self._tool_running[run.step.tool] -= 1
+
+    def _call(self, run: _StepRun) -> ToolCall:
+        step = run.step
+        resolve = self._resolver(step.step_id)
+        params: dict[str, Any] = dict(run.tool.default_params)
+        if step.params:
+            params.update(render_value(step.params, resolve))
+        return ToolCall(run.template.render(resolve), params, step.step_id, run.attempts)
+
+    def _resolver(self, step_id: str) -> Any:
+        runs = self._runs
+
+        def resolve(ref: Ref) -> str:
+            value = runs[ref.name].output
+            if not ref.path:
+                return to_text(value)
+            try:
+                return to_text(lookup_path(value, ref.path))
+            except MissingKey as exc:
+                raise RenderError(f"step {step_id!r} reads {ref}: {exc}") from None
+
+        return resolve
+
+    # -------------------------------------------------------------- outcomes
+
+    def _succeeded(self, run: _StepRun, output: Output) -> None:
+        run.output = output
+        self._finish(run, StepStatus.SUCCEEDED)
+        if self.bus:
+            self.bus.emit(
+                events.StepSucceeded(
+                    run.step.step_id, run.attempts, run.busy_s, output, self._now()
+                )
+            )
+        for dependent in run.dependents:
+            dependent.waiting -= 1
+            if self._eager and dependent.waiting == 0 and dependent.status is StepStatus.PENDING:
+                self._push(dependent)
+
+    def _failed(self, run: _StepRun, error: StepError) -> None:
+        step_id = run.step.step_id
+        if error.retryable and run.attempts < run.max_attempts and self._stop_status is None:
+            run.status = StepStatus.PENDING
+            run.error = str(error)
+            delay = self._backoff(run.attempts)
+            if self.bus:
+                self.bus.emit(
+                    events.StepRetrying(step_id, run.attempts, str(error), delay, self._now())
+                )
+            run.retry_timer = asyncio.get_running_loop().call_later(delay, self._retry, run)
+            return
+        status = StepStatus.TIMED_OUT if isinstance(error, StepTimeout) else StepStatus.FAILED
+        run.error = str(error)
+        self._finish(run, status)
+        if self.bus:
+            self.bus.emit(
+                events.StepFailed(step_id, run.attempts, str(error), status.value, self._now())
+            )
+        if self.settings.on_failure == "fail_fast":
+            self.stop(RunStatus.FAILED)
+        else:
+            self._skip_dependents(run)
+
+    def _retry(self, run: _StepRun) -> None:
+        run.retry_timer = None
+        if run.status is StepStatus.PENDING and self._stop_status is None:
+            self._push(run)
+            self._dispatch()
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        base: float = self.settings.retry_backoff_s * 2.0 ** (attempt - 1)
+        delay = min(self.settings.retry_backoff_max_s, base)
+        return delay / 2 + self._rng.uniform(0, delay / 2)
+
+    def _skip_dependents(self, failed: _StepRun) -> None:
+        root = failed.step.step_id
+        stack = list(failed.dependents)
+        while stack:
+            run = stack.pop()
+            if run.status is not StepStatus.PENDING:
+                continue
+            run.error = f"skipped: dependency {root!r} did not succeed"
+            self._finish(run, StepStatus.SKIPPED)
+            if self.bus:
+                self.bus.emit(events.StepSkipped(run.step.step_id, root, self._now()))
+            stack.extend(run.dependents)
+
+    def _finish(self, run: _StepRun, status: StepStatus) -> None:
+        """Give a step its final status; release the next wave and end the run when due."""
+        run.status = status
+        run.finished_wall = time.time()
+        self._unfinished -= 1
+        self._wave_left[run.wave] -= 1
+        if not self._eager:
+            self._advance_wave()
+        if self._unfinished == 0 and self._done is not None:
+            self._done.set()
+
+    def _advance_wave(self) -> None:
+        waves = self.organized.waves
+        while self._wave < len(waves) and self._wave_left[self._wave] == 0:
+            self._wave += 1
+            if self._wave < len(waves) and self._stop_status is None:
+                for step_id in waves[self._wave]:
+                    run = self._runs[step_id]
+                    if run.status is StepStatus.PENDING and run.waiting == 0:
+                        self._push(run)
+
+    # ---------------------------------------------------------------- result
+
+    def _now(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def _result(self, started_at: datetime) -> RunResult:
+        wall = self._now()
+        if self._stop_status is not None:
+            status = self._stop_status
+        elif all(r.status is StepStatus.SUCCEEDED for r in self._runs.values()):
+            status = RunStatus.SUCCEEDED
+        else:
+            status = RunStatus.FAILED
+        steps = {
+            step_id: StepResult(
+                step_id=step_id,
+                tool=run.step.tool,
+                status=run.status,
+                attempts=run.attempts,
+                started_at=_utc(run.started_wall),
+                finished_at=_utc(run.finished_wall),
+                duration_s=run.busy_s,
+                output=run.output,
+                error=None if run.status is StepStatus.SUCCEEDED else run.error,
+            )
+            for step_id, run in self._runs.items()
+        }
+        return RunResult(
+            self.run_id, status, self.organized, steps, wall, self.peak_concurrency, started_at
+        )
+
+
+def _first(*values: T | None) -> T:
+    """The first value that is not None (step setting, then tool setting, then the default)."""
+    for value in values:
+        if value is not None:
+            return value
+    raise ValueError("no value given")
+
+
+def _utc(timestamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None

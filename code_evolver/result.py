@@ -1,0 +1,149 @@
+"""What a run produced: per-step records and the summary figures.
+
+Figures: ``wall_s`` (start to end), ``sum_s`` (time steps spent running, all attempts),
+``speedup`` (sum / wall: how much parallelism bought), ``critical_path_s`` (the longest dependency
+chain by measured step times: no scheduler can beat it), ``efficiency`` (critical path / wall:
+1.0 means the scheduler added no delay), and the peak number of steps running at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from code_evolver.organizer import OrganizedPlan
+from code_evolver.tools.base import Output
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (StepStatus.PENDING, StepStatus.RUNNING)
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """At least one step did not succeed (failed, timed out, skipped or cancelled by fail-fast)."""
+    INTERRUPTED = "interrupted"
+    """Ctrl-C: finished steps are kept, the rest were cancelled."""
+    CANCELLED = "cancelled"
+    """The task running the plan was cancelled by its caller."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step_id: str
+    tool: str
+    status: StepStatus
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float = 0.0
+    """Time spent running, summed over attempts (backoff waits excluded)."""
+    output: Output | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is StepStatus.SUCCEEDED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "output": self.output,
+            "error": self.error,
+            "attempts": self.attempts,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration_s": round(self.duration_s, 6),
+            "tool": self.tool,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: RunStatus
+    organized: OrganizedPlan
+    steps: dict[str, StepResult]
+    wall_s: float
+    peak_concurrency: int
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.SUCCEEDED
+
+    @property
+    def outputs(self) -> dict[str, Output]:
+        """Outputs of the steps that succeeded, by step id."""
+        return {k: s.output for k, s in self.steps.items() if s.ok and s.output is not None}
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.organized.warnings
+
+    @cached_property
+    def sum_s(self) -> float:
+        return sum(s.duration_s for s in self.steps.values())
+
+    @property
+    def speedup(self) -> float:
+        return self.sum_s / self.wall_s if self.wall_s > 0 else 1.0
+
+    @cached_property
+    def _critical(self) -> tuple[float, list[str]]:
+        return self.organized.critical_path({k: s.duration_s for k, s in self.steps.items()})
+
+    @property
+    def critical_path_s(self) -> float:
+        return self._critical[0]
+
+    @property
+    def critical_path(self) -> list[str]:
+        return self._critical[1]
+
+    @property
+    def efficiency(self) -> float:
+        return min(1.0, self.critical_path_s / self.wall_s) if self.wall_s > 0 else 1.0
+
+    def count(self, status: StepStatus) -> int:
+        return sum(1 for s in self.steps.values() if s.status is status)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document (DESIGN.md): run figures and every step's record."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "request": self.organized.plan.request,
+            "wall_s": round(self.wall_s, 6),
+            "sum_s": round(self.sum_s, 6),
+            "speedup": round(self.speedup, 3),
+            "critical_path_s": round(self.critical_path_s, 6),
+            "critical_path": self.critical_path,
+            "efficiency": round(self.efficiency, 3),
+            "peak_concurrency": self.peak_concurrency,
+            "started_at": _iso(self.started_at),
+            "warnings": list(self.warnings),
+            "steps": {k: s.to_json() for k, s in self.steps.items()},
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), ensure_ascii=False, indent=2)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="milliseconds") if moment else None

@@ -1,0 +1,110 @@
+"""The tools a run can use, built from config.yaml plus any Python callables given in code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from code_evolver.config import Config
+from code_evolver.errors import ConfigError, ToolNotFound
+from code_evolver.suggest import did_you_mean
+from code_evolver.tools.base import Tool, parse_tool_template
+from code_evolver.tools.command import CommandTool
+from code_evolver.tools.function import FunctionTool, import_function
+from code_evolver.tools.specs import CommandSpec, FunctionSpec, TemplateSpec, ToolSpecBase
+from code_evolver.tools.template import TemplateTool
+
+ToolLike = Tool | Callable[..., Any]
+
+
+class ToolRegistry(Mapping[str, Tool]):
+    """A read-only name -> tool mapping whose lookups fail with a suggestion."""
+
+    def __init__(self, tools: Mapping[str, Tool]) -> None:
+        self._tools = dict(tools)
+
+    @classmethod
+    def from_config(
+        cls, config: Config, extra: Mapping[str, ToolLike] | None = None
+    ) -> ToolRegistry:
+        """Build every configured tool; all problems are reported at once, with key paths."""
+        tools: dict[str, Tool] = {}
+        problems: list[str] = []
+        for name, spec in config.tools.items():
+            try:
+                tools[name] = build_tool(name, spec, config.base_dir)
+            except SpecError as exc:
+                problems.append(f"{_source(config)}tools.{name}.{exc.field}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        for name, tool in (extra or {}).items():
+            tools[name] = as_tool(name, tool)
+        return cls(tools)
+
+    def __getitem__(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise ToolNotFound(
+                f"unknown tool {name!r}{did_you_mean(name, self._tools)}; "
+                "see `evolve tools` for the configured ones"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tools)
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+
+def as_tool(name: str, value: ToolLike) -> Tool:
+    """A Tool as is; a plain callable becomes a function tool."""
+    if isinstance(value, Tool):
+        return value
+    if callable(value):
+        return FunctionTool(name, value)
+    raise TypeError(f"tool {name!r} must be a Tool or a callable, not {type(value).__name__}")
+
+
+class SpecError(ValueError):
+    """A tool spec that validates but cannot be built; ``field`` is the offending key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def build_tool(name: str, spec: ToolSpecBase, base_dir: Path) -> Tool:
+    """Turn one validated spec into a runnable tool. Raises SpecError naming the bad key."""
+    settings: dict[str, Any] = {
+        "description": spec.description,
+        "max_concurrency": spec.max_concurrency,
+        "timeout_s": spec.timeout_s,
+        "retries": spec.retries,
+        "params": spec.params,
+    }
+    if isinstance(spec, CommandSpec):
+        for index, item in enumerate(spec.command):
+            try:
+                parse_tool_template(item)
+            except ValueError as exc:
+                raise SpecError(f"command[{index}]", str(exc)) from None
+        cwd = base_dir / spec.cwd if spec.cwd else base_dir
+        return CommandTool(name, spec.command, cwd=cwd, env=spec.env, **settings)
+    if isinstance(spec, FunctionSpec):
+        try:
+            function = import_function(spec.function, base_dir)
+        except ValueError as exc:
+            raise SpecError("function", str(exc)) from None
+        return FunctionTool(name, function, **settings)
+    if isinstance(spec, TemplateSpec):
+        return TemplateTool(name, **settings)
+    raise SpecError("kind", f"no tool implementation for {type(spec).__name__}")
+
+
+def _source(config: Config) -> str:
+    return f"{config.path}: " if config.path else ""
