@@ -165,7 +165,7 @@ def run_command(
         click.echo(result.dumps())
     else:
         out.print(results_view(result))
-        out.print(summary_line(result))
+        out.print(summary_line(result), soft_wrap=True)
         if result.status is RunStatus.INTERRUPTED:
             err.print("[magenta]interrupted:[/] finished steps are shown above")
     click.get_current_context().exit(_exit_code(result))
@@ -255,23 +255,20 @@ def tools_command(config_path: Path | None, as_json: bool) -> None:
 def cli(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting (tests call this)."""
     try:
-        main_group.main(
+        # Without standalone mode, click returns the code of ``ctx.exit(code)`` instead of exiting.
+        code = main_group.main(
             args=list(argv) if argv is not None else None, prog_name="evolve", standalone_mode=False
         )
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except click.Abort:
         click.echo("aborted", err=True)
         return EXIT_INTERRUPTED
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def main() -> None:

@@ -60,6 +60,7 @@ class _StepRun:
     started_wall: float | None = None
     finished_wall: float | None = None
     busy_s: float = 0.0
+    attempt_began: float = 0.0
     task: asyncio.Task[None] | None = None
     retry_timer: asyncio.TimerHandle | None = None
     dependents: list[_StepRun] = field(default_factory=list)
@@ -197,23 +198,30 @@ class Executor:
             self._start(run)
 
     def _start(self, run: _StepRun) -> None:
+        """Take the slots now; the attempt itself begins when its task first runs."""
         assert run.status is StepStatus.PENDING, f"{run.step.step_id} started twice"
         run.status = StepStatus.RUNNING
-        run.attempts += 1
-        if run.started_wall is None:
-            run.started_wall = time.time()
         self._running += 1
         self._tool_running[run.step.tool] += 1
         self.peak_concurrency = max(self.peak_concurrency, self._running)
+        run.attempt_began = time.perf_counter()
+        run.task = asyncio.get_running_loop().create_task(self._attempt(run))
+        run.task.add_done_callback(lambda task: self._attempt_cancelled(run, task))
+
+    async def _attempt(self, run: _StepRun) -> None:
+        """One attempt of one step; records its outcome, then lets the dispatcher go on.
+
+        Cancellation is recorded by :meth:`_attempt_cancelled`, not here: a task cancelled
+        before its first step never enters this coroutine at all.
+        """
+        run.attempts += 1
+        run.attempt_began = time.perf_counter()
+        if run.started_wall is None:
+            run.started_wall = time.time()
         if self.bus:
             self.bus.emit(
                 events.StepStarted(run.step.step_id, run.step.tool, run.attempts, self._now())
             )
-        run.task = asyncio.get_running_loop().create_task(self._attempt(run))
-
-    async def _attempt(self, run: _StepRun) -> None:
-        """One attempt of one step; records its outcome, then lets the dispatcher go on."""
-        began = time.perf_counter()
         output: Output | None = None
         error: StepError | None = None
         deadline = asyncio.timeout(run.timeout_s)
@@ -221,13 +229,6 @@ class Executor:
             call = self._call(run)
             async with deadline:
                 output = await run.tool.run(call)
-        except asyncio.CancelledError:
-            self._release(run, began)
-            if run.status is StepStatus.RUNNING:
-                self._finish(run, StepStatus.CANCELLED)
-                if self.bus:
-                    self.bus.emit(events.StepCancelled(run.step.step_id, True, self._now()))
-            raise
         except TimeoutError:
             if deadline.expired():
                 error = StepTimeout(f"timed out after {run.timeout_s:g}s; process group killed")
@@ -237,15 +238,23 @@ class Executor:
             error = exc
         except Exception as exc:
             error = ToolFailed(f"{type(exc).__name__}: {exc}")
-        self._release(run, began)
+        self._release(run)
         if error is None:
             self._succeeded(run, output if output is not None else "")
         else:
             self._failed(run, error)
         self._dispatch()
 
-    def _release(self, run: _StepRun, began: float) -> None:
-        run.busy_s += time.perf_counter() - began
+    def _attempt_cancelled(self, run: _StepRun, task: asyncio.Task[None]) -> None:
+        if task.cancelled() and run.status is StepStatus.RUNNING:
+            self._release(run)
+            self._finish(run, StepStatus.CANCELLED)
+            if self.bus:
+                self.bus.emit(events.StepCancelled(run.step.step_id, True, self._now()))
+            self._dispatch()
+
+    def _release(self, run: _StepRun) -> None:
+        run.busy_s += time.perf_counter() - run.attempt_began
         self._running -= 1
         self._tool_running[run.step.tool] -= 1
 
@@ -275,17 +284,19 @@ class Executor:
 
     def _succeeded(self, run: _StepRun, output: Output) -> None:
         run.output = output
-        self._finish(run, StepStatus.SUCCEEDED)
+        for dependent in run.dependents:
+            dependent.waiting -= 1
+        self._finish(run, StepStatus.SUCCEEDED)  # in waves mode, may release the next wave
         if self.bus:
             self.bus.emit(
                 events.StepSucceeded(
                     run.step.step_id, run.attempts, run.busy_s, output, self._now()
                 )
             )
-        for dependent in run.dependents:
-            dependent.waiting -= 1
-            if self._eager and dependent.waiting == 0 and dependent.status is StepStatus.PENDING:
-                self._push(dependent)
+        if self._eager:
+            for dependent in run.dependents:
+                if dependent.waiting == 0 and dependent.status is StepStatus.PENDING:
+                    self._push(dependent)
 
     def _failed(self, run: _StepRun, error: StepError) -> None:
         step_id = run.step.step_id

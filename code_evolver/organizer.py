@@ -181,6 +181,8 @@ def _dependencies(
     for text in iter_strings(step.params):
         refs += parse(text).refs
     for ref in refs:
+        if ref.name in depends_on:
+            continue  # declared: checked above
         if ref.name == sid:
             problems.append(f"step {sid!r} refers to its own output {ref}")
         elif ref.name not in known:
@@ -188,7 +190,7 @@ def _dependencies(
                 f"step {sid!r} refers to {ref}, but there is no step {ref.name!r}"
                 f"{did_you_mean(ref.name, known)}; write {{{{{ref.name}}}}} for literal braces"
             )
-        elif ref.name not in depends_on:
+        else:
             depends_on.append(ref.name)
             warnings.append(
                 f"step {sid!r} uses {ref} but did not list {ref.name!r} in depends_on; added it"

@@ -41,7 +41,9 @@ async def run_process(
 
     Raises ``OSError`` (e.g. ``FileNotFoundError``) when the program cannot be started.
     """
-    proc = await asyncio.create_subprocess_exec(
+    loop = asyncio.get_running_loop()
+    transport, collector = await loop.subprocess_exec(
+        lambda: _Collector(loop),
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -51,36 +53,58 @@ async def run_process(
         start_new_session=True,
         pass_fds=tuple(pass_fds),
     )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    readers = (
-        asyncio.ensure_future(proc.stdout.read()),
-        asyncio.ensure_future(proc.stderr.read()),
-    )
+    pgid = transport.get_pid()
     try:
-        await _feed(proc.stdin, stdin)
-        returncode = await proc.wait()
+        stdin_pipe = transport.get_pipe_transport(0)
+        if stdin_pipe is not None:
+            if stdin:
+                stdin_pipe.write(stdin)  # type: ignore[attr-defined]
+            stdin_pipe.close()
+        await collector.exited
     except BaseException:
-        kill_group(proc.pid)
-        for reader in readers:
-            reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ProcessLookupError):
-            await asyncio.shield(proc.wait())
+        kill_group(pgid)
+        await _settle(collector)
+        transport.close()
         raise
-    kill_group(proc.pid)
-    stdout, stderr = await asyncio.gather(*readers)
-    return ProcessResult(returncode, stdout, stderr)
+    kill_group(pgid)  # whatever the child left running in the background
+    await _settle(collector)
+    transport.close()
+    returncode = transport.get_returncode()
+    assert returncode is not None
+    return ProcessResult(returncode, bytes(collector.stdout), bytes(collector.stderr))
 
 
-async def _feed(pipe: asyncio.StreamWriter, data: bytes) -> None:
-    """Write all of stdin, then close it; a child that exits without reading it is fine."""
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        if data:
-            pipe.write(data)
-            await pipe.drain()
-        pipe.close()
-        await pipe.wait_closed()
+class _Collector(asyncio.SubprocessProtocol):
+    """Collects output and reports exit as soon as the child exits.
+
+    ``asyncio.subprocess.Process.wait()`` only returns once every pipe is closed, which a
+    background grandchild can postpone forever; ``process_exited`` fires at the exit itself.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        buffer = self.stdout if fd == 1 else self.stderr
+        buffer.extend(data.encode() if isinstance(data, str) else data)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _settle(collector: _Collector, grace_s: float = 2.0) -> None:
+    """Wait for the dead group's pipes to drain; a process outside the group that kept them
+    open (it left with setsid) is not waited for beyond ``grace_s``."""
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(collector.closed), grace_s)
 
 
 def describe_exit(returncode: int) -> str:

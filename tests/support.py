@@ -1,0 +1,115 @@
+"""Helpers shared by the tests: plan shorthand and an instrumented tool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from code_evolver.config import ExecutionSettings
+from code_evolver.errors import ToolFailed
+from code_evolver.events import Event, EventBus
+from code_evolver.executor import Executor
+from code_evolver.organizer import organize
+from code_evolver.plan import Plan
+from code_evolver.result import RunResult
+from code_evolver.tools.base import Output, Tool, ToolCall
+
+
+def step(
+    step_id: str, *deps: str, tool: str = "work", input: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A step dict; the input defaults to the dependencies' outputs joined by '+'."""
+    text = input if input is not None else "+".join(f"{{{d}}}" for d in deps) or step_id
+    return {"step_id": step_id, "tool": tool, "input": text, "depends_on": list(deps), **fields}
+
+
+def plan(*steps: dict[str, Any], request: str = "") -> Plan:
+    return Plan.from_data({"request": request, "steps": list(steps)})
+
+
+@dataclass
+class Behaviour:
+    """What the instrumented tool does for one step: sleep, fail the first N attempts, hang."""
+
+    delay: float = 0.0
+    fail_attempts: int = 0
+    always_fail: bool = False
+    hang: bool = False
+    output: Output | None = None
+
+
+@dataclass
+class Recorder:
+    """Shared log of every attempt of every instrumented tool, with concurrency tracking."""
+
+    starts: list[tuple[str, int]] = field(default_factory=list)
+    ends: list[tuple[str, int, str]] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    running: int = 0
+    peak: int = 0
+    running_by_tool: Counter[str] = field(default_factory=Counter)
+    peak_by_tool: Counter[str] = field(default_factory=Counter)
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+
+    def tool(self, name: str = "work", **settings: Any) -> Tool:
+        return RecordingTool(name, self, **settings)
+
+    def started_ids(self) -> list[str]:
+        return [s for s, _ in self.starts]
+
+    def ended_ok(self) -> set[str]:
+        return {s for s, _, how in self.ends if how == "ok"}
+
+
+class RecordingTool(Tool):
+    kind = "test"
+
+    def __init__(self, name: str, recorder: Recorder, **settings: Any) -> None:
+        super().__init__(name, **settings)
+        self.recorder = recorder
+
+    async def run(self, call: ToolCall) -> Output:
+        rec = self.recorder
+        rec.calls.append(call)
+        rec.starts.append((call.step_id, call.attempt))
+        rec.running += 1
+        rec.running_by_tool[self.name] += 1
+        rec.peak = max(rec.peak, rec.running)
+        rec.peak_by_tool[self.name] = max(
+            rec.peak_by_tool[self.name], rec.running_by_tool[self.name]
+        )
+        how = "ok"
+        behaviour = rec.behaviours.get(call.step_id, Behaviour())
+        try:
+            if behaviour.hang:
+                await asyncio.Event().wait()
+            await asyncio.sleep(behaviour.delay)
+            if behaviour.always_fail or call.attempt <= behaviour.fail_attempts:
+                how = "fail"
+                raise ToolFailed(f"{call.step_id} failed on attempt {call.attempt}")
+            return behaviour.output if behaviour.output is not None else f"<{call.input}>"
+        except asyncio.CancelledError:
+            how = "cancelled"
+            raise
+        finally:
+            rec.running -= 1
+            rec.running_by_tool[self.name] -= 1
+            rec.ends.append((call.step_id, call.attempt, how))
+
+
+def execute(
+    the_plan: Plan,
+    tools: Mapping[str, Tool],
+    *,
+    events: list[Event] | None = None,
+    **settings: Any,
+) -> RunResult:
+    """Organize and run a plan with fast retries unless told otherwise."""
+    settings.setdefault("retry_backoff_s", 0.001)
+    organized = organize(the_plan, tools)
+    bus = EventBus(events.append) if events is not None else EventBus()
+    executor = Executor(organized, tools, ExecutionSettings(**settings), bus=bus)
+    return asyncio.run(executor.run())

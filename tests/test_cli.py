@@ -1,0 +1,286 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from code_evolver.cli import cli, main_group
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = str(REPO / "config.yaml")
+TEXT_REPORT = str(REPO / "examples" / "plans" / "text_report.json")
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main_group, list(args), catch_exceptions=False)
+
+
+def write_plan(tmp_path: Path, *steps: dict[str, Any], name: str = "plan.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps({"request": "test", "steps": list(steps)}))
+    return str(path)
+
+
+def no_traceback(result: Result) -> None:
+    assert "Traceback" not in result.output
+    assert "Traceback" not in result.stderr
+
+
+def test_run_example_plan_shows_outputs_and_summary() -> None:
+    result = invoke("run", TEXT_REPORT, "--config", CONFIG)
+    assert result.exit_code == 0, result.output
+    assert "24 words on 3 lines." in result.stdout
+    assert "EVERY INDEPENDENT STEP" in result.stdout
+    assert "✓ succeeded: 6 succeeded" in result.stdout
+    for figure in (
+        "wall",
+        "step time",
+        "speedup",
+        "critical path",
+        "efficiency",
+        "peak concurrency",
+    ):
+        assert figure in result.stdout
+    # Without a terminal, progress is one line per step on stderr.
+    assert "✓ report" in result.stderr
+
+
+def test_run_json_is_one_document_with_the_contract_fields() -> None:
+    result = invoke("run", TEXT_REPORT, "--config", CONFIG, "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "succeeded"
+    for key in ("run_id", "wall_s", "speedup", "critical_path_s"):
+        assert key in doc
+    assert list(doc["steps"]) == ["text", "words", "lines", "shout", "vocabulary", "report"]
+    report = doc["steps"]["report"]
+    assert report["status"] == "succeeded"
+    assert report["output"].startswith("24 words")
+    assert report["attempts"] == 1
+    assert report["error"] is None
+    assert report["started_at"]
+    assert report["finished_at"]
+    assert result.stderr == ""
+
+
+def test_failed_step_exits_1_and_keeps_the_rest(tmp_path: Path) -> None:
+    plan = write_plan(
+        tmp_path,
+        {"step_id": "ok", "tool": "word_count", "input": "a b"},
+        {"step_id": "bad", "tool": "delay", "input": "x", "params": {"seconds": "soon"}},
+        {"step_id": "after", "tool": "combine", "input": "{bad}"},
+    )
+    result = invoke("run", plan, "--config", CONFIG, "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "failed"
+    assert doc["steps"]["ok"]["output"] == "2"
+    assert "ValueError" in doc["steps"]["bad"]["error"]
+    assert doc["steps"]["after"]["status"] == "skipped"
+    rich = invoke("run", plan, "--config", CONFIG)
+    assert rich.exit_code == 1
+    assert "✗ failed: 1 succeeded, 1 failed, 1 skipped" in rich.stdout
+    assert "warning: step 'after' uses {bad} but did not list 'bad'" in rich.stderr
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        (
+            [
+                {"step_id": "a", "tool": "combine", "input": "{b}", "depends_on": ["b"]},
+                {"step_id": "b", "tool": "combine", "input": "{a}", "depends_on": ["a"]},
+            ],
+            "error: dependency cycle: a -> b -> a",
+        ),
+        (
+            [{"step_id": "a", "tool": "word_cont", "input": "x"}],
+            "error: step 'a' uses unknown tool 'word_cont' (did you mean 'word_count'?)",
+        ),
+        (
+            [
+                {"step_id": "a", "tool": "combine", "input": "x"},
+                {"step_id": "a", "tool": "combine", "input": "y"},
+            ],
+            "error: duplicate step_id 'a'",
+        ),
+        (
+            [{"step_id": "a", "tool": "combine", "input": "x", "depends_on": ["a"]}],
+            "error: step 'a' depends on itself",
+        ),
+    ],
+)
+def test_plan_errors_exit_2_with_one_line_each(
+    tmp_path: Path, steps: list[dict[str, Any]], message: str
+) -> None:
+    result = invoke("run", write_plan(tmp_path, *steps), "--config", CONFIG)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+    no_traceback(result)
+
+
+def test_bad_json_reports_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"steps": [\n  {"step_id": "a" "tool": "x"}]}')
+    result = invoke("run", str(path), "--config", CONFIG)
+    assert result.exit_code == 2
+    assert "broken.json:2:19: invalid JSON: Expecting ',' delimiter" in result.stderr
+
+
+def test_missing_plan_file(tmp_path: Path) -> None:
+    result = invoke("run", str(tmp_path / "nope.json"), "--config", CONFIG)
+    assert result.exit_code == 2
+    assert "cannot read plan: No such file or directory" in result.stderr
+
+
+def test_broken_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("tools:\n  t: {kind: command, command: [echo], timeout_s: -1}\n")
+    result = invoke("tools", "--config", str(config))
+    assert result.exit_code == 2
+    assert "tools.t.timeout_s: Input should be greater than 0" in result.stderr
+    no_traceback(result)
+
+
+def test_json_mode_errors_are_json_too(tmp_path: Path) -> None:
+    result = invoke("run", str(tmp_path / "nope.json"), "--config", CONFIG, "--json")
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "error"
+    assert "cannot read plan" in doc["error"]
+
+
+def test_execution_flags_apply(tmp_path: Path) -> None:
+    steps = [
+        {"step_id": f"s{i}", "tool": "delay", "input": str(i), "params": {"seconds": 0.05}}
+        for i in range(6)
+    ]
+    plan = write_plan(tmp_path, *steps)
+    doc = json.loads(
+        invoke("run", plan, "--config", CONFIG, "--json", "--max-parallel", "2").stdout
+    )
+    assert doc["peak_concurrency"] == 2
+    doc = json.loads(
+        invoke(
+            "run",
+            plan,
+            "--config",
+            CONFIG,
+            "--json",
+            "--scheduling",
+            "waves",
+            "--on-failure",
+            "fail_fast",
+        ).stdout
+    )
+    assert doc["status"] == "succeeded"
+    bad = invoke("run", plan, "--max-parallel", "0")
+    assert bad.exit_code == 2
+    assert "Invalid value for '--max-parallel'" in bad.stderr
+
+
+def test_plan_show_prints_waves_without_running(tmp_path: Path) -> None:
+    result = invoke("plan", "--show", TEXT_REPORT, "--config", CONFIG)
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "6 steps in 3 waves" in out
+    assert "wave 2 (×4 in parallel)" in out
+    assert out.index("wave 1") < out.index("words  word_count") < out.index("wave 3")
+    assert out.index("wave 3") < out.index("report  combine")
+
+
+def test_plan_show_json_has_waves_and_completed_plan(tmp_path: Path) -> None:
+    plan = write_plan(
+        tmp_path,
+        {"step_id": "a", "tool": "combine", "input": "x"},
+        {"step_id": "b", "tool": "combine", "input": "{a}"},
+    )
+    doc = json.loads(invoke("plan", "--show", plan, "--config", CONFIG, "--json").stdout)
+    assert doc["waves"] == [["a"], ["b"]]
+    assert doc["plan"]["steps"][1]["depends_on"] == ["a"]
+    assert doc["warnings"]
+
+
+def test_plan_needs_a_file_or_schema() -> None:
+    result = invoke("plan")
+    assert result.exit_code == 2
+    assert "--show PLAN_FILE" in result.stderr
+    schema = json.loads(invoke("plan", "--schema").stdout)
+    assert "steps" in schema["properties"]
+    with_tools = json.loads(invoke("plan", "--schema", "--config", CONFIG).stdout)
+    assert "combine" in with_tools["$defs"]["Step"]["properties"]["tool"]["enum"]
+
+
+def test_tools_lists_configured_tools() -> None:
+    result = invoke("tools", "--config", CONFIG)
+    assert result.exit_code == 0
+    for name in ("combine", "word_count", "delay"):
+        assert name in result.stdout
+    listing = json.loads(invoke("tools", "--config", CONFIG, "--json").stdout)
+    assert listing["word_count"]["kind"] == "command"
+    assert listing["delay"]["default_params"] == {"seconds": 1}
+
+
+def test_help_and_version() -> None:
+    assert "run a plan" in invoke("--help").stdout
+    assert "--on-failure" in invoke("run", "--help").stdout
+    assert "evolve, version" in invoke("--version").stdout
+
+
+def test_cli_function_returns_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["run", TEXT_REPORT, "--config", CONFIG, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
+    assert cli(["run", str(tmp_path / "missing.json")]) == 2
+    assert cli(["no-such-command"]) == 2
+    assert cli(["--help"]) == 0
+
+
+@pytest.mark.integration
+def test_ctrl_c_exits_130_keeps_finished_work_and_leaves_no_process(tmp_path: Path) -> None:
+    pidfile = tmp_path / "hang.pid"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "tools:\n"
+        "  combine: {kind: template}\n"
+        "  hang:\n"
+        "    kind: command\n"
+        "    command: [python3, -c, \"import os, sys, time; open(sys.argv[1], 'w')"
+        ".write(str(os.getpid())); time.sleep(600)\", '{params.pidfile}']\n"
+    )
+    plan = write_plan(
+        tmp_path,
+        {"step_id": "quick", "tool": "combine", "input": "finished before Ctrl-C"},
+        {"step_id": "slow", "tool": "hang", "input": "", "params": {"pidfile": str(pidfile)}},
+        {"step_id": "after", "tool": "combine", "input": "{slow}"},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "code_evolver", "run", plan, "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hang_pid = int(pidfile.read_text())
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "finished before Ctrl-C" in stdout
+    assert "interrupted" in stdout
+    assert "Traceback" not in stderr
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{hang_pid}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{hang_pid}"), "the hanging command outlived the run"

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from code_evolver.config import Config, find_config, load_config, parse_config
+from code_evolver.errors import ConfigError
+from code_evolver.resources import default_config_path
+from code_evolver.tools.registry import ToolRegistry
+
+
+def problems(text: str) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    return info.value.problems
+
+
+def test_packaged_default_loads_and_builds(repo: Path) -> None:
+    config = load_config(default_config_path())
+    registry = ToolRegistry.from_config(config)
+    assert {"combine", "word_count", "delay"} <= set(registry)
+    assert config.execution.scheduling == "eager"
+    assert default_config_path().samefile(repo / "config.yaml")
+
+
+def test_empty_file_means_defaults() -> None:
+    config = parse_config("")
+    assert config.tools == {}
+    assert config.execution.max_parallel == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "tools:\n  x: {kind: shel, command: [ls]}",
+            "tools.x.kind: unknown tool kind 'shel'; expected one of command, function, template",
+        ),
+        (
+            "tools:\n  x: {kind: comand, command: [ls]}",
+            "tools.x.kind: unknown tool kind 'comand' (did you mean 'command'?)",
+        ),
+        ("tools:\n  x: {command: [ls]}", "tools.x.kind: missing; every tool needs a kind"),
+        ("tools:\n  x: {kind: command}", "tools.x.command: required setting is missing"),
+        (
+            "tools:\n  x: {kind: command, command: []}",
+            "tools.x.command: List should have at least 1 item",
+        ),
+        (
+            "tools:\n  x: {kind: command, command: ls}",
+            "tools.x.command: Input should be a valid list",
+        ),
+        (
+            "tools:\n  x: {kind: command, command: [ls], max_concurency: 2}",
+            "tools.x.max_concurency: unknown setting (did you mean 'max_concurrency'?)",
+        ),
+        (
+            "tools:\n  x: {kind: command, command: [ls], max_concurrency: 0}",
+            "tools.x.max_concurrency: Input should be greater than or equal to 1",
+        ),
+        (
+            "tools:\n  x: {kind: function, function: 'no colon'}",
+            "tools.x.function: String should match pattern",
+        ),
+        (
+            "execution: {max_parallel: 0}",
+            "execution.max_parallel: Input should be greater than or equal to 1",
+        ),
+        (
+            "execution: {scheduling: lazy}",
+            "execution.scheduling: Input should be 'eager' or 'waves'",
+        ),
+        (
+            "execution: {max_paralel: 3}",
+            "execution.max_paralel: unknown setting (did you mean 'max_parallel'?)",
+        ),
+        ("toolz: {}", "toolz: unknown setting (did you mean 'tools'?)"),
+        (
+            "tools:\n  'bad name': {kind: template}",
+            "tools.bad name: tool names may use only letters",
+        ),
+        ("- a list", "the top level must be a mapping of settings"),
+    ],
+)
+def test_errors_name_the_key_path(text: str, expected: str) -> None:
+    found = problems(text)
+    assert any(expected in p for p in found), found
+
+
+def test_yaml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  x: {kind: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml:3:1: invalid YAML"):
+        load_config(path)
+
+
+def test_every_problem_is_reported() -> None:
+    found = problems("execution: {max_parallel: 0, retries: -1}\ntools:\n  a: {kind: nope}")
+    assert len(found) == 3
+
+
+def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = tmp_path / "explicit.yaml"
+    from_env = tmp_path / "env.yaml"
+    local_dir = tmp_path / "work"
+    local_dir.mkdir()
+    for path in (explicit, from_env, local_dir / "config.yaml"):
+        path.write_text("")
+    monkeypatch.chdir(local_dir)
+    assert find_config() == (local_dir / "config.yaml").resolve()
+    monkeypatch.setenv("CODE_EVOLVER_CONFIG", str(from_env))
+    assert find_config() == from_env.resolve()
+    assert find_config(explicit) == explicit.resolve()
+    monkeypatch.delenv("CODE_EVOLVER_CONFIG")
+    os.remove(local_dir / "config.yaml")
+    assert find_config() == default_config_path()
+
+
+def test_missing_explicit_or_env_config_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml \(from --config\)"):
+        find_config(tmp_path / "nope.yaml")
+    monkeypatch.setenv("CODE_EVOLVER_CONFIG", str(tmp_path / "gone.yaml"))
+    with pytest.raises(ConfigError, match=r"\(from \$CODE_EVOLVER_CONFIG\)"):
+        find_config()
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text("tools: {}")
+    assert load_config(path).base_dir == path.parent.resolve()
+    assert Config().base_dir == Path.cwd()
+
+
+def test_with_execution_overrides_and_validates(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("execution: {max_parallel: 3}")
+    config = load_config(path)
+    changed = config.with_execution(max_parallel=5, scheduling=None)
+    assert changed.execution.max_parallel == 5
+    assert changed.execution.scheduling == "eager"
+    assert changed.path == config.path
+    with pytest.raises(ConfigError, match=r"execution\.on_failure: Input should be"):
+        config.with_execution(on_failure="explode")
+
+
+def test_registry_reports_unimportable_function_with_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "tools:\n"
+        "  a: {kind: function, function: 'no_such_module_xyz:f'}\n"
+        "  b: {kind: function, function: 'os:no_such_attr'}\n"
+        "  c: {kind: command, command: [echo, '{oops}']}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        ToolRegistry.from_config(load_config(path))
+    found = info.value.problems
+    assert any("tools.a.function: cannot import module 'no_such_module_xyz'" in p for p in found)
+    assert any("tools.b.function: module 'os' has no attribute 'no_such_attr'" in p for p in found)
+    assert any("tools.c.command[1]: unknown placeholder {oops}" in p for p in found)
+    assert all(str(path) in p for p in found)
+
+
+def test_function_module_beside_the_config_is_importable(tmp_path: Path) -> None:
+    (tmp_path / "my_local_tools.py").write_text("def shout(text):\n    return text.upper()\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  shout: {kind: function, function: 'my_local_tools:shout'}\n")
+    registry = ToolRegistry.from_config(load_config(path))
+    assert registry["shout"].kind == "function"

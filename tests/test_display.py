@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from support import Behaviour, Recorder, execute, plan, step
+
+from code_evolver import events
+from code_evolver.display import LineProgress, LiveView, plan_tree, results_view, summary_line
+from code_evolver.display.style import clip, seconds
+from code_evolver.organizer import organize
+
+
+def render(renderable: object, width: int = 100) -> str:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_live_view_tracks_every_state() -> None:
+    organized = organize(plan(step("a"), step("b", "a"), step("c"), step("d", "c"), step("e")))
+    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    view = LiveView(organized, console)
+    view(events.StepStarted("a", "work", 1, 0.0))
+    view(events.StepStarted("c", "work", 1, 0.0))
+    view(events.StepSucceeded("a", 1, 0.25, "out", 0.3))
+    view(events.StepRetrying("c", 1, "flaky", 0.5, 0.3))
+    view(events.StepFailed("e", 1, "exit status 3: boom", "failed", 0.3))
+    view(events.StepSkipped("d", "e", 0.3))
+    text = render(view)
+    assert "✓ a" in text
+    assert "0.250s" in text
+    assert "retry in 0.5s after attempt 1: flaky" in text
+    assert "exit status 3: boom" in text
+    assert "skipped: e did not succeed" in text
+    assert "3/5 done" in text
+
+
+def test_live_view_of_a_large_plan_shows_a_screenful() -> None:
+    organized = organize(plan(*(step(f"s{i}") for i in range(500))))
+    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    view = LiveView(organized, console, max_rows=10)
+    for i in range(100):
+        view(events.StepStarted(f"s{i}", "work", 1, 0.0))
+        view(events.StepSucceeded(f"s{i}", 1, 0.01, "", 0.0))
+    view(events.StepFailed("s200", 1, "broken", "failed", 0.0))
+    for i in range(300, 303):
+        view(events.StepStarted(f"s{i}", "work", 1, 0.0))
+    text = render(view)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 11
+    assert "s200" in text
+    assert "s302" in text
+    assert "s99" in text
+    assert "s10 " not in text
+    assert "490 rows hidden" in text
+    assert "101/500 done" in text
+    assert "3 running" in text
+
+
+def test_line_progress_prints_one_line_per_outcome() -> None:
+    out = io.StringIO()
+    progress = LineProgress(Console(file=out, width=200, color_system=None))
+    progress(events.StepStarted("a", "t", 1, 0))
+    progress(events.StepSucceeded("a", 1, 1.5, "x", 0))
+    progress(events.StepRetrying("b", 1, "oops", 0.2, 0))
+    progress(events.StepFailed("b", 2, "oops again", "timed_out", 0))
+    progress(events.StepCancelled("c", True, 0))
+    assert out.getvalue().splitlines() == [
+        "✓ a 1.50s",
+        "· b attempt 1 failed (oops); retry in 0.2s",
+        "⏱ b oops again",
+        "⊘ c cancelled",
+    ]
+
+
+def test_plan_tree_lists_waves_and_warnings() -> None:
+    organized = organize(plan(step("a"), step("b", input="{a}"), step("c", "a"), request="demo"))
+    text = render(plan_tree(organized))
+    assert "demo" in text
+    assert "3 steps in 2 waves, longest chain 2" in text
+    assert "wave 2 (×2 in parallel)" in text
+    assert "warning: step 'b' uses {a}" in text
+
+
+def test_results_show_final_outputs_in_full_and_clip_intermediate_ones() -> None:
+    rec = Recorder()
+    rec.behaviours["a"] = Behaviour(output="\n".join(f"line {i}" for i in range(30)))
+    rec.behaviours["b"] = Behaviour(output="\n".join(f"final {i}" for i in range(30)))
+    result = execute(plan(step("a"), step("b", "a")), {"work": rec.tool()})
+    text = render(results_view(result))
+    assert "line 11" in text
+    assert "line 12" not in text
+    assert "… 18 more lines" in text
+    assert "final 29" in text
+
+
+def test_results_of_a_large_plan_show_finals_and_problems_only() -> None:
+    rec = Recorder()
+    rec.behaviours["s5"] = Behaviour(always_fail=True)
+    steps = [step("s0")] + [step(f"s{i}", f"s{i - 1}") for i in range(1, 30)]
+    steps.append(step("lone"))
+    result = execute(plan(*steps), {"work": rec.tool()})
+    text = render(results_view(result), width=120)
+    assert "s5 failed on attempt 1" in text
+    assert "lone" in text
+    assert "s3 " not in text
+    assert "intermediate steps not shown; --json has every output" in text
+
+
+def test_summary_line_has_every_figure() -> None:
+    result = execute(plan(step("a"), step("b", "a")), {"work": Recorder().tool()})
+    line = summary_line(result)
+    assert line.startswith("[green]✓[/] succeeded: 2 succeeded · wall ")
+    for figure in (
+        "step time",
+        "speedup",
+        "critical path",
+        "(a → b)",
+        "efficiency",
+        "peak concurrency 1",
+    ):
+        assert figure in line
+
+
+def test_formatting_helpers() -> None:
+    assert seconds(0.0123) == "0.012s"
+    assert seconds(2.5) == "2.50s"
+    assert seconds(42) == "42.0s"
+    assert seconds(125) == "2m05s"
+    assert clip("a\n b   c", 10) == "a b c"
+    assert clip("x" * 20, 5) == "xxxx…"
