@@ -41,7 +41,7 @@ from code_evolver.tools.base import Output, Tool, ToolCall
 T = TypeVar("T")
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, repr=False)
 class _StepRun:
     """Mutable bookkeeping of one step during a run."""
 
@@ -65,6 +65,10 @@ class _StepRun:
     retry_timer: asyncio.TimerHandle | None = None
     dependents: list[_StepRun] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        # The generated repr would recurse through every dependent.
+        return f"<step {self.step.step_id} {self.status.value} attempt {self.attempts}>"
+
 
 class Executor:
     """Runs one organized plan once. Create a new executor for every run."""
@@ -81,7 +85,7 @@ class Executor:
     ) -> None:
         self.organized = organized
         self.settings = settings or ExecutionSettings()
-        self.bus = bus or events.EventBus()
+        self.bus = bus if bus is not None else events.EventBus()
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._rng = rng or random.Random()
         self._eager = self.settings.scheduling == "eager"

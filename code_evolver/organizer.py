@@ -24,7 +24,7 @@ from code_evolver.templating import Template, iter_strings, parse
 from code_evolver.tools.base import Tool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class OrganizedPlan:
     """A validated plan with its graph, waves and parsed input templates."""
 
@@ -35,6 +35,9 @@ class OrganizedPlan:
     templates: Mapping[str, Template]
     warnings: tuple[str, ...] = ()
     group_conflicts: tuple[str, ...] = field(default=())
+
+    def __repr__(self) -> str:
+        return f"<OrganizedPlan steps={len(self.plan.steps)} waves={len(self.waves)}>"
 
     @cached_property
     def steps(self) -> dict[str, Step]:

@@ -73,7 +73,7 @@ class StepResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RunResult:
     run_id: str
     status: RunStatus
@@ -82,6 +82,13 @@ class RunResult:
     wall_s: float
     peak_concurrency: int
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __repr__(self) -> str:
+        # Short on purpose: the full record of a 10,000-step run is megabytes of text.
+        return (
+            f"<RunResult {self.run_id} {self.status.value} steps={len(self.steps)} "
+            f"wall={self.wall_s:.3f}s>"
+        )
 
     @property
     def ok(self) -> bool:

@@ -12,6 +12,7 @@ times, so rendering is a join over pre-split segments.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -53,8 +54,12 @@ class Template:
         return "".join(s if isinstance(s, str) else resolve(s) for s in self.segments)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Template:
-    """Split ``text`` into literal and reference segments, resolving ``{{``/``}}`` escapes."""
+    """Split ``text`` into literal and reference segments, resolving ``{{``/``}}`` escapes.
+
+    Cached: the same params and prompts are rendered for every attempt of every step.
+    """
     segments: list[str | Ref] = []
     literal: list[str] = []
     pos = 0

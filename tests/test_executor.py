@@ -396,3 +396,26 @@ def test_default_params_merge_under_step_params() -> None:
     tools = {"work": rec.tool("work", params={"lang": "en", "tone": "dry"})}
     execute(plan(step("a", params={"lang": "fr"})), tools)
     assert dict(rec.calls[0].params) == {"lang": "fr", "tone": "dry"}
+
+
+def test_an_empty_bus_passed_in_is_the_one_used() -> None:
+    tools = tools_of(Recorder())
+    bus = EventBus()
+    executor = Executor(organize(plan(step("a")), tools), tools, bus=bus)
+    seen: list[events.Event] = []
+    bus.subscribe(seen.append)
+    asyncio.run(executor.run())
+    assert executor.bus is bus
+    assert len(seen) == 4
+
+
+def test_reprs_stay_short_on_large_plans() -> None:
+    steps = [step("s0")] + [step(f"s{i}", f"s{i - 1}") for i in range(1, 3000)]
+    tools = tools_of(Recorder())
+    organized = organize(plan(*steps), tools)
+    executor = Executor(organized, tools)
+    result = asyncio.run(executor.run())
+    assert repr(result).startswith("<RunResult ")
+    assert len(repr(result)) < 100
+    assert repr(organized) == "<OrganizedPlan steps=3000 waves=3000>"
+    assert repr(executor._runs["s0"]) == "<step s0 succeeded attempt 1>"

@@ -102,3 +102,17 @@ def test_describe_exit_and_tail() -> None:
     assert describe_exit(-9) == "killed by SIGKILL"
     assert tail(b"a\n\nb\n") == "a | b"
     assert tail(b"x" * 5000, chars=10) == "..." + "x" * 10
+
+
+def test_step_timeout_kills_a_hanging_command_and_its_children(tmp_path: Path) -> None:
+    from support import execute, plan, step
+
+    from code_evolver.result import StepStatus
+    from code_evolver.tools.command import CommandTool
+
+    pidfile = tmp_path / "grandchild.pid"
+    tools = {"hang": CommandTool("hang", ["python3", "-c", HANG_WITH_GRANDCHILD, str(pidfile)])}
+    result = execute(plan(step("h", tool="hang", timeout_s=1.0)), tools, retries=0)
+    assert result.steps["h"].status is StepStatus.TIMED_OUT
+    assert result.steps["h"].error == "timed out after 1s; process group killed"
+    assert wait_gone([int(pidfile.read_text())]) == []

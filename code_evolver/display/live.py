@@ -50,7 +50,8 @@ class LiveView:
         self.console = console
         self.max_rows = max_rows
         self.rows = {
-            s.step_id: _Row(s.step_id, s.tool, s.description) for s in organized.plan.steps
+            s.step_id: _Row(s.step_id, s.tool, s.description, note=s.description)
+            for s in organized.plan.steps
         }
         self._spinner = Spinner("dots", style="cyan")
         self._finished = 0
@@ -81,7 +82,7 @@ class LiveView:
                 row.started = time.monotonic()
                 row.note = f"attempt {attempt}" if attempt > 1 else row.description
             case events.StepSucceeded(step_id=step_id, duration_s=duration):
-                self._done(step_id, StepStatus.SUCCEEDED, "", duration)
+                self._done(step_id, StepStatus.SUCCEEDED, self.rows[step_id].description, duration)
             case events.StepFailed(step_id=step_id, error=error, status=status):
                 self._done(step_id, StepStatus(status), error)
             case events.StepRetrying(step_id=step_id, attempt=attempt, error=error, delay_s=d):

@@ -1,0 +1,25 @@
+"""The benchmarks keep working (their figures are read by people, not asserted here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.integration
+def test_scheduler_benchmark_quick_run_prints_its_tables() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "scheduler.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for heading in ("Part A: parallelism", "Part B: scale", "skewed", "random"):
+        assert heading in proc.stdout
