@@ -18,9 +18,13 @@ from typing import Any
 from code_evolver.config import Config, load_config
 from code_evolver.events import EventBus, Listener
 from code_evolver.executor import Executor
+from code_evolver.llm.base import LLMBackend
+from code_evolver.llm.service import LLMService
 from code_evolver.organizer import OrganizedPlan, organize
 from code_evolver.plan import Plan, coerce_plan
+from code_evolver.planner.planner import PlanOutcome
 from code_evolver.result import RunResult
+from code_evolver.session import Answer, Session
 from code_evolver.tools.registry import ToolLike, ToolRegistry
 
 PlanLike = Plan | Mapping[str, Any] | str | os.PathLike[str]
@@ -34,10 +38,13 @@ def resolve_config(config: ConfigLike = None, **execution: Any) -> Config:
 
 
 def prepare(
-    plan: PlanLike, config: Config, tools: Mapping[str, ToolLike] | None = None
+    plan: PlanLike,
+    config: Config,
+    tools: Mapping[str, ToolLike] | None = None,
+    backend: LLMBackend | None = None,
 ) -> tuple[OrganizedPlan, ToolRegistry]:
     """Validate a plan against the tools it may use; raises ConfigError or PlanError."""
-    registry = ToolRegistry.from_config(config, tools)
+    registry = ToolRegistry.from_config(config, tools, llm=LLMService(config.llm, backend))
     return organize(coerce_plan(plan), registry), registry
 
 
@@ -46,6 +53,7 @@ async def arun(
     *,
     config: ConfigLike = None,
     tools: Mapping[str, ToolLike] | None = None,
+    backend: LLMBackend | None = None,
     listeners: Iterable[Listener] = (),
     **execution: Any,
 ) -> RunResult:
@@ -56,9 +64,75 @@ async def arun(
     bad plan or config before anything runs.
     """
     resolved = resolve_config(config, **execution)
-    organized, registry = prepare(plan, resolved, tools)
+    organized, registry = prepare(plan, resolved, tools, backend)
     executor = Executor(organized, registry, resolved.execution, bus=EventBus(*listeners))
-    return await executor.run()
+    try:
+        return await executor.run()
+    finally:
+        if registry.llm is not None:
+            await registry.llm.close()
+
+
+def _no_running_loop(name: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"{name}() was called inside an event loop; use `await a{name}(...)`")
+
+
+async def aplan(
+    request: str,
+    *,
+    config: ConfigLike = None,
+    tools: Mapping[str, ToolLike] | None = None,
+    backend: LLMBackend | None = None,
+    use_cache: bool = True,
+    planner: str | None = None,
+) -> PlanOutcome:
+    """Plan a natural-language request without running it.
+
+    ``planner``: ``auto`` (rules, else cache, else the LLM), ``rules`` or ``llm``. ``backend``
+    replaces the configured model (e.g. a ``ScriptedBackend`` in tests).
+    """
+    resolved = resolve_config(config).with_planner(mode=planner)
+    session = Session(resolved, tools=tools, backend=backend)
+    try:
+        return await session.plan(request, use_cache=use_cache)
+    finally:
+        await session.close()
+
+
+def plan(request: str, **options: Any) -> PlanOutcome:
+    """The blocking form of :func:`aplan`."""
+    _no_running_loop("plan")
+    return asyncio.run(aplan(request, **options))
+
+
+async def aask(
+    request: str,
+    *,
+    config: ConfigLike = None,
+    tools: Mapping[str, ToolLike] | None = None,
+    backend: LLMBackend | None = None,
+    use_cache: bool = True,
+    planner: str | None = None,
+    listeners: Iterable[Listener] = (),
+    **execution: Any,
+) -> Answer:
+    """Plan a request and run the plan (the main job); see :func:`aplan` and :func:`arun`."""
+    resolved = resolve_config(config, **execution).with_planner(mode=planner)
+    session = Session(resolved, tools=tools, backend=backend, bus=EventBus(*listeners))
+    try:
+        return await session.ask(request, use_cache=use_cache)
+    finally:
+        await session.close()
+
+
+def ask(request: str, **options: Any) -> Answer:
+    """The blocking form of :func:`aask`."""
+    _no_running_loop("ask")
+    return asyncio.run(aask(request, **options))
 
 
 def run(
@@ -66,14 +140,12 @@ def run(
     *,
     config: ConfigLike = None,
     tools: Mapping[str, ToolLike] | None = None,
+    backend: LLMBackend | None = None,
     listeners: Iterable[Listener] = (),
     **execution: Any,
 ) -> RunResult:
     """The blocking form of :func:`arun`, for scripts and notebooks without an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise RuntimeError("run() was called inside an event loop; use `await arun(...)`")
-    return asyncio.run(arun(plan, config=config, tools=tools, listeners=listeners, **execution))
+    _no_running_loop("run")
+    return asyncio.run(
+        arun(plan, config=config, tools=tools, backend=backend, listeners=listeners, **execution)
+    )

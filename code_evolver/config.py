@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from code_evolver.errors import ConfigError
+from code_evolver.llm.settings import LlmSettings
 from code_evolver.resources import default_config_path
 from code_evolver.suggest import did_you_mean
 from code_evolver.tools.specs import SPEC_BY_KIND, TOOL_KINDS, TOOL_NAME_PATTERN, ToolSpec
@@ -25,12 +26,13 @@ CONFIG_ENV = "CODE_EVOLVER_CONFIG"
 
 Scheduling = Literal["eager", "waves"]
 OnFailure = Literal["continue", "fail_fast"]
+PlannerMode = Literal["auto", "rules", "llm"]
 
 
 class ExecutionSettings(BaseModel):
     """How the executor runs a plan. Steps and tools may override timeout and retries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     scheduling: Scheduling = "eager"
     """``eager``: a step starts when its last dependency succeeds. ``waves``: barrier per wave."""
@@ -43,11 +45,38 @@ class ExecutionSettings(BaseModel):
     retry_backoff_max_s: float = Field(default=30.0, ge=0)
 
 
+class PlannerSettings(BaseModel):
+    """How a request becomes a plan. ``planner: rules`` is short for ``planner: {mode: rules}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    mode: PlannerMode = "auto"
+    """auto: the rules when they match, else the LLM overseer; rules: rules only; llm: LLM only."""
+    repairs: int = Field(default=2, ge=0, le=5)
+    """How often a plan the organizer rejects goes back to the model with the errors."""
+    stream: bool = True
+    """Start each step as soon as the streaming plan has it complete."""
+    cache: bool = True
+    """Reuse the last good plan for the same request, model and tools."""
+    max_steps: int = Field(default=8, ge=1, le=50)
+    max_tokens: int = Field(default=700, ge=64)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    fallback_tool: str = "content_generator"
+    """The one step that runs the request as is when no valid plan can be made."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"mode": data} if isinstance(data, str) else data
+
+
 class Config(BaseModel):
     """The whole configuration. Build one in code, or load it with :func:`load_config`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
 
@@ -65,12 +94,26 @@ class Config(BaseModel):
 
     def with_execution(self, **changes: Any) -> Config:
         """A copy with some execution settings replaced (CLI flags), validated like the file."""
-        merged = self.execution.model_dump() | {k: v for k, v in changes.items() if v is not None}
+        return self._with_section("execution", changes)
+
+    def with_llm(self, **changes: Any) -> Config:
+        """A copy with some ``llm`` settings replaced (``--backend``, ``--model``)."""
+        return self._with_section("llm", changes)
+
+    def with_planner(self, **changes: Any) -> Config:
+        """A copy with some ``planner`` settings replaced (``--planner``, ``--no-cache``)."""
+        return self._with_section("planner", changes)
+
+    def _with_section(self, section: str, changes: dict[str, Any]) -> Config:
+        current: BaseModel = getattr(self, section)
+        given = {k: v for k, v in changes.items() if v is not None}
+        if not given:
+            return self
         try:
-            execution = ExecutionSettings.model_validate(merged)
+            replaced = type(current).model_validate(current.model_dump() | given)
         except ValidationError as exc:
-            raise ConfigError(list(_describe(exc, prefix=("execution",)))) from None
-        copy = self.model_copy(update={"execution": execution})
+            raise ConfigError(list(_describe(exc, prefix=(section,)))) from None
+        copy = self.model_copy(update={section: replaced})
         copy._path = self._path
         return copy
 
@@ -94,6 +137,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         text = found.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{found}: cannot read config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{found}: not a UTF-8 text file") from None
     return parse_config(text, path=found)
 
 
@@ -163,10 +208,22 @@ def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Iterable[st
 
 def _suggest_key(loc: tuple[int | str, ...]) -> str:
     """Suggest the closest known key for an unknown one, looked up by where it sits."""
+    sections: dict[str, type[BaseModel]] = {
+        "execution": ExecutionSettings,
+        "planner": PlannerSettings,
+        "llm": LlmSettings,
+    }
     if len(loc) == 1:
         candidates: Iterable[str] = Config.model_fields
-    elif len(loc) == 2 and loc[0] == "execution":
-        candidates = ExecutionSettings.model_fields
+    elif len(loc) == 2 and str(loc[0]) in sections:
+        candidates = sections[str(loc[0])].model_fields
+    elif len(loc) == 3 and loc[0] == "llm" and str(loc[1]) in LlmSettings.model_fields:
+        nested = LlmSettings.model_fields[str(loc[1])].annotation
+        candidates = (
+            nested.model_fields
+            if isinstance(nested, type) and issubclass(nested, BaseModel)
+            else ()
+        )
     elif len(loc) == 4 and loc[0] == "tools" and str(loc[2]) in SPEC_BY_KIND:
         candidates = SPEC_BY_KIND[str(loc[2])].model_fields
     else:

@@ -12,6 +12,7 @@ they enter our code, with ``raise Specific(message) from exc``. Everything above
     ├── BackendError                an LLM backend cannot serve; CLI exit code 3
     │   ├── BackendUnavailable      nothing answers where the backend should be
     │   └── ModelMissing            the backend answers but lacks the model
+    ├── Interrupted                 Ctrl-C before any step ran; CLI exit code 130
     └── StepError                   one step's attempt went wrong; recorded, never raised to the CLI
         ├── ToolFailed              the tool ran and reported failure (exit code, exception)
         └── StepTimeout             the attempt ran past its timeout and was killed
@@ -73,6 +74,12 @@ class BackendUnavailable(BackendError):
 
 class ModelMissing(BackendError):
     """The backend answers but does not have the requested model."""
+
+
+class Interrupted(EvolverError):
+    """Ctrl-C before any step ran (e.g. while the model was still planning)."""
+
+    exit_code = 130
 
 
 class StepError(EvolverError):

@@ -24,6 +24,15 @@ class RunStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanExtended:
+    """Steps of a plan that is still being written were added to the run."""
+
+    organized: OrganizedPlan
+    step_ids: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StepStarted:
     step_id: str
     tool: str
@@ -88,6 +97,7 @@ class RunFinished:
 
 Event = (
     RunStarted
+    | PlanExtended
     | StepStarted
     | StepSucceeded
     | StepRetrying
@@ -116,7 +126,7 @@ class EventBus:
         return lambda: self._listeners.remove(listener)
 
     def emit(self, event: Event) -> None:
-        for listener in self._listeners:
+        for listener in tuple(self._listeners):  # a listener may unsubscribe itself
             try:
                 listener(event)
             except Exception as exc:

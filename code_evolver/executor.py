@@ -25,49 +25,17 @@ import random
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from code_evolver import events
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import RenderError, StepError, StepTimeout, ToolFailed
 from code_evolver.organizer import OrganizedPlan
-from code_evolver.plan import Step
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
-from code_evolver.templating import MissingKey, Ref, Template, lookup_path, render_value, to_text
+from code_evolver.run_state import NOT_OK, Gate, StepRun, first_set, utc
+from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
 from code_evolver.tools.base import Output, Tool, ToolCall
-
-T = TypeVar("T")
-
-
-@dataclass(slots=True, eq=False, repr=False)
-class _StepRun:
-    """Mutable bookkeeping of one step during a run."""
-
-    step: Step
-    tool: Tool
-    template: Template
-    wave: int
-    priority: tuple[int, int]
-    waiting: int
-    timeout_s: float
-    max_attempts: int
-    status: StepStatus = StepStatus.PENDING
-    attempts: int = 0
-    output: Output | None = None
-    error: str | None = None
-    started_wall: float | None = None
-    finished_wall: float | None = None
-    busy_s: float = 0.0
-    attempt_began: float = 0.0
-    task: asyncio.Task[None] | None = None
-    retry_timer: asyncio.TimerHandle | None = None
-    dependents: list[_StepRun] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        # The generated repr would recurse through every dependent.
-        return f"<step {self.step.step_id} {self.status.value} attempt {self.attempts}>"
 
 
 class Executor:
@@ -82,26 +50,37 @@ class Executor:
         bus: events.EventBus | None = None,
         run_id: str | None = None,
         rng: random.Random | None = None,
+        growing: bool = False,
+        reuse: Mapping[str, StepResult] | None = None,
     ) -> None:
+        """``growing``: more steps will arrive through :meth:`extend` (a plan still being
+        streamed) and the run ends only after :meth:`seal`. ``reuse``: results of steps that
+        already succeeded in an earlier run of an identical step; they are not run again."""
         self.organized = organized
         self.settings = settings or ExecutionSettings()
         self.bus = bus if bus is not None else events.EventBus()
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._rng = rng or random.Random()
         self._eager = self.settings.scheduling == "eager"
-        self._runs = self._prepare(organized, tools)
-        self._limit = {name: t.max_concurrency or math.inf for name, t in tools.items()}
-        self._tool_running: dict[str, int] = dict.fromkeys(self._limit, 0)
-        self._ready: dict[str, list[tuple[tuple[int, int], _StepRun]]] = {}
+        if growing and not self._eager:
+            raise ValueError("only eager scheduling can run a plan that is still growing")
+        self._growing = growing
+        self._reuse = dict(reuse or {})
+        self._tools = tools
+        self._gates: dict[str, Gate] = {}
+        self._ready: dict[str, list[tuple[tuple[int, int], StepRun]]] = {}
+        self._runs: dict[str, StepRun] = {}
         self._running = 0
         self.peak_concurrency = 0
-        self._unfinished = len(self._runs)
+        self._unfinished = 0
         self._wave_left = [len(w) for w in organized.waves]
         self._wave = 0
         self._stop_status: RunStatus | None = None
         self._done: asyncio.Event | None = None
+        self._dispatching = False
         self._t0 = 0.0
         self._started = False
+        self._add(organized)
 
     # ----------------------------------------------------------------- public
 
@@ -111,14 +90,25 @@ class Executor:
             raise RuntimeError("an Executor runs its plan once; create a new one")
         self._started = True
         self._done = asyncio.Event()
+        self.bus.listener_error = None
+        for name in dict.fromkeys(s.tool for s in self.organized.plan.steps):
+            await self._tools[name].prepare()
+        self._open_gates()
         self._t0 = time.perf_counter()
         started_at = datetime.now(UTC)
         if self.bus:
             self.bus.emit(events.RunStarted(self.run_id, self.organized))
-        for run in self._runs.values():
-            if run.waiting == 0 and (self._eager or run.wave == 0):
+        self._dispatching = True
+        first = (
+            self._runs.values() if self._eager else [self._runs[s] for s in self.organized.waves[0]]
+        )
+        for run in first:
+            if run.status is StepStatus.PENDING and run.waiting == 0:
                 self._push(run)
+        if not self._eager:
+            self._advance_wave()  # past waves whose steps were all carried over
         self._dispatch()
+        self._check_done()
         try:
             await self._done.wait()
         except asyncio.CancelledError:
@@ -134,6 +124,30 @@ class Executor:
             raise self.bus.listener_error
         return result
 
+    def extend(self, organized: OrganizedPlan) -> None:
+        """Add the steps of ``organized`` that are new; the earlier ones must be unchanged.
+
+        Each new step starts as soon as its dependencies have succeeded, which may be at once.
+        """
+        if not self._growing:
+            raise RuntimeError("extend() needs an executor created with growing=True")
+        self.organized = organized
+        added = self._add(organized)
+        if self.bus and added:
+            self.bus.emit(events.PlanExtended(organized, tuple(added), self._now()))
+        if self._dispatching and self._stop_status is None:
+            for step_id in added:
+                run = self._runs[step_id]
+                if run.status is StepStatus.PENDING and run.waiting == 0:
+                    self._push(run)
+            self._dispatch()
+
+    def seal(self, organized: OrganizedPlan) -> None:
+        """The plan is complete: add its remaining steps; the run ends when they have."""
+        self.extend(organized)
+        self._growing = False
+        self._check_done()
+
     def interrupt(self) -> None:
         """Stop the run as Ctrl-C does: finished work is kept, the rest is cancelled."""
         self.stop(RunStatus.INTERRUPTED)
@@ -143,6 +157,7 @@ class Executor:
         if self._stop_status is not None:
             return
         self._stop_status = status
+        self._growing = False
         self._ready.clear()
         for run in self._runs.values():
             if run.status is StepStatus.RUNNING and run.task is not None:
@@ -156,43 +171,88 @@ class Executor:
 
     # --------------------------------------------------------------- set-up
 
-    def _prepare(self, organized: OrganizedPlan, tools: Mapping[str, Tool]) -> dict[str, _StepRun]:
+    def _add(self, organized: OrganizedPlan) -> list[str]:
+        """Create the bookkeeping of the steps not seen yet; returns their ids."""
         settings = self.settings
         depth = organized.remaining_depth()
         wave_of = organized.wave_of
-        runs: dict[str, _StepRun] = {}
+        added: list[StepRun] = []
         for index, step in enumerate(organized.plan.steps):
-            tool = tools[step.tool]
-            retries = _first(step.retries, tool.retries, settings.retries)
-            runs[step.step_id] = _StepRun(
+            if step.step_id in self._runs:
+                continue
+            tool = self._tools[step.tool]
+            retries = first_set(step.retries, tool.retries, settings.retries)
+            run = StepRun(
                 step=step,
                 tool=tool,
                 template=organized.templates[step.step_id],
                 wave=wave_of[step.step_id],
                 priority=(-depth[step.step_id], index),
-                waiting=len(step.depends_on),
-                timeout_s=_first(step.timeout_s, tool.timeout_s, settings.timeout_s),
+                waiting=0,
+                timeout_s=first_set(step.timeout_s, tool.timeout_s, settings.timeout_s),
                 max_attempts=1 + retries,
             )
-        for run in runs.values():
+            self._runs[step.step_id] = run
+            added.append(run)
+            self._unfinished += 1
+        for run in added:
+            if (earlier := self._reuse.get(run.step.step_id)) is not None and earlier.ok:
+                self._carry_over(run, earlier)
+        for run in added:
             for dep in run.step.depends_on:
-                runs[dep].dependents.append(run)
-        return runs
+                before = self._runs[dep]
+                before.dependents.append(run)
+                if before.status is not StepStatus.SUCCEEDED:
+                    run.waiting += 1
+        for run in added:
+            failed = [d for d in run.step.depends_on if self._runs[d].status in NOT_OK]
+            if failed and run.status is StepStatus.PENDING:
+                self._skip(run, failed[0])
+        return [run.step.step_id for run in added]
+
+    def _carry_over(self, run: StepRun, earlier: StepResult) -> None:
+        """A step that succeeded in an earlier run of the same step: keep its result."""
+        run.output = earlier.output
+        run.attempts = earlier.attempts
+        run.busy_s = earlier.duration_s
+        run.started_wall = earlier.started_at.timestamp() if earlier.started_at else None
+        run.status = StepStatus.SUCCEEDED
+        run.finished_wall = earlier.finished_at.timestamp() if earlier.finished_at else None
+        self._unfinished -= 1
+        if not self._eager:
+            self._wave_left[run.wave] -= 1
 
     # ------------------------------------------------------------ scheduling
 
-    def _push(self, run: _StepRun) -> None:
+    def _open_gates(self) -> None:
+        """One gate per tool, chained to one shared gate per resource (e.g. the LLM backend).
+
+        Capacities are read when the run starts, after the tools' ``prepare()``, because a
+        backend's capacity is only known once it has been chosen.
+        """
+        shared: dict[str, Gate] = {}
+        for name, tool in self._tools.items():
+            resource = tool.resource
+            if resource is not None:
+                capacity = tool.resource_capacity or math.inf
+                gate = shared.setdefault(resource, Gate(capacity))
+                gate.limit = min(gate.limit, capacity)
+            self._gates[name] = Gate(
+                tool.max_concurrency or math.inf, shared[resource] if resource else None
+            )
+
+    def _push(self, run: StepRun) -> None:
+        if run.status is not StepStatus.PENDING or self._stop_status is not None:
+            return
         heapq.heappush(self._ready.setdefault(run.step.tool, []), (run.priority, run))
 
     def _dispatch(self) -> None:
         """Start ready steps while a global slot and their tool's slot are free."""
         max_parallel = self.settings.max_parallel
         while self._running < max_parallel and self._ready:
-            best: list[tuple[tuple[int, int], _StepRun]] | None = None
+            best: list[tuple[tuple[int, int], StepRun]] | None = None
             for name, heap in self._ready.items():
-                if self._tool_running[name] < self._limit[name] and (
-                    best is None or heap[0][0] < best[0][0]
-                ):
+                if self._gates[name].free() and (best is None or heap[0][0] < best[0][0]):
                     best = heap
             if best is None:
                 return
@@ -201,18 +261,18 @@ class Executor:
                 del self._ready[run.step.tool]
             self._start(run)
 
-    def _start(self, run: _StepRun) -> None:
+    def _start(self, run: StepRun) -> None:
         """Take the slots now; the attempt itself begins when its task first runs."""
         assert run.status is StepStatus.PENDING, f"{run.step.step_id} started twice"
         run.status = StepStatus.RUNNING
         self._running += 1
-        self._tool_running[run.step.tool] += 1
+        self._gates[run.step.tool].take()
         self.peak_concurrency = max(self.peak_concurrency, self._running)
         run.attempt_began = time.perf_counter()
         run.task = asyncio.get_running_loop().create_task(self._attempt(run))
         run.task.add_done_callback(lambda task: self._attempt_cancelled(run, task))
 
-    async def _attempt(self, run: _StepRun) -> None:
+    async def _attempt(self, run: StepRun) -> None:
         """One attempt of one step; records its outcome, then lets the dispatcher go on.
 
         Cancellation is recorded by :meth:`_attempt_cancelled`, not here: a task cancelled
@@ -235,7 +295,7 @@ class Executor:
                 output = await run.tool.run(call)
         except TimeoutError:
             if deadline.expired():
-                error = StepTimeout(f"timed out after {run.timeout_s:g}s; process group killed")
+                error = StepTimeout(f"timed out after {run.timeout_s:g}s")
             else:
                 error = ToolFailed("TimeoutError raised by the tool")
         except StepError as exc:
@@ -249,7 +309,7 @@ class Executor:
             self._failed(run, error)
         self._dispatch()
 
-    def _attempt_cancelled(self, run: _StepRun, task: asyncio.Task[None]) -> None:
+    def _attempt_cancelled(self, run: StepRun, task: asyncio.Task[None]) -> None:
         if task.cancelled() and run.status is StepStatus.RUNNING:
             self._release(run)
             self._finish(run, StepStatus.CANCELLED)
@@ -257,12 +317,12 @@ class Executor:
                 self.bus.emit(events.StepCancelled(run.step.step_id, True, self._now()))
             self._dispatch()
 
-    def _release(self, run: _StepRun) -> None:
+    def _release(self, run: StepRun) -> None:
         run.busy_s += time.perf_counter() - run.attempt_began
         self._running -= 1
-        self._tool_running[run.step.tool] -= 1
+        self._gates[run.step.tool].release()
 
-    def _call(self, run: _StepRun) -> ToolCall:
+    def _call(self, run: StepRun) -> ToolCall:
         step = run.step
         resolve = self._resolver(step.step_id)
         params: dict[str, Any] = dict(run.tool.default_params)
@@ -286,7 +346,7 @@ class Executor:
 
     # -------------------------------------------------------------- outcomes
 
-    def _succeeded(self, run: _StepRun, output: Output) -> None:
+    def _succeeded(self, run: StepRun, output: Output) -> None:
         run.output = output
         for dependent in run.dependents:
             dependent.waiting -= 1
@@ -302,7 +362,7 @@ class Executor:
                 if dependent.waiting == 0 and dependent.status is StepStatus.PENDING:
                     self._push(dependent)
 
-    def _failed(self, run: _StepRun, error: StepError) -> None:
+    def _failed(self, run: StepRun, error: StepError) -> None:
         step_id = run.step.step_id
         if error.retryable and run.attempts < run.max_attempts and self._stop_status is None:
             run.status = StepStatus.PENDING
@@ -326,7 +386,7 @@ class Executor:
         else:
             self._skip_dependents(run)
 
-    def _retry(self, run: _StepRun) -> None:
+    def _retry(self, run: StepRun) -> None:
         run.retry_timer = None
         if run.status is StepStatus.PENDING and self._stop_status is None:
             self._push(run)
@@ -338,9 +398,13 @@ class Executor:
         delay = min(self.settings.retry_backoff_max_s, base)
         return delay / 2 + self._rng.uniform(0, delay / 2)
 
-    def _skip_dependents(self, failed: _StepRun) -> None:
-        root = failed.step.step_id
-        stack = list(failed.dependents)
+    def _skip_dependents(self, failed: StepRun) -> None:
+        for run in list(failed.dependents):
+            self._skip(run, failed.step.step_id)
+
+    def _skip(self, run: StepRun, root: str) -> None:
+        """Skip ``run`` and, transitively, everything that depends on it."""
+        stack = [run]
         while stack:
             run = stack.pop()
             if run.status is not StepStatus.PENDING:
@@ -351,15 +415,18 @@ class Executor:
                 self.bus.emit(events.StepSkipped(run.step.step_id, root, self._now()))
             stack.extend(run.dependents)
 
-    def _finish(self, run: _StepRun, status: StepStatus) -> None:
+    def _finish(self, run: StepRun, status: StepStatus) -> None:
         """Give a step its final status; release the next wave and end the run when due."""
         run.status = status
         run.finished_wall = time.time()
         self._unfinished -= 1
-        self._wave_left[run.wave] -= 1
         if not self._eager:
+            self._wave_left[run.wave] -= 1
             self._advance_wave()
-        if self._unfinished == 0 and self._done is not None:
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self._unfinished == 0 and not self._growing and self._done is not None:
             self._done.set()
 
     def _advance_wave(self) -> None:
@@ -391,8 +458,8 @@ class Executor:
                 tool=run.step.tool,
                 status=run.status,
                 attempts=run.attempts,
-                started_at=_utc(run.started_wall),
-                finished_at=_utc(run.finished_wall),
+                started_at=utc(run.started_wall),
+                finished_at=utc(run.finished_wall),
                 duration_s=run.busy_s,
                 output=run.output,
                 error=None if run.status is StepStatus.SUCCEEDED else run.error,
@@ -402,15 +469,3 @@ class Executor:
         return RunResult(
             self.run_id, status, self.organized, steps, wall, self.peak_concurrency, started_at
         )
-
-
-def _first(*values: T | None) -> T:
-    """The first value that is not None (step setting, then tool setting, then the default)."""
-    for value in values:
-        if value is not None:
-            return value
-    raise ValueError("no value given")
-
-
-def _utc(timestamp: float | None) -> datetime | None:
-    return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None

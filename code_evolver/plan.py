@@ -24,7 +24,7 @@ STEP_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 class Step(BaseModel):
     """One unit of work: a tool applied to a rendered input."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     step_id: str = Field(pattern=STEP_ID_PATTERN, max_length=64)
     tool: str = Field(min_length=1)
@@ -52,13 +52,24 @@ class Plan(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise PlanError(list(_describe(exc, data, source))) from None
+        except RecursionError:
+            raise PlanError(f"{source}: the plan is nested too deeply") from None
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "plan") -> Plan:
         try:
-            data = json.loads(text)
+            data = json.loads(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
         except json.JSONDecodeError as exc:
             raise PlanError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        except _NotJson as exc:
+            raise PlanError(f"{source}: invalid JSON: {exc}") from None
+        except RecursionError:
+            raise PlanError(f"{source}: the JSON is nested too deeply") from None
+        except UnicodeEncodeError:
+            raise PlanError(
+                f"{source}: the plan contains an invalid \\u escape (a lone surrogate)"
+            ) from None
         return cls.from_data(data, source=source)
 
     def to_json(self) -> str:
@@ -67,6 +78,14 @@ class Plan(BaseModel):
     @property
     def step_ids(self) -> list[str]:
         return [s.step_id for s in self.steps]
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

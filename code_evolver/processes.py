@@ -12,8 +12,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+MAX_STDOUT = 32 * 1024 * 1024
+"""A child writing more than this is stopped: it is runaway, and memory is not infinite."""
+STDERR_TAIL = 64 * 1024
+"""Only the end of stderr is kept; that is where the error is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +26,8 @@ class ProcessResult:
     returncode: int
     stdout: bytes
     stderr: bytes
+    overflowed: bool = False
+    """stdout passed ``MAX_STDOUT`` and the process group was killed."""
 
 
 def kill_group(pgid: int) -> None:
@@ -36,6 +43,7 @@ async def run_process(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     pass_fds: Sequence[int] = (),
+    max_stdout: int = MAX_STDOUT,
 ) -> ProcessResult:
     """Run ``argv`` with ``stdin``, collect its output, and leave no process behind.
 
@@ -43,7 +51,7 @@ async def run_process(
     """
     loop = asyncio.get_running_loop()
     transport, collector = await loop.subprocess_exec(
-        lambda: _Collector(loop),
+        lambda: _Collector(loop, max_stdout),
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -54,6 +62,7 @@ async def run_process(
         pass_fds=tuple(pass_fds),
     )
     pgid = transport.get_pid()
+    collector.on_overflow = lambda: kill_group(pgid)
     try:
         stdin_pipe = transport.get_pipe_transport(0)
         if stdin_pipe is not None:
@@ -63,15 +72,20 @@ async def run_process(
         await collector.exited
     except BaseException:
         kill_group(pgid)
-        await _settle(collector)
+        with contextlib.suppress(asyncio.CancelledError):  # already on the way out
+            await _settle(collector)
         transport.close()
         raise
     kill_group(pgid)  # whatever the child left running in the background
-    await _settle(collector)
-    transport.close()
+    try:
+        await _settle(collector)
+    finally:
+        transport.close()
     returncode = transport.get_returncode()
     assert returncode is not None
-    return ProcessResult(returncode, bytes(collector.stdout), bytes(collector.stderr))
+    return ProcessResult(
+        returncode, bytes(collector.stdout), bytes(collector.stderr), collector.overflowed
+    )
 
 
 class _Collector(asyncio.SubprocessProtocol):
@@ -81,15 +95,26 @@ class _Collector(asyncio.SubprocessProtocol):
     background grandchild can postpone forever; ``process_exited`` fires at the exit itself.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_stdout: int) -> None:
         self.stdout = bytearray()
         self.stderr = bytearray()
+        self.max_stdout = max_stdout
+        self.overflowed = False
+        self.on_overflow: Callable[[], None] = lambda: None
         self.exited: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        buffer = self.stdout if fd == 1 else self.stderr
-        buffer.extend(data.encode() if isinstance(data, str) else data)
+        chunk = data.encode() if isinstance(data, str) else data
+        if fd != 1:
+            self.stderr.extend(chunk)
+            del self.stderr[:-STDERR_TAIL]
+        elif not self.overflowed:
+            self.stdout.extend(chunk)
+            if len(self.stdout) > self.max_stdout:
+                self.overflowed = True
+                del self.stdout[self.max_stdout :]
+                self.on_overflow()
 
     def process_exited(self) -> None:
         if not self.exited.done():
@@ -103,7 +128,7 @@ class _Collector(asyncio.SubprocessProtocol):
 async def _settle(collector: _Collector, grace_s: float = 2.0) -> None:
     """Wait for the dead group's pipes to drain; a process outside the group that kept them
     open (it left with setsid) is not waited for beyond ``grace_s``."""
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(collector.closed), grace_s)
 
 

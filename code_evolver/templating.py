@@ -1,10 +1,10 @@
-"""``{name}`` / ``{name.key}`` placeholders with ``{{`` / ``}}`` escapes.
+"""``{name}`` / ``{name.key}`` placeholders, and ``{{name}}`` for a literal ``{name}``.
 
 One small syntax serves two places: step inputs, where names are step ids (``{step1}``,
 ``{step1.title}``), and tool templates, where names are ``input`` and ``params.NAME``. Only braces
-around an identifier path are placeholders; any other brace (``{"a": 1}``, ``{ x }``) is literal
-text, so JSON and code pass through untouched. ``{{`` and ``}}`` always mean a literal brace, which
-is how a literal ``{word}`` is written.
+around an identifier path are special; every other brace (``{"a": {"b": 1}}``, ``{ x }``,
+``{{ .Go }}``) is literal text, so JSON and code pass through untouched. Doubling the braces of
+a placeholder, ``{{step1}}``, writes it literally as ``{step1}``.
 
 Templates are parsed once (when a plan is organized or a tool is configured) and rendered many
 times, so rendering is a join over pre-split segments.
@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)\}")
+_PATH = r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*"
+_PLACEHOLDER = re.compile(rf"\{{{_PATH}\}}")
+_TOKEN = re.compile(rf"\{{\{{(?P<escaped>{_PATH})\}}\}}|\{{(?P<ref>{_PATH})\}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ class Template:
 
 @functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Template:
-    """Split ``text`` into literal and reference segments, resolving ``{{``/``}}`` escapes.
+    """Split ``text`` into literal and reference segments, resolving ``{{name}}`` escapes.
 
     Cached: the same params and prompts are rendered for every attempt of every step.
     """
@@ -66,21 +68,23 @@ def parse(text: str) -> Template:
     for match in _TOKEN.finditer(text):
         literal.append(text[pos : match.start()])
         pos = match.end()
-        token = match.group(0)
-        if token == "{{":
-            literal.append("{")
-        elif token == "}}":
-            literal.append("}")
+        if escaped := match.group("escaped"):
+            literal.append("{" + escaped + "}")
         else:
             if literal_text := "".join(literal):
                 segments.append(literal_text)
             literal.clear()
-            name, *path = match.group(1).split(".")
+            name, *path = match.group("ref").split(".")
             segments.append(Ref(name, tuple(path)))
     literal.append(text[pos:])
     if literal_text := "".join(literal):
         segments.append(literal_text)
     return Template(text, tuple(segments) or ("",))
+
+
+def escape(text: str) -> str:
+    """``text`` as a template that renders to exactly ``text`` (placeholders doubled)."""
+    return _PLACEHOLDER.sub(lambda m: "{" + m.group(0) + "}", text)
 
 
 def iter_strings(value: Any) -> Iterator[str]:

@@ -198,16 +198,21 @@ def test_plan_show_prints_waves_without_running(tmp_path: Path) -> None:
     assert out.index("wave 3") < out.index("report  combine")
 
 
-def test_plan_show_json_has_waves_and_completed_plan(tmp_path: Path) -> None:
+def test_plan_show_json_is_the_completed_plan_and_runs(tmp_path: Path) -> None:
     plan = write_plan(
         tmp_path,
         {"step_id": "a", "tool": "combine", "input": "x"},
         {"step_id": "b", "tool": "combine", "input": "{a}"},
     )
-    doc = json.loads(invoke("plan", "--show", plan, "--config", CONFIG, "--json").stdout)
-    assert doc["waves"] == [["a"], ["b"]]
-    assert doc["plan"]["steps"][1]["depends_on"] == ["a"]
-    assert doc["warnings"]
+    shown = invoke("plan", "--show", plan, "--config", CONFIG, "--json")
+    doc = json.loads(shown.stdout)
+    assert doc["steps"][1]["depends_on"] == ["a"]
+    assert "warning: step 'b' uses {a}" in shown.stderr
+    saved = tmp_path / "saved.json"
+    saved.write_text(shown.stdout)
+    again = invoke("run", str(saved), "--config", CONFIG, "--json")
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["steps"]["b"]["output"] == "x"
 
 
 def test_plan_needs_a_file_or_schema() -> None:
@@ -231,7 +236,7 @@ def test_tools_lists_configured_tools() -> None:
 
 
 def test_help_and_version() -> None:
-    assert "run a plan" in invoke("--help").stdout
+    assert "run a saved plan" in invoke("--help").stdout
     assert "--on-failure" in invoke("run", "--help").stdout
     assert "evolve, version" in invoke("--version").stdout
 
@@ -242,7 +247,7 @@ def test_cli_function_returns_exit_codes(
     assert cli(["run", TEXT_REPORT, "--config", CONFIG, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
     assert cli(["run", str(tmp_path / "missing.json")]) == 2
-    assert cli(["no-such-command"]) == 2
+    assert cli(["run"]) == 2  # missing PLAN_FILE
     assert cli(["--help"]) == 0
 
 

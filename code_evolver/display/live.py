@@ -1,14 +1,15 @@
 """Progress while a plan runs: a live table on a terminal, one line per step elsewhere.
 
-Both are event listeners. ``LiveView`` keeps one row object per step, created up front, and only
-mutates their attributes from the event loop; rich's refresh thread reads them. Nothing is added
-to or removed from the shared containers after start, so the two threads never trip over a
-resize.
+Both are event listeners. ``LiveView`` keeps one row object per step and mutates them from the
+event loop while rich's refresh thread draws them; rows are added (a plan streamed from the
+model grows while it runs) under a lock, and drawing works on a snapshot.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -46,16 +47,25 @@ class LiveView:
     so a 10,000-step run still draws a screenful.
     """
 
-    def __init__(self, organized: OrganizedPlan, console: Console, *, max_rows: int = 24) -> None:
+    def __init__(
+        self,
+        organized: OrganizedPlan | None,
+        console: Console,
+        *,
+        max_rows: int = 24,
+        status: str = "",
+    ) -> None:
         self.console = console
         self.max_rows = max_rows
-        self.rows = {
-            s.step_id: _Row(s.step_id, s.tool, s.description, note=s.description)
-            for s in organized.plan.steps
-        }
+        self.status = status
+        """A line shown while there is nothing to run yet (e.g. "planning with ...")."""
+        self.rows: dict[str, _Row] = {}
+        self._lock = threading.Lock()
         self._spinner = Spinner("dots", style="cyan")
         self._finished = 0
         self._t0 = time.monotonic()
+        if organized is not None:
+            self._add_rows(organized, organized.plan.step_ids)
         self._live = Live(
             self, console=console, refresh_per_second=10, transient=False, redirect_stdout=False
         )
@@ -74,8 +84,23 @@ class LiveView:
         self._live.refresh()
         self._live.__exit__(exc_type, exc, tb)
 
+    def _add_rows(self, organized: OrganizedPlan, step_ids: Iterable[str]) -> None:
+        steps = organized.steps
+        with self._lock:
+            for step_id in step_ids:
+                if step_id not in self.rows:
+                    s = steps[step_id]
+                    self.rows[step_id] = _Row(step_id, s.tool, s.description, note=s.description)
+
     def __call__(self, event: events.Event) -> None:
         match event:
+            case events.RunStarted(organized=organized):
+                with self._lock:
+                    self.rows = {}  # a new run (e.g. a repaired plan) replaces the old rows
+                    self._finished = 0
+                self._add_rows(organized, organized.plan.step_ids)
+            case events.PlanExtended(organized=organized, step_ids=step_ids):
+                self._add_rows(organized, step_ids)
             case events.StepStarted(step_id=step_id, attempt=attempt):
                 row = self.rows[step_id]
                 row.status = StepStatus.RUNNING
@@ -107,7 +132,13 @@ class LiveView:
         row.finished_order = self._finished
 
     def __rich__(self) -> RenderableType:
-        rows = list(self.rows.values())
+        with self._lock:
+            rows = list(self.rows.values())
+        if not rows:
+            waiting = Table.grid(padding=(0, 1))
+            if self.status:
+                waiting.add_row(self._spinner, Text(self.status, style="dim"))
+            return waiting
         shown = rows if len(rows) <= self.max_rows else self._selection(rows)
         table = Table.grid(padding=(0, 1))
         table.add_column(width=1)

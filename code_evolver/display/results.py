@@ -7,6 +7,7 @@ in large plans only final outputs and problems are shown (``--json`` always has 
 from __future__ import annotations
 
 from rich.console import Group, RenderableType
+from rich.markdown import Markdown
 from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
@@ -19,7 +20,8 @@ _INTERMEDIATE_LINES = 12
 _ALL_PANELS_UP_TO = 20
 
 
-def results_view(result: RunResult) -> RenderableType:
+def results_view(result: RunResult, *, markdown: bool = False) -> RenderableType:
+    """Panels of outputs; ``markdown`` renders final text outputs as Markdown (model answers)."""
     organized = result.organized
     final = {s for s in organized.steps if not organized.graph.succ[s]}
     steps = list(result.steps.values())
@@ -28,7 +30,9 @@ def results_view(result: RunResult) -> RenderableType:
         keep = [s for s in steps if s.step_id in final or s.status in _PROBLEMS]
         hidden = len(steps) - len(keep)
         steps = keep
-    panels: list[RenderableType] = [_panel(s, full=s.step_id in final) for s in steps]
+    panels: list[RenderableType] = [
+        _panel(s, full=s.step_id in final, markdown=markdown and s.step_id in final) for s in steps
+    ]
     if hidden:
         panels.append(
             Text(f"{hidden} intermediate steps not shown; --json has every output", style="dim")
@@ -39,19 +43,24 @@ def results_view(result: RunResult) -> RenderableType:
 _PROBLEMS = (StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.SKIPPED, StepStatus.CANCELLED)
 
 
-def _panel(step: StepResult, *, full: bool) -> Panel:
+def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
     symbol, colour = ICONS[step.status]
     title = f"[{colour}]{symbol}[/] [bold]{escape(step.step_id)}[/] · {escape(step.tool)}"
     if step.attempts:
         title += f" · {seconds(step.duration_s)}"
     if step.attempts > 1:
         title += f" · {step.attempts} attempts"
-    body: Text
+    body: RenderableType
     if step.ok:
         text = to_text(step.output if step.output is not None else "")
-        body = Text(_clip_lines(text, None if full else _INTERMEDIATE_LINES) or "(empty output)")
-        if not text:
-            body.stylize("dim")
+        if markdown and isinstance(step.output, str) and text:
+            body = Markdown(text)
+        else:
+            body = Text(
+                _clip_lines(text, None if full else _INTERMEDIATE_LINES) or "(empty output)"
+            )
+            if not text:
+                body.stylize("dim")
     else:
         body = Text(step.error or step.status.value, style=colour)
     return Panel(body, title=title, title_align="left", border_style=colour, expand=True)

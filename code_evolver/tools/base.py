@@ -10,11 +10,16 @@ e.g. kill its process group, before letting it propagate.
 from __future__ import annotations
 
 import abc
+import datetime
+import decimal
+import json
+import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from code_evolver.errors import RenderError
+from code_evolver.errors import RenderError, ToolFailed
 from code_evolver.templating import MissingKey, Ref, Template, lookup_path, parse, to_text
 
 Output = str | dict[str, Any] | list[Any]
@@ -59,6 +64,19 @@ class Tool(abc.ABC):
         """Params a step must give (the ``{params.NAME}`` its templates use without a default)."""
         return frozenset()
 
+    @property
+    def resource(self) -> str | None:
+        """A capacity this tool shares with other tools (e.g. one LLM backend), if any."""
+        return None
+
+    @property
+    def resource_capacity(self) -> int | None:
+        """How many calls the shared resource serves at once; read when a run starts."""
+        return None
+
+    async def prepare(self) -> None:  # noqa: B027 - an optional hook
+        """Async set-up before a run may use the tool (e.g. decide which backend serves it)."""
+
     @abc.abstractmethod
     async def run(self, call: ToolCall) -> Output:
         """Do the work for one attempt of one step."""
@@ -68,16 +86,47 @@ class Tool(abc.ABC):
 
 
 def output_to_json(value: Any) -> Output:
-    """Normalize what a tool returned: text, or a JSON object/array; anything else as text."""
-    if isinstance(value, str | dict | list):
-        return value
+    """Normalize what a tool returned: text, or a JSON object/array; anything else as text.
+
+    Objects and arrays are round-tripped through strict JSON (dates and paths become text), so
+    every output can be printed, saved and read by later steps. Raises ToolFailed when an
+    output cannot be JSON (NaN, or an object with no text form).
+    """
+    if isinstance(value, str):
+        return _valid_text(value)
     if value is None:
         return ""
-    if isinstance(value, tuple):
-        return list(value)
     if isinstance(value, bool | int | float):
         return to_text(value)
-    return str(value)
+    if isinstance(value, dict | list | tuple):
+        try:
+            text = _valid_text(
+                json.dumps(value, ensure_ascii=False, allow_nan=False, default=_as_json)
+            )
+        except (TypeError, ValueError) as exc:
+            raise ToolFailed(f"the tool's output is not JSON: {exc}", retryable=False) from None
+        result: dict[str, Any] | list[Any] = json.loads(text)
+        return result
+    return _valid_text(str(value))
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if isinstance(value, os.PathLike | decimal.Decimal | uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _valid_text(text: str) -> str:
+    """Text that can be written as UTF-8 (a lone surrogate cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def parse_tool_template(text: str) -> Template:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import ToolFailed
-from code_evolver.processes import describe_exit, run_process, tail
+from code_evolver.processes import MAX_STDOUT, describe_exit, run_process, tail
 from code_evolver.templating import Template
 from code_evolver.tools.base import (
     Output,
@@ -66,13 +66,22 @@ class CommandTool(Tool):
                 argv, stdin=_as_text_lines(call.input), cwd=self.cwd, env=env
             )
         except FileNotFoundError:
-            where = f" (in {self.cwd})" if self.cwd else ""
-            raise ToolFailed(
-                f"command not found: {argv[0]}{where}; check tools.{self.name}.command",
-                retryable=False,
-            ) from None
+            if self.cwd is not None and not self.cwd.is_dir():
+                problem = f"working directory not found: {self.cwd}"
+            else:
+                problem = f"command not found: {argv[0]}"
+            raise ToolFailed(f"{problem}; check tools.{self.name}", retryable=False) from None
         except PermissionError:
             raise ToolFailed(f"not executable: {argv[0]}", retryable=False) from None
+        except OSError as exc:  # e.g. NotADirectoryError, "Argument list too long"
+            raise ToolFailed(
+                f"cannot start {argv[0]}: {exc.strerror or exc}", retryable=False
+            ) from None
+        if result.overflowed:
+            raise ToolFailed(
+                f"the command wrote more than {MAX_STDOUT // 2**20} MiB to stdout and was stopped",
+                retryable=False,
+            )
         if result.returncode != 0:
             detail = tail(result.stderr) or tail(result.stdout) or "no output"
             raise ToolFailed(f"{describe_exit(result.returncode)}: {detail}")

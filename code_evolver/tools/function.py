@@ -1,36 +1,25 @@
 """``kind: function``: a Python callable ``f(input, **params) -> str | dict``, run in-process.
 
-Coroutine functions are awaited on the event loop; plain functions run in a worker thread so a
-slow one never blocks the scheduler. A thread cannot be killed: when a sync function times out,
-its attempt is abandoned and its eventual result ignored.
+Coroutine functions are awaited on the event loop; plain functions run in a thread of their own
+so a slow one never blocks the scheduler. A thread cannot be killed: when a sync function times
+out or the run is interrupted, its attempt ends at once and the thread's eventual result is
+dropped. The threads are daemons, so an abandoned one never keeps the process alive.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import importlib
 import inspect
 import sys
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import StepError, ToolFailed
 from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
-
-# Threads are created on demand, so a generous cap costs nothing until sync tools run in parallel;
-# the default executor's cap (cores + 4) would quietly serialize them on small machines.
-_MAX_THREADS = 64
-_pool: ThreadPoolExecutor | None = None
-
-
-def _threads() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_MAX_THREADS, thread_name_prefix="evolve-tool")
-    return _pool
 
 
 class FunctionTool(Tool):
@@ -49,15 +38,39 @@ class FunctionTool(Tool):
             if self._is_async:
                 result = await self.function(call.input, **call.params)
             else:
-                bound = functools.partial(self.function, call.input, **call.params)
-                result = await asyncio.get_running_loop().run_in_executor(_threads(), bound)
+                result = await in_thread(self.function, call.input, **call.params)
                 if inspect.isawaitable(result):
                     result = await result
-        except StepError:
+        except (StepError, asyncio.CancelledError):
             raise
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # SystemExit from a tool must not end the whole program, nor pick its exit code.
             raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
         return output_to_json(result)
+
+
+async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``function`` in a new daemon thread and await its result."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if not future.done():
+            if failed:
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            outcome, failed = function(*args, **kwargs), False
+        except BaseException as exc:
+            outcome, failed = exc, True
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome, failed)
+
+    threading.Thread(target=work, name=f"evolve-tool-{function.__name__}", daemon=True).start()
+    return await future
 
 
 def import_function(reference: str, search_dir: Path | None = None) -> Callable[..., Any]:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from code_evolver.config import Config
 from code_evolver.errors import ConfigError, ToolNotFound
+from code_evolver.llm.service import LLMService
 from code_evolver.suggest import did_you_mean
 from code_evolver.tools.base import Tool, parse_tool_template
 from code_evolver.tools.command import CommandTool
 from code_evolver.tools.function import FunctionTool, import_function
-from code_evolver.tools.specs import CommandSpec, FunctionSpec, TemplateSpec, ToolSpecBase
+from code_evolver.tools.llm import LlmTool
+from code_evolver.tools.specs import (
+    CommandSpec,
+    FunctionSpec,
+    LlmSpec,
+    TemplateSpec,
+    ToolSpecBase,
+)
 from code_evolver.tools.template import TemplateTool
 
 ToolLike = Tool | Callable[..., Any]
@@ -21,26 +29,42 @@ ToolLike = Tool | Callable[..., Any]
 class ToolRegistry(Mapping[str, Tool]):
     """A read-only name -> tool mapping whose lookups fail with a suggestion."""
 
-    def __init__(self, tools: Mapping[str, Tool]) -> None:
+    def __init__(self, tools: Mapping[str, Tool], llm: LLMService | None = None) -> None:
         self._tools = dict(tools)
+        self.llm = llm
+        """The model service the llm tools share (None when no tool needs one)."""
 
     @classmethod
     def from_config(
-        cls, config: Config, extra: Mapping[str, ToolLike] | None = None
+        cls,
+        config: Config,
+        extra: Mapping[str, ToolLike] | None = None,
+        *,
+        llm: LLMService | None = None,
     ) -> ToolRegistry:
-        """Build every configured tool; all problems are reported at once, with key paths."""
+        """Build every configured tool; all problems are reported at once, with key paths.
+
+        ``llm`` is the service llm tools use; by default one is made from ``config.llm``
+        (nothing is loaded or contacted until a tool or the planner first needs it).
+        """
+        llm = llm or LLMService(config.llm)
         tools: dict[str, Tool] = {}
         problems: list[str] = []
         for name, spec in config.tools.items():
             try:
-                tools[name] = build_tool(name, spec, config.base_dir)
+                tools[name] = build_tool(name, spec, config.base_dir, llm)
             except SpecError as exc:
                 problems.append(f"{_source(config)}tools.{name}.{exc.field}: {exc}")
         if problems:
             raise ConfigError(problems)
         for name, tool in (extra or {}).items():
             tools[name] = as_tool(name, tool)
-        return cls(tools)
+        return cls(tools, llm)
+
+    async def prepare(self, names: Iterable[str] | None = None) -> None:
+        """Let the tools a run will use do their async set-up (each tool once)."""
+        for name in dict.fromkeys(names if names is not None else self._tools):
+            await self[name].prepare()
 
     def __getitem__(self, name: str) -> Tool:
         try:
@@ -78,7 +102,7 @@ class SpecError(ValueError):
         self.field = field
 
 
-def build_tool(name: str, spec: ToolSpecBase, base_dir: Path) -> Tool:
+def build_tool(name: str, spec: ToolSpecBase, base_dir: Path, llm: LLMService) -> Tool:
     """Turn one validated spec into a runnable tool. Raises SpecError naming the bad key."""
     settings: dict[str, Any] = {
         "description": spec.description,
@@ -94,6 +118,8 @@ def build_tool(name: str, spec: ToolSpecBase, base_dir: Path) -> Tool:
             except ValueError as exc:
                 raise SpecError(f"command[{index}]", str(exc)) from None
         cwd = base_dir / spec.cwd if spec.cwd else base_dir
+        if not cwd.is_dir():
+            raise SpecError("cwd", f"no such directory: {cwd}")
         return CommandTool(name, spec.command, cwd=cwd, env=spec.env, **settings)
     if isinstance(spec, FunctionSpec):
         try:
@@ -103,6 +129,23 @@ def build_tool(name: str, spec: ToolSpecBase, base_dir: Path) -> Tool:
         return FunctionTool(name, function, **settings)
     if isinstance(spec, TemplateSpec):
         return TemplateTool(name, **settings)
+    if isinstance(spec, LlmSpec):
+        path = base_dir / spec.prompt
+        try:
+            template = parse_tool_template(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SpecError("prompt", f"cannot read {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise SpecError("prompt", f"{path}: {exc}") from None
+        return LlmTool(
+            name,
+            template,
+            llm,
+            system_prompt=spec.system,
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            **settings,
+        )
     raise SpecError("kind", f"no tool implementation for {type(spec).__name__}")
 
 

@@ -6,9 +6,10 @@ tools. Adding a kind means adding a spec here and a tool class beside it.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 
@@ -16,7 +17,7 @@ TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 class ToolSpecBase(BaseModel):
     """Settings every kind shares. ``None`` means "use the execution default"."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     description: str = ""
     max_concurrency: int | None = Field(default=None, ge=1)
@@ -24,6 +25,18 @@ class ToolSpecBase(BaseModel):
     retries: int | None = Field(default=None, ge=0, le=20)
     params: dict[str, Any] = Field(default_factory=dict)
     """Default params, merged under each step's own params."""
+
+    @field_validator("params")
+    @classmethod
+    def _json_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"params must be JSON values (text, numbers, lists, mappings); quote dates "
+                f"and the like ({exc})"
+            ) from None
+        return params
 
 
 class CommandSpec(ToolSpecBase):
@@ -50,11 +63,26 @@ class TemplateSpec(ToolSpecBase):
     kind: Literal["template"]
 
 
-ToolSpec = Annotated[CommandSpec | FunctionSpec | TemplateSpec, Field(discriminator="kind")]
+class LlmSpec(ToolSpecBase):
+    """A prompt template (``{input}``, ``{params.NAME}``) answered by the configured model."""
+
+    kind: Literal["llm"]
+    prompt: str
+    """Path of the prompt template, relative to the config file's folder."""
+    system: str | None = None
+    """System message sent before the prompt."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+ToolSpec = Annotated[
+    CommandSpec | FunctionSpec | TemplateSpec | LlmSpec, Field(discriminator="kind")
+]
 
 SPEC_BY_KIND: dict[str, type[ToolSpecBase]] = {
     "command": CommandSpec,
     "function": FunctionSpec,
     "template": TemplateSpec,
+    "llm": LlmSpec,
 }
 TOOL_KINDS: tuple[str, ...] = tuple(SPEC_BY_KIND)

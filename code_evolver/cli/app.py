@@ -1,0 +1,92 @@
+"""The ``evolve`` command group: routing, global options, errors and exit codes.
+
+``evolve "REQUEST"`` runs the hidden ``ask`` command: any first word that is not a command name
+is taken as the start of a request. Errors we raise on purpose become one ``error:`` line per
+problem and the exit code of DESIGN.md: 0 success, 1 the run had failed steps, 2 user error,
+3 backend unavailable, 130 interrupted. Only :func:`main` exits the process; tests call
+:func:`cli`, which returns the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from code_evolver import __version__
+from code_evolver.cli import options, terminal
+from code_evolver.cli.ask_cmd import ask_command, plan_command
+from code_evolver.cli.info_cmd import doctor_command, tools_command
+from code_evolver.cli.run_cmd import run_command
+from code_evolver.cli.show import EXIT_INTERRUPTED, EXIT_OK
+from code_evolver.errors import EvolverError
+
+DEFAULT_COMMAND = "ask"
+
+
+class EvolveGroup(click.Group):
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands:
+            return DEFAULT_COMMAND, self.commands[DEFAULT_COMMAND], args
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EvolverError as exc:
+            terminal.report_error(exc, as_json=options.current(ctx).as_json)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(
+    cls=EvolveGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, prog_name="evolve")
+@options.common_options
+@click.pass_context
+def main_group(ctx: click.Context) -> None:
+    """Code Evolver: turn a request into a plan of steps and run every independent step at once.
+
+    \b
+    evolve "write a joke and translate it to french and spanish"
+    evolve plan "REQUEST" [--json > plan.json]   plan only, show the waves
+    evolve run PLAN.json                         run a saved plan
+    evolve plan --show PLAN.json                 check a plan file, show its waves
+    evolve tools                                 list the tools plans can use
+    evolve doctor                                which LLM backend, and what is missing
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+for command in (ask_command, plan_command, run_command, tools_command, doctor_command):
+    main_group.add_command(command)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code instead of exiting (tests call this)."""
+    try:
+        # Without standalone mode, click returns the code of ``ctx.exit(code)`` instead of exiting.
+        code = main_group.main(
+            args=list(argv) if argv is not None else None, prog_name="evolve", standalone_mode=False
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def main() -> None:
+    """Console-script entry point: the only place that exits the process."""
+    raise SystemExit(cli())

@@ -1,0 +1,102 @@
+"""``evolve "REQUEST"`` (plan and run) and ``evolve plan`` (plan only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from code_evolver.cli import options, show, terminal
+from code_evolver.display import plan_tree
+from code_evolver.organizer import organize
+from code_evolver.plan import load_plan, plan_json_schema
+from code_evolver.planner.planner import PlanOutcome
+from code_evolver.session import Answer, Session
+
+
+@click.command("ask", hidden=True)
+@click.argument("request", nargs=-1, required=True)
+@options.common_options
+@options.execution_options
+@options.planner_options
+def ask_command(request: tuple[str, ...]) -> None:
+    """Plan REQUEST, show the plan, run it with a live view, and print the results."""
+    opts = options.current()
+    text = " ".join(request)
+    session = Session(opts.config())
+    err, out = terminal.stderr_console(), terminal.stdout_console()
+
+    def on_plan(outcome: PlanOutcome) -> None:
+        if opts.as_json:
+            return
+        err.print(plan_tree(outcome.organized, session.registry))
+        err.print(f"[dim]{show.planner_line(outcome, session.llm.identity)}[/]")
+
+    async def main() -> Answer:
+        try:
+            return await session.ask(text, use_cache=not opts.no_cache, on_plan=on_plan)
+        finally:
+            await session.close()
+
+    status = f"planning with {session.llm.identity}…"
+    with (
+        terminal.quiet_stdout(opts.as_json),
+        terminal.progress(session.bus, err, enabled=not opts.as_json, status=status),
+    ):
+        answer = terminal.run_async(main, session.interrupt)
+    if opts.as_json:
+        terminal.emit_json(answer.to_json())
+    else:
+        show.results(out, err, answer.result, markdown=True)
+    click.get_current_context().exit(show.exit_code(answer.result))
+
+
+@click.command("plan")
+@click.argument("request", nargs=-1)
+@click.option(
+    "--show",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PLAN_FILE",
+    help="Validate PLAN_FILE and show its waves, without planning or running anything.",
+)
+@click.option("--schema", is_flag=True, help="Print the JSON schema of plan files.")
+@options.common_options
+@options.planner_options
+def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool) -> None:
+    """Plan REQUEST (or check PLAN_FILE) and show its waves, without running anything.
+
+    With --json, print the plan itself: save it and run it later with `evolve run`.
+    """
+    opts = options.current()
+    config = opts.config()
+    if schema:
+        tools = Session(config).registry if opts.config_path else None
+        terminal.emit_json(plan_json_schema(tools))
+        return
+    if plan_file is None and not request:
+        raise click.UsageError('give a request (evolve plan "...") or --show PLAN_FILE')
+    session = Session(config)
+    err = terminal.stderr_console()
+    if plan_file is not None:
+        organized = organize(load_plan(plan_file), session.registry)
+        line = f"{plan_file}: valid"
+    else:
+
+        async def main() -> PlanOutcome:
+            try:
+                return await session.plan(" ".join(request), use_cache=not opts.no_cache)
+            finally:
+                await session.close()
+
+        outcome = terminal.run_async(main, session.interrupt)
+        organized = outcome.organized
+        line = show.planner_line(outcome, session.llm.identity)
+    if opts.as_json:
+        show.warnings(err, organized.warnings)
+        terminal.emit_json(json.loads(organized.plan.to_json()))
+        return
+    console = terminal.stdout_console()
+    console.print(plan_tree(organized, session.registry))
+    console.print(f"[dim]{line}[/]")

@@ -1,0 +1,70 @@
+"""``evolve tools`` and ``evolve doctor``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from code_evolver.cli import options, terminal
+from code_evolver.display import tools_table
+from code_evolver.doctor import diagnose
+from code_evolver.errors import BackendUnavailable
+from code_evolver.tools.registry import ToolRegistry
+
+
+@click.command("tools")
+@options.common_options
+def tools_command() -> None:
+    """List the tools that plan steps can use, from config.yaml."""
+    opts = options.current()
+    config = opts.config()
+    registry = ToolRegistry.from_config(config)
+    if opts.as_json:
+        terminal.emit_json(
+            {
+                name: {
+                    "kind": tool.kind,
+                    "description": tool.description,
+                    "max_concurrency": tool.max_concurrency,
+                    "timeout_s": tool.timeout_s,
+                    "required_params": sorted(tool.required_params),
+                    "default_params": dict(tool.default_params),
+                }
+                for name, tool in sorted(registry.items())
+            }
+        )
+        return
+    console = terminal.stdout_console()
+    console.print(tools_table(registry))
+    console.print(f"[dim]from {config.path or 'built-in settings'}[/]")
+
+
+@click.command("doctor")
+@options.common_options
+def doctor_command() -> None:
+    """Check the setup: which LLM backend would be used, where its model is, what is missing.
+
+    Exit status 0 when that backend can serve requests, 3 when it cannot.
+    """
+    opts = options.current()
+    report = asyncio.run(diagnose(opts.config()))
+    if opts.as_json:
+        terminal.emit_json(report.to_json())
+    else:
+        table = Table.grid(padding=(0, 2))
+        for check in report.checks:
+            mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+            fix = f"  [yellow]→ {escape(check.fix)}[/]" if check.fix and not check.ok else ""
+            table.add_row(mark, f"[bold]{check.name}[/]", escape(check.detail) + fix)
+        console = terminal.stdout_console()
+        console.print(table)
+        verdict = "ready" if report.usable else "[red]not ready[/]"
+        console.print(
+            f"\nbackend: [bold]{report.choice.backend}[/] ({verdict}) · "
+            + escape("; ".join(report.choice.reasons))
+        )
+    if not report.usable:
+        click.get_current_context().exit(BackendUnavailable.exit_code)

@@ -1,0 +1,145 @@
+"""Options shared by commands, accepted before the command or after it.
+
+``evolve --json run p.json`` and ``evolve run p.json --json`` mean the same thing: every option
+stores its value in the context's shared ``meta`` (a value given after the command wins), and
+commands read the merged result with :func:`current`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from code_evolver.api import resolve_config
+from code_evolver.config import Config
+
+F = TypeVar("F", bound=Callable[..., Any])
+_META = "evolve.options"
+
+
+@dataclass(frozen=True)
+class Options:
+    config_path: Path | None = None
+    backend: str | None = None
+    model: str | None = None
+    max_parallel: int | None = None
+    as_json: bool = False
+    scheduling: str | None = None
+    on_failure: str | None = None
+    planner: str | None = None
+    no_cache: bool = False
+
+    def config(self) -> Config:
+        """config.yaml (found as documented) with these options applied on top."""
+        return (
+            resolve_config(
+                self.config_path,
+                max_parallel=self.max_parallel,
+                scheduling=self.scheduling,
+                on_failure=self.on_failure,
+            )
+            .with_llm(backend=self.backend, model=self.model)
+            .with_planner(mode=self.planner)
+        )
+
+
+def current(ctx: click.Context | None = None) -> Options:
+    ctx = ctx or click.get_current_context()
+    return Options(**ctx.meta.get(_META, {}))
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value is not False and param.name:
+        ctx.meta.setdefault(_META, {})[param.name] = value
+    return value
+
+
+def _option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    return click.option(*decls, callback=_remember, expose_value=False, **attrs)
+
+
+def _apply(f: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def common_options(f: F) -> F:
+    """--config, --backend, --model, --max-parallel, --json."""
+    return _apply(
+        f,
+        [
+            _option(
+                "--config",
+                "config_path",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="config.yaml to use (default: $CODE_EVOLVER_CONFIG, ./config.yaml, then "
+                "the packaged one).",
+            ),
+            _option(
+                "--backend",
+                type=click.Choice(["auto", "ollama", "embedded", "openai"]),
+                help="LLM backend (default: llm.backend, auto: Ollama if it has the model, "
+                "else the embedded model).",
+            ),
+            _option("--model", help="Model of the backend (embedded: a GGUF file path)."),
+            _option(
+                "--max-parallel",
+                type=click.IntRange(min=1),
+                help="Most steps running at once (config: execution.max_parallel).",
+            ),
+            _option(
+                "--json",
+                "as_json",
+                is_flag=True,
+                default=None,
+                is_eager=True,
+                help="Print one JSON document on stdout instead of the rich display.",
+            ),
+        ],
+    )
+
+
+def execution_options(f: F) -> F:
+    """--scheduling, --on-failure."""
+    return _apply(
+        f,
+        [
+            _option(
+                "--scheduling",
+                type=click.Choice(["eager", "waves"]),
+                help="eager: a step starts when its last dependency succeeds; waves: a barrier "
+                "after each wave.",
+            ),
+            _option(
+                "--on-failure",
+                type=click.Choice(["continue", "fail_fast"]),
+                help="continue: skip the failed step's dependents, finish the rest; fail_fast: "
+                "cancel everything.",
+            ),
+        ],
+    )
+
+
+def planner_options(f: F) -> F:
+    """--planner, --no-cache."""
+    return _apply(
+        f,
+        [
+            _option(
+                "--planner",
+                type=click.Choice(["auto", "rules", "llm"]),
+                help="auto: planning rules when they match, else the LLM overseer (default).",
+            ),
+            _option(
+                "--no-cache",
+                is_flag=True,
+                default=None,
+                help="Plan afresh instead of reusing the plan cached for this request.",
+            ),
+        ],
+    )

@@ -1,0 +1,48 @@
+"""``evolve run PLAN.json``: run a plan file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from code_evolver.cli import options, show, terminal
+from code_evolver.organizer import organize
+from code_evolver.plan import load_plan
+from code_evolver.result import RunResult
+from code_evolver.session import Session
+
+
+@click.command("run")
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@options.common_options
+@options.execution_options
+def run_command(plan_file: Path) -> None:
+    """Run PLAN_FILE (plan JSON) and print each step's output and a summary.
+
+    Exit status: 0 all steps succeeded, 1 some failed, 2 bad plan or config, 3 LLM backend
+    unavailable, 130 interrupted.
+    """
+    opts = options.current()
+    session = Session(opts.config())
+    organized = organize(load_plan(plan_file), session.registry)
+    err, out = terminal.stderr_console(), terminal.stdout_console()
+    if not opts.as_json:
+        show.warnings(err, organized.warnings)
+
+    async def main() -> RunResult:
+        try:
+            return await session.run(organized)
+        finally:
+            await session.close()
+
+    with (
+        terminal.quiet_stdout(opts.as_json),
+        terminal.progress(session.bus, err, organized, enabled=not opts.as_json),
+    ):
+        result = terminal.run_async(main, session.interrupt)
+    if opts.as_json:
+        terminal.emit_json(result.to_json())
+    else:
+        show.results(out, err, result)
+    click.get_current_context().exit(show.exit_code(result))

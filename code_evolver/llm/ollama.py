@@ -1,0 +1,131 @@
+"""The Ollama backend: the ``ollama`` client against a local (or ``OLLAMA_HOST``) server.
+
+Plans use ``format=<JSON schema>``, so Ollama decodes them under a grammar. Ollama serves
+``OLLAMA_NUM_PARALLEL`` requests at once (1 unless the server was started otherwise);
+``llm.ollama.max_concurrency`` tells the executor the same number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import ollama
+
+from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
+from code_evolver.llm.base import LLMBackend, Message, guard_real_request
+from code_evolver.llm.settings import OllamaSettings
+
+
+class OllamaBackend(LLMBackend):
+    name = "ollama"
+
+    def __init__(self, settings: OllamaSettings, model: str | None = None) -> None:
+        self.settings = settings
+        self.host = settings.resolved_host()
+        self.model = model or settings.model
+        self.max_concurrency = settings.max_concurrency
+        self._client = ollama.AsyncClient(host=self.host, timeout=settings.timeout_s)
+
+    async def installed_models(self) -> list[str]:
+        """Model names the server has; raises BackendUnavailable when it does not answer."""
+        try:
+            listing = await self._client.list()
+        except (httpx.HTTPError, ConnectionError, OSError) as exc:
+            raise self._unavailable(exc) from None
+        except ollama.ResponseError as exc:
+            raise BackendError(
+                f"Ollama at {self.host} answered {exc.status_code}: {exc.error}"
+            ) from None
+        return [m.model for m in listing.models if m.model]
+
+    async def has_model(self) -> bool:
+        return model_matches(self.model, await self.installed_models())
+
+    async def check(self) -> None:
+        if not await self.has_model():
+            raise self._map(ollama.ResponseError("model not found", 404))
+
+    def _options(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if max_tokens is not None:
+            options["num_predict"] = max_tokens
+        if temperature is not None:
+            options["temperature"] = temperature
+        return options
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
+        guard_real_request(self)
+        try:
+            reply = await self._client.chat(
+                model=self.model,
+                messages=list(messages),
+                format=schema,
+                options=self._options(max_tokens, temperature),
+                keep_alive=self.settings.keep_alive,
+            )
+        except Exception as exc:
+            raise self._map(exc) from None
+        return reply.message.content or ""
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        guard_real_request(self)
+        try:
+            parts = await self._client.chat(
+                model=self.model,
+                messages=list(messages),
+                format=schema,
+                options=self._options(max_tokens, temperature),
+                keep_alive=self.settings.keep_alive,
+                stream=True,
+            )
+            async for part in parts:
+                if part.message.content:
+                    yield part.message.content
+        except Exception as exc:
+            raise self._map(exc) from None
+
+    async def close(self) -> None:
+        inner = getattr(self._client, "_client", None)
+        if isinstance(inner, httpx.AsyncClient):
+            await inner.aclose()
+
+    def _map(self, exc: Exception) -> Exception:
+        if isinstance(exc, ollama.ResponseError):
+            if exc.status_code == 404 or "not found" in str(exc.error).lower():
+                return ModelMissing(
+                    f"Ollama at {self.host} does not have model {self.model!r}: "
+                    f"run `ollama pull {self.model}`, or choose another with --model"
+                )
+            return BackendError(f"Ollama error {exc.status_code}: {exc.error}")
+        if isinstance(exc, httpx.HTTPError | ConnectionError | OSError):
+            return self._unavailable(exc)
+        return exc
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Ollama is not reachable at {self.host} ({type(exc).__name__}): start it with "
+            "`ollama serve`, set OLLAMA_HOST, or use --backend embedded"
+        )
+
+
+def model_matches(wanted: str, installed: Sequence[str]) -> bool:
+    """``llama3.2`` matches ``llama3.2:latest``; a tag must match exactly when given."""
+    if ":" in wanted:
+        return wanted in installed
+    return any(name == wanted or name.split(":", 1)[0] == wanted for name in installed)

@@ -1,0 +1,157 @@
+"""Choosing and holding the backend of a session.
+
+``LLMService`` is what the planner and every ``llm`` tool share: it decides which backend to
+use (``auto`` asks Ollama first), creates it on first use (the embedded model loads lazily, so
+a plan with no LLM step never pays for it) and closes it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from code_evolver.errors import BackendError
+from code_evolver.llm.base import LLMBackend, Message
+from code_evolver.llm.settings import LlmSettings
+
+
+def create_backend(name: str, settings: LlmSettings) -> LLMBackend:
+    """A backend object for ``name`` (not auto); nothing is loaded or contacted yet."""
+    if name == "ollama":
+        from code_evolver.llm.ollama import OllamaBackend
+
+        return OllamaBackend(settings.ollama, settings.model)
+    if name == "openai":
+        from code_evolver.llm.openai_compat import OpenAIBackend
+
+        return OpenAIBackend(settings.openai, settings.model)
+    if name == "embedded":
+        from code_evolver.llm.embedded import EmbeddedBackend
+
+        embedded = settings.embedded
+        if settings.model:
+            embedded = embedded.model_copy(update={"model_path": settings.model})
+        return EmbeddedBackend(embedded)
+    raise BackendError(f"unknown backend {name!r}; use auto, ollama, embedded or openai")
+
+
+@dataclass
+class Choice:
+    """Which backend ``auto`` picked, and why (shown by ``evolve doctor``)."""
+
+    backend: str
+    reasons: list[str] = field(default_factory=list)
+
+
+async def choose_backend(settings: LlmSettings) -> Choice:
+    """Resolve ``auto``: Ollama when it answers and has the model, else the embedded model."""
+    if settings.backend != "auto":
+        return Choice(settings.backend, [f"llm.backend is {settings.backend}"])
+    from code_evolver.llm.ollama import OllamaBackend, model_matches
+
+    ollama = OllamaBackend(settings.ollama, settings.model)
+    try:
+        installed = await asyncio.wait_for(ollama.installed_models(), settings.probe_timeout_s)
+    except (BackendError, TimeoutError) as exc:
+        reason = str(exc) or f"Ollama did not answer within {settings.probe_timeout_s:g}s"
+        return Choice("embedded", [f"Ollama not used: {reason}"])
+    finally:
+        await ollama.close()
+    if model_matches(ollama.model, installed):
+        return Choice("ollama", [f"Ollama at {ollama.host} has {ollama.model}"])
+    return Choice(
+        "embedded",
+        [f"Ollama at {ollama.host} lacks {ollama.model} (`ollama pull {ollama.model}` to use it)"],
+    )
+
+
+class LLMService:
+    """The session's backend: chosen once, created on first use, closed at the end."""
+
+    def __init__(self, settings: LlmSettings, backend: LLMBackend | None = None) -> None:
+        self.settings = settings
+        self._backend = backend
+        self.choice: Choice | None = Choice(backend.name, ["given"]) if backend else None
+        self._checked = False
+
+    async def resolve(self) -> Choice:
+        """Decide which backend to use (probing Ollama for ``auto``); cheap after the first."""
+        if self.choice is None:
+            self.choice = await choose_backend(self.settings)
+        return self.choice
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests the chosen backend serves at once (from config; nothing is loaded)."""
+        if self._backend is not None:
+            return self._backend.max_concurrency
+        backend = self.choice.backend if self.choice else self.settings.backend
+        return {
+            "ollama": self.settings.ollama.max_concurrency,
+            "openai": self.settings.openai.max_concurrency,
+        }.get(backend, self.settings.embedded.n_parallel)
+
+    async def check(self) -> None:
+        """Make sure the chosen backend can serve (once per session); raises BackendError."""
+        if not self._checked:
+            await (await self.backend()).check()
+            self._checked = True
+
+    async def backend(self) -> LLMBackend:
+        if self._backend is None:
+            choice = await self.resolve()
+            if self._backend is None:  # creating does no I/O, so no other caller got here first
+                self._backend = create_backend(choice.backend, self.settings)
+        return self._backend
+
+    @property
+    def identity(self) -> str:
+        """Backend and model, for cache keys and messages (resolved or configured)."""
+        if self._backend is not None:
+            return f"{self._backend.name}:{self._backend.model}"
+        backend = self.choice.backend if self.choice else self.settings.backend
+        model = self.settings.model or {
+            "ollama": self.settings.ollama.model,
+            "openai": self.settings.openai.model,
+        }.get(backend, self.settings.embedded.model_path or "bundled")
+        return f"{backend}:{model}"
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
+        backend = await self.backend()
+        return await backend.complete(
+            messages,
+            schema=schema,
+            max_tokens=max_tokens or self.settings.max_tokens,
+            temperature=self.settings.temperature if temperature is None else temperature,
+        )
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        backend = await self.backend()
+        async for piece in backend.stream(
+            messages,
+            schema=schema,
+            max_tokens=max_tokens or self.settings.max_tokens,
+            temperature=self.settings.temperature if temperature is None else temperature,
+        ):
+            yield piece
+
+    async def close(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.close()

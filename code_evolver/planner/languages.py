@@ -1,0 +1,55 @@
+"""Language names the rules planner accepts in ``translate it to ...`` (and their aliases)."""
+
+from __future__ import annotations
+
+import re
+
+_NAMES = """
+afrikaans albanian amharic arabic armenian azerbaijani basque belarusian bengali bosnian
+breton bulgarian burmese cantonese catalan cebuano chinese corsican croatian czech danish dutch
+english esperanto estonian faroese filipino finnish french frisian galician georgian german
+greek gujarati haitian hausa hawaiian hebrew hindi hmong hungarian icelandic igbo indonesian
+irish italian japanese javanese kannada kazakh khmer kinyarwanda korean kurdish kyrgyz lao
+latin latvian lithuanian luxembourgish macedonian malagasy malay malayalam maltese mandarin
+maori marathi mongolian nepali norwegian occitan pashto persian polish portuguese punjabi
+quechua romanian russian samoan scots serbian shona sindhi sinhala slovak slovenian somali
+spanish sundanese swahili swedish tagalog tajik tamil tatar telugu thai tibetan tigrinya
+turkish turkmen ukrainian urdu uyghur uzbek vietnamese welsh xhosa yiddish yoruba zulu
+"""
+LANGUAGES = frozenset(_NAMES.split())
+_ALIASES = {
+    "farsi": "persian",
+    "brazilian portuguese": "portuguese (brazil)",
+    "simplified chinese": "chinese (simplified)",
+    "traditional chinese": "chinese (traditional)",
+    "castilian": "spanish",
+    "flemish": "dutch",
+    "scottish gaelic": "scottish gaelic",
+    "gaelic": "scottish gaelic",
+    "klingon": "",
+}
+
+
+def canonical(name: str) -> str | None:
+    """``french`` -> ``French``; ``None`` for anything that is not a language we know."""
+    key = " ".join(name.lower().split())
+    if key in _ALIASES:
+        alias = _ALIASES[key]
+        return alias.title() if alias else None
+    return key.title() if key in LANGUAGES else None
+
+
+def parse_languages(text: str) -> list[str] | None:
+    """``French, Spanish, and German`` -> [French, Spanish, German]; None unless all are known."""
+    items = re.split(r"\s*,\s*(?:and\s+|&\s*)?|\s+(?:and|&|as well as)\s+", text.strip(" ."))
+    languages: list[str] = []
+    for item in items:
+        item = re.sub(r"^(?:both|also)\s+", "", item.strip())
+        if not item:
+            continue
+        language = canonical(item)
+        if language is None:
+            return None
+        if language not in languages:
+            languages.append(language)
+    return languages or None

@@ -1,0 +1,171 @@
+"""The LLM overseer: the prompt, the output schema, and turning a reply into a plan.
+
+The prompt (``prompts/planner.txt``) lists the tools and shows worked examples. The schema is
+tight on purpose: tool names are an enum, step ids follow ``stepN``, and every string and array
+is bounded, because a small model under a loose grammar repeats itself until ``max_tokens``.
+Replies are still parsed leniently (code fences, a bare list of steps, a string where a list
+belongs), since not every backend decodes under a grammar.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from code_evolver.errors import ConfigError, PlanError
+from code_evolver.llm.base import Message, assistant, system, user
+from code_evolver.plan import Plan, Step
+from code_evolver.resources import data_dir
+from code_evolver.templating import Ref, escape, parse
+from code_evolver.tools.base import Tool
+
+STEP_ID = r"^step[1-9][0-9]?$"
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+def overseer_schema(tools: Mapping[str, Tool], max_steps: int) -> dict[str, Any]:
+    """The JSON schema the overseer's reply must follow."""
+    step_id = {"type": "string", "pattern": STEP_ID}
+    step = {
+        "type": "object",
+        "properties": {
+            "step_id": step_id,
+            "description": {"type": "string", "maxLength": 80},
+            "tool": {"type": "string", "enum": sorted(tools)},
+            "input": {"type": "string", "maxLength": 400},
+            "params": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "maxLength": 60},
+                "maxProperties": 3,
+            },
+            "depends_on": {"type": "array", "items": step_id, "maxItems": max_steps},
+        },
+        "required": ["step_id", "description", "tool", "input", "depends_on"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "steps": {"type": "array", "items": step, "minItems": 1, "maxItems": max_steps}
+        },
+        "required": ["steps"],
+        "additionalProperties": False,
+    }
+
+
+def catalogue(tools: Mapping[str, Tool]) -> str:
+    """One line per tool, with the params a step must give it."""
+    lines = []
+    for name in sorted(tools):
+        tool = tools[name]
+        needs = sorted(tool.required_params)
+        params = f" Needs params: {', '.join(needs)}." if needs else ""
+        description = tool.description or f"a {tool.kind} tool"
+        lines.append(f"- {name}: {description}{params}")
+    return "\n".join(lines)
+
+
+def load_prompt(path: Path | None = None) -> str:
+    prompt_path = path or data_dir() / "prompts" / "planner.txt"
+    try:
+        return prompt_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the planner prompt {prompt_path}: {exc}") from None
+
+
+def planner_messages(
+    request: str, tools: Mapping[str, Tool], max_steps: int, prompt: str
+) -> list[Message]:
+    values = {"tools": catalogue(tools), "max_steps": str(max_steps)}
+
+    def resolve(ref: Ref) -> str:
+        return values.get(ref.name, str(ref))
+
+    return [system(parse(prompt).render(resolve)), user(request)]
+
+
+def repair_messages(
+    messages: list[Message], reply: str, problems: tuple[str, ...]
+) -> list[Message]:
+    """The conversation so far plus the rejected reply and what was wrong with it."""
+    listed = "\n".join(f"- {p}" for p in problems[:8])
+    return [
+        *messages,
+        assistant(reply),
+        user(f"That plan cannot run:\n{listed}\nReply with the corrected JSON plan only."),
+    ]
+
+
+def parse_reply(reply: str, request: str, max_steps: int) -> Plan:
+    """The plan in a model's reply; PlanError (fed back to the model) when there is none."""
+    data = extract_json(reply)
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not isinstance(steps, list) or not steps:
+        raise PlanError('the reply has no "steps" list; reply with {"steps": [...]}')
+    if len(steps) > max_steps:
+        raise PlanError(f"the plan has {len(steps)} steps; use at most {max_steps}")
+    return Plan.from_data(
+        {"request": request, "steps": [coerce_step(s) for s in steps]}, source="plan"
+    )
+
+
+def extract_json(reply: str) -> Any:
+    """JSON from a reply that may wrap it in prose or a code fence."""
+    text = reply.strip()
+    if fenced := _FENCE.search(text):
+        text = fenced.group(1).strip()
+    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
+    if not starts:
+        raise PlanError("the reply contains no JSON; reply with the JSON plan only")
+    text = text[min(starts) :]
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text) - 1:
+            raise PlanError("the JSON plan is cut off; use fewer or shorter steps") from None
+        raise PlanError(
+            f"the reply is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    return value
+
+
+def coerce_step(raw: Any) -> Any:
+    """Forgive the usual slips of small models; anything else is left for validation."""
+    if not isinstance(raw, dict):
+        return raw
+    step = {k: v for k, v in raw.items() if k in Step.model_fields}
+    if isinstance(step.get("step_id"), int):
+        step["step_id"] = f"step{step['step_id']}"
+    depends = step.get("depends_on")
+    if isinstance(depends, str):
+        step["depends_on"] = [depends] if depends else []
+    elif depends is None:
+        step.pop("depends_on", None)
+    if "input" in step and not isinstance(step["input"], str):
+        step["input"] = json.dumps(step["input"], ensure_ascii=False)
+    if not isinstance(step.get("parallel_group", 0), int | None):
+        step.pop("parallel_group")
+    if "params" in step and not isinstance(step["params"], dict):
+        step.pop("params")
+    return step
+
+
+def fallback_plan(request: str, tool: str) -> Plan:
+    """The whole request as one step: what runs when no valid plan could be made."""
+    text = escape(request)
+    return Plan.from_data(
+        {
+            "request": request,
+            "steps": [
+                {
+                    "step_id": "step1",
+                    "description": "Answer the request",
+                    "tool": tool,
+                    "input": text,
+                }
+            ],
+        }
+    )

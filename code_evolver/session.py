@@ -1,0 +1,165 @@
+"""A session: one config, one set of tools, one model, and requests that are planned and run.
+
+``Session.ask`` is the main job. It plans the request and runs the plan; when the overseer
+streams, each step starts the moment the planner has it complete and valid, while the rest of
+the plan is still being written. If the finished plan turns out not to extend what already
+started (the model's plan was repaired, or replaced by the one-step fallback), that run is
+stopped and the final plan runs instead, keeping every result of an identical step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from code_evolver.config import Config
+from code_evolver.errors import Interrupted
+from code_evolver.events import EventBus
+from code_evolver.executor import Executor
+from code_evolver.llm.base import LLMBackend
+from code_evolver.llm.service import LLMService
+from code_evolver.organizer import OrganizedPlan
+from code_evolver.planner.planner import Planner, PlanOutcome
+from code_evolver.result import RunResult, RunStatus, StepResult
+from code_evolver.tools.registry import ToolLike, ToolRegistry
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A request's plan and the result of running it."""
+
+    request: str
+    outcome: PlanOutcome
+    result: RunResult
+
+    def to_json(self) -> dict[str, object]:
+        return self.result.to_json() | {
+            "plan": self.outcome.organized.plan.model_dump(exclude_defaults=True),
+            "planner": {
+                "source": self.outcome.source,
+                "seconds": round(self.outcome.seconds, 6),
+                "llm_calls": self.outcome.llm_calls,
+                "warnings": list(self.outcome.warnings),
+            },
+        }
+
+
+class Session:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tools: Mapping[str, ToolLike] | None = None,
+        backend: LLMBackend | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.config = config
+        self.llm = LLMService(config.llm, backend)
+        self.registry = ToolRegistry.from_config(config, tools, llm=self.llm)
+        self.planner = Planner(config, self.registry, llm=self.llm)
+        self.bus = bus if bus is not None else EventBus()
+        self._executor: Executor | None = None
+        self._planning: asyncio.Task[PlanOutcome] | None = None
+        self._interrupted = False
+
+    async def plan(self, request: str, *, use_cache: bool = True) -> PlanOutcome:
+        return await self.planner.plan(request, use_cache=use_cache)
+
+    async def run(
+        self, organized: OrganizedPlan, *, reuse: Mapping[str, StepResult] | None = None
+    ) -> RunResult:
+        self._executor = Executor(
+            organized, self.registry, self.config.execution, bus=self.bus, reuse=reuse
+        )
+        if self._interrupted:
+            self._executor.interrupt()
+        return await self._executor.run()
+
+    async def ask(
+        self,
+        request: str,
+        *,
+        use_cache: bool = True,
+        on_plan: Callable[[PlanOutcome], None] | None = None,
+    ) -> Answer:
+        """Plan ``request`` and run it, starting streamed steps before the plan is complete."""
+        streamed: Executor | None = None
+        streamed_run: asyncio.Future[RunResult] | None = None
+
+        def on_partial(prefix: OrganizedPlan) -> None:
+            nonlocal streamed, streamed_run
+            if self._interrupted:
+                return
+            if streamed is None:
+                streamed = self._executor = Executor(
+                    prefix, self.registry, self.config.execution, bus=self.bus, growing=True
+                )
+                streamed_run = asyncio.ensure_future(streamed.run())
+            else:
+                streamed.extend(prefix)
+
+        can_stream = self.config.execution.scheduling == "eager"
+        self._planning = asyncio.ensure_future(
+            self.planner.plan(
+                request, use_cache=use_cache, on_partial=on_partial if can_stream else None
+            )
+        )
+        try:
+            outcome = await self._planning
+        except BaseException as exc:
+            if streamed is not None and streamed_run is not None:
+                streamed.stop(RunStatus.INTERRUPTED if self._interrupted else RunStatus.CANCELLED)
+                await asyncio.gather(streamed_run, return_exceptions=True)
+            if isinstance(exc, asyncio.CancelledError) and self._interrupted:
+                raise Interrupted("interrupted while planning; nothing ran") from None
+            raise
+        finally:
+            self._planning = None
+        if on_plan is not None:
+            on_plan(outcome)
+        if streamed is None or streamed_run is None:
+            return Answer(request, outcome, await self.run(outcome.organized))
+        if _extends(outcome.organized, streamed.organized):
+            streamed.seal(outcome.organized)
+            return Answer(request, outcome, await streamed_run)
+        streamed.stop(RunStatus.CANCELLED)
+        earlier = await streamed_run
+        reuse = carry_over(earlier, outcome.organized)
+        return Answer(request, outcome, await self.run(outcome.organized, reuse=reuse))
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop planning and the running steps; finished results are kept."""
+        self._interrupted = True
+        if self._planning is not None and not self._planning.done():
+            self._planning.cancel()
+        if self._executor is not None:
+            self._executor.interrupt()
+
+    async def close(self) -> None:
+        await self.llm.close()
+
+
+def _extends(final: OrganizedPlan, started: OrganizedPlan) -> bool:
+    """Whether the final plan begins with exactly the steps that already started."""
+    begun = started.plan.steps
+    return final.plan.steps[: len(begun)] == begun
+
+
+def carry_over(earlier: RunResult, plan: OrganizedPlan) -> dict[str, StepResult]:
+    """Results of ``earlier`` that ``plan`` can keep: a step identical in both plans that
+    succeeded, whose dependencies can all be kept too (so its input would be the same)."""
+    before = earlier.organized.steps
+    kept: dict[str, StepResult] = {}
+    for wave in plan.waves:
+        for step_id in wave:
+            step = plan.steps[step_id]
+            record = earlier.steps.get(step_id)
+            if (
+                record is not None
+                and record.ok
+                and before.get(step_id) == step
+                and all(dep in kept for dep in step.depends_on)
+            ):
+                kept[step_id] = record
+    return kept

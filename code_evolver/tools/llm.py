@@ -1,0 +1,73 @@
+"""``kind: llm``: a prompt template answered by the session's model.
+
+The template is read from ``prompts/`` when the tool is built, so a missing file is a config
+error before anything runs. All llm tools share one backend, and through their common
+``resource`` the executor never runs more llm steps than the backend serves at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from code_evolver.errors import BackendError, ModelMissing, ToolFailed
+from code_evolver.llm.base import Message, system, user
+from code_evolver.llm.service import LLMService
+from code_evolver.templating import Template
+from code_evolver.tools.base import Output, Tool, ToolCall, params_used, tool_resolver
+
+LLM_RESOURCE = "llm"
+
+
+class LlmTool(Tool):
+    kind = "llm"
+
+    def __init__(
+        self,
+        name: str,
+        template: Template,
+        llm: LLMService,
+        *,
+        system_prompt: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(name, **settings)
+        self.template = template
+        self.llm = llm
+        self.system_prompt = system_prompt
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    @property
+    def required_params(self) -> frozenset[str]:
+        return params_used([self.template]) - set(self.default_params)
+
+    @property
+    def resource(self) -> str | None:
+        return LLM_RESOURCE
+
+    @property
+    def resource_capacity(self) -> int | None:
+        return self.llm.max_concurrency
+
+    async def prepare(self) -> None:
+        await self.llm.check()
+
+    def messages(self, call: ToolCall) -> list[Message]:
+        prompt = self.template.render(tool_resolver(call))
+        messages = [system(self.system_prompt)] if self.system_prompt else []
+        messages.append(user(prompt))
+        return messages
+
+    async def run(self, call: ToolCall) -> Output:
+        try:
+            text = await self.llm.complete(
+                self.messages(call), max_tokens=self.max_tokens, temperature=self.temperature
+            )
+        except BackendError as exc:
+            raise ToolFailed(str(exc), retryable=not isinstance(exc, ModelMissing)) from None
+        text = text.strip()
+        if not text:
+            raise ToolFailed("the model returned an empty reply")
+        return text
