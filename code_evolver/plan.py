@@ -8,6 +8,7 @@ same ``PlanError`` type and one line per problem.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -58,7 +59,11 @@ class Plan(BaseModel):
     @classmethod
     def from_json(cls, text: str, *, source: str = "plan") -> Plan:
         try:
-            data = json.loads(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+            data = json.loads(
+                text.removeprefix("\ufeff"),
+                parse_constant=_reject_constant,
+                parse_float=_finite_float,
+            )
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except json.JSONDecodeError as exc:
             raise PlanError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
@@ -86,6 +91,13 @@ class _NotJson(ValueError):
 
 def _reject_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(f"{text} is too large for a number")
+    return value
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

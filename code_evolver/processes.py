@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MAX_STDOUT = 32 * 1024 * 1024
@@ -62,7 +62,6 @@ async def run_process(
         pass_fds=tuple(pass_fds),
     )
     pgid = transport.get_pid()
-    collector.on_overflow = lambda: kill_group(pgid)
     try:
         stdin_pipe = transport.get_pipe_transport(0)
         if stdin_pipe is not None:
@@ -100,9 +99,14 @@ class _Collector(asyncio.SubprocessProtocol):
         self.stderr = bytearray()
         self.max_stdout = max_stdout
         self.overflowed = False
-        self.on_overflow: Callable[[], None] = lambda: None
+        self._pgid: int | None = None
         self.exited: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Output can arrive before subprocess_exec() returns: know the group from the start.
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._pgid = transport.get_pid()
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         chunk = data.encode() if isinstance(data, str) else data
@@ -114,7 +118,8 @@ class _Collector(asyncio.SubprocessProtocol):
             if len(self.stdout) > self.max_stdout:
                 self.overflowed = True
                 del self.stdout[self.max_stdout :]
-                self.on_overflow()
+                if self._pgid is not None:
+                    kill_group(self._pgid)
 
     def process_exited(self) -> None:
         if not self.exited.done():

@@ -113,3 +113,14 @@ def execute(
     bus = EventBus(events.append) if events is not None else EventBus()
     executor = Executor(organized, tools, ExecutionSettings(**settings), bus=bus)
     return asyncio.run(executor.run())
+
+
+def echo_model(request: Any) -> str:
+    """A scripted model for tool calls: says what it was asked, recognisably."""
+    prompt = request.messages[-1]["content"]
+    if prompt.startswith("Translate the following text into "):
+        language = prompt.split("into ", 1)[1].split(".", 1)[0]
+        return f"[{language}] " + prompt.rsplit("\n\n", 1)[-1]
+    if prompt.startswith("Summarize"):
+        return "summary of " + prompt.rsplit("\n\n", 1)[-1][:20]
+    return f"reply to: {prompt}"

@@ -23,3 +23,17 @@ def test_scheduler_benchmark_quick_run_prints_its_tables() -> None:
     assert proc.returncode == 0, proc.stderr
     for heading in ("Part A: parallelism", "Part B: scale", "skewed", "random"):
         assert heading in proc.stdout
+
+
+@pytest.mark.integration
+def test_planner_benchmark_quick_run_prints_its_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "planner.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "scripted   first step" in proc.stdout
+    assert "Rules planner:" in proc.stdout

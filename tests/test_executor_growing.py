@@ -174,3 +174,17 @@ def test_llm_like_tools_share_one_resource_limit() -> None:
     assert using["peak"] == 2  # x and y together never exceed the shared capacity
     assert rec.peak_by_tool["z"] == 4  # the shared limit never holds back other tools
     assert rec.peak <= 6
+
+
+def test_stop_ends_a_growing_run_whose_steps_all_finished() -> None:
+    tools: dict[str, Tool] = {"work": Recorder().tool()}
+
+    async def main() -> Any:
+        executor = Executor(organize(plan(step("a")), tools), tools, growing=True)
+        task = asyncio.ensure_future(executor.run())
+        await asyncio.sleep(0.02)  # "a" has finished; the plan could still grow
+        executor.stop(RunStatus.CANCELLED)
+        return await asyncio.wait_for(task, 5)
+
+    result = asyncio.run(main())
+    assert result.steps["a"].ok

@@ -33,13 +33,14 @@ class _Console(Console):
     def on_broken_pipe(self) -> None:
         """The reader went away: stop writing, without exiting or changing the exit code."""
         self.quiet = True
-        _silence_stdout()
+        _silence(self.file)
 
 
-def _silence_stdout() -> None:
-    with contextlib.suppress(OSError, ValueError):
+def _silence(stream: Any = None) -> None:
+    """Point a closed stream at /dev/null, so later writes (and the final flush) are harmless."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, (stream or sys.stdout).fileno())
 
 
 def stdout_console() -> Console:
@@ -56,7 +57,7 @@ def emit_json(document: Any) -> None:
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         sys.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        _silence(sys.stdout)
 
 
 def report_error(exc: EvolverError, *, as_json: bool) -> None:

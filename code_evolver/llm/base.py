@@ -42,6 +42,8 @@ class LLMBackend(abc.ABC):
     name: str = "backend"
     model: str = ""
     max_concurrency: int = 1
+    completion_tokens: int = 0
+    """Tokens generated so far, where the backend reports them (for throughput figures)."""
 
     @abc.abstractmethod
     async def complete(

@@ -142,6 +142,7 @@ class EmbeddedBackend(LLMBackend):
             reply = await loop.run_in_executor(self._threads, server.handle_chat_completions, body)
         except ValueError as exc:
             raise BackendError(f"embedded model rejected the request: {exc}") from None
+        self.completion_tokens += _completion_tokens(reply)
         return _message_text(reply)
 
     async def stream(
@@ -190,6 +191,7 @@ class EmbeddedBackend(LLMBackend):
             while (piece := await pieces.get()) is not None:
                 if isinstance(piece, BaseException):
                     raise piece
+                self.completion_tokens += 1  # llama.cpp streams one token per chunk
                 yield piece
         finally:
             stop = True
@@ -197,15 +199,14 @@ class EmbeddedBackend(LLMBackend):
                 await asyncio.shield(producer)
 
     async def close(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._threads, _release, server)
+        # Drop the last reference in a worker thread: the Server's destructor stops llama.cpp's
+        # loop and frees the model, which must not block the event loop.
+        if self._server is None:
+            return
+        holder, self._server = [self._server], None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, holder.clear)
         self._threads.shutdown(wait=False)
-
-
-def _release(server: Any) -> None:
-    del server  # the Server's destructor stops llama.cpp's loop and frees the model
 
 
 def compact_json_grammar(schema: dict[str, Any]) -> str:
@@ -218,6 +219,13 @@ def compact_json_grammar(schema: dict[str, Any]) -> str:
         "whitespace_pattern": "",
     }
     return "%llguidance {}\nstart: %json " + json.dumps(guided)
+
+
+def _completion_tokens(reply: Any) -> int:
+    try:
+        return int(reply["usage"]["completion_tokens"])
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def _message_text(reply: Any) -> str:

@@ -38,6 +38,8 @@ class OllamaBackend(LLMBackend):
             raise BackendError(
                 f"Ollama at {self.host} answered {exc.status_code}: {exc.error}"
             ) from None
+        except ValueError:  # not JSON, or not the shape of Ollama's API
+            raise self._not_ollama() from None
         return [m.model for m in listing.models if m.model]
 
     async def has_model(self) -> bool:
@@ -115,7 +117,14 @@ class OllamaBackend(LLMBackend):
             return BackendError(f"Ollama error {exc.status_code}: {exc.error}")
         if isinstance(exc, httpx.HTTPError | ConnectionError | OSError):
             return self._unavailable(exc)
+        if isinstance(exc, ValueError):
+            return self._not_ollama()
         return exc
+
+    def _not_ollama(self) -> BackendError:
+        return BackendError(
+            f"{self.host} answered, but not like Ollama's API; check OLLAMA_HOST or llm.ollama.host"
+        )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
@@ -125,7 +134,6 @@ class OllamaBackend(LLMBackend):
 
 
 def model_matches(wanted: str, installed: Sequence[str]) -> bool:
-    """``llama3.2`` matches ``llama3.2:latest``; a tag must match exactly when given."""
-    if ":" in wanted:
-        return wanted in installed
-    return any(name == wanted or name.split(":", 1)[0] == wanted for name in installed)
+    """Ollama reads an untagged name as ``:latest``: ``llama3.2`` is ``llama3.2:latest``."""
+    tagged = wanted if ":" in wanted.rsplit("/", 1)[-1] else f"{wanted}:latest"
+    return tagged in installed or wanted in installed

@@ -41,7 +41,12 @@ class OpenAIBackend(LLMBackend):
         except httpx.HTTPError as exc:
             raise self._unavailable(exc) from None
         self._check(response)
-        return [m.get("id", "") for m in response.json().get("data", [])]
+        try:
+            return [m.get("id", "") for m in response.json().get("data", [])]
+        except (ValueError, AttributeError, TypeError):
+            raise BackendError(
+                f"{self.base_url}/models answered, but not like an OpenAI-compatible API"
+            ) from None
 
     async def check(self) -> None:
         await self.models()

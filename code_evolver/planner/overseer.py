@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import from_json
+
 from code_evolver.errors import ConfigError, PlanError
 from code_evolver.llm.base import Message, assistant, system, user
 from code_evolver.plan import Plan, Step
@@ -124,12 +126,21 @@ def extract_json(reply: str) -> Any:
     try:
         value, _ = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(text) - 1:
+        if _truncated(text):
             raise PlanError("the JSON plan is cut off; use fewer or shorter steps") from None
         raise PlanError(
             f"the reply is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         ) from None
     return value
+
+
+def _truncated(text: str) -> bool:
+    """Valid JSON as far as it goes, but it stops early (the model ran out of tokens)."""
+    try:
+        from_json(text, allow_partial=True)
+    except ValueError:
+        return False
+    return True
 
 
 def coerce_step(raw: Any) -> Any:

@@ -34,7 +34,7 @@ _VERB = re.compile(rf"^(?:please\s+)?(?:{_VERBS})\b", re.I)
 _IT = r"(?:it|this|that|them|these|those|the result|the results|the output|the text)"
 _TRANSLATE_IT = re.compile(rf"^translate\s+{_IT}\s+(?:in)?to\s+(?P<langs>.+)$", re.I)
 _SUMMARIZE_IT = re.compile(rf"^(?:summari[sz]e\s+{_IT}|sum\s+{_IT}\s+up)(?P<rest>.*)$", re.I)
-_REFERS = re.compile(rf"\b{_IT}\b", re.I)
+_REFERS = re.compile(r"\b(?:it|them|the result|the results|the output|the above)\b", re.I)
 _THEN = re.compile(r"\s*(?:[,;]\s*(?:and\s+)?then|\band\s+then|\bthen)\s+", re.I)
 _AND_DEPENDENT = re.compile(
     rf",?\s+and\s+(?=(?:translate|summari[sz]e|sum)\s+{_IT}\b|(?:{_VERBS})\b[^,]*\b{_IT}\b)",
@@ -160,9 +160,7 @@ def _direct_translation(text: str, builder: _Builder) -> bool:
 
 def _chain(text: str, builder: _Builder) -> bool:
     """``X, then Y`` and ``X and <do something to it>``: each part reads the previous one."""
-    parts = [p for p in _THEN.split(text) if p]
-    if len(parts) == 1:
-        parts = [p for p in _AND_DEPENDENT.split(text) if p]
+    parts = [p for chunk in _THEN.split(text) for p in _AND_DEPENDENT.split(chunk) if p]
     if len(parts) < 2 or not _VERB.match(parts[0]) or _COUNT.match(parts[0]):
         return False
     previous = [builder.add(GENERATOR, escape(_sentence(parts[0])), _short(parts[0]))]
@@ -210,8 +208,7 @@ def _follow_up(
     if _VERB.match(part) or re.match(
         r"^(?:rewrite|shorten|expand|improve|edit|turn|add)\b", part, re.I
     ):
-        if not _REFERS.search(part):
-            return None  # "X, then write Y": is Y about X? unsure
+        # "then" asks for an order: the step gets what came before, as context.
         instruction = escape(_sentence(part))
         return [
             builder.add(GENERATOR, f"{instruction}\n\n{{{prev}}}", _short(part), depends_on=[prev])

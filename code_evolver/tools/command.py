@@ -38,6 +38,7 @@ class CommandTool(Tool):
         *,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        max_stdout: int = MAX_STDOUT,
         **settings: Any,
     ) -> None:
         super().__init__(name, **settings)
@@ -46,6 +47,7 @@ class CommandTool(Tool):
         self.argv: list[Template] = [parse_tool_template(item) for item in command]
         self.cwd = cwd
         self.env = dict(env or {})
+        self.max_stdout = max_stdout
 
     @property
     def required_params(self) -> frozenset[str]:
@@ -63,7 +65,11 @@ class CommandTool(Tool):
         env = os.environ | self.env | {"CODE_EVOLVER_STEP_ID": call.step_id}
         try:
             result = await run_process(
-                argv, stdin=_as_text_lines(call.input), cwd=self.cwd, env=env
+                argv,
+                stdin=_as_text_lines(call.input),
+                cwd=self.cwd,
+                env=env,
+                max_stdout=self.max_stdout,
             )
         except FileNotFoundError:
             if self.cwd is not None and not self.cwd.is_dir():
@@ -73,13 +79,12 @@ class CommandTool(Tool):
             raise ToolFailed(f"{problem}; check tools.{self.name}", retryable=False) from None
         except PermissionError:
             raise ToolFailed(f"not executable: {argv[0]}", retryable=False) from None
-        except OSError as exc:  # e.g. NotADirectoryError, "Argument list too long"
-            raise ToolFailed(
-                f"cannot start {argv[0]}: {exc.strerror or exc}", retryable=False
-            ) from None
+        except (OSError, ValueError) as exc:  # NotADirectoryError, E2BIG, a NUL in an argument
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ToolFailed(f"cannot start {argv[0]}: {detail}", retryable=False) from None
         if result.overflowed:
             raise ToolFailed(
-                f"the command wrote more than {MAX_STDOUT // 2**20} MiB to stdout and was stopped",
+                f"the command wrote more than {self.max_stdout:,} bytes to stdout and was stopped",
                 retryable=False,
             )
         if result.returncode != 0:

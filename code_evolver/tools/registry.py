@@ -132,7 +132,8 @@ def build_tool(name: str, spec: ToolSpecBase, base_dir: Path, llm: LLMService) -
     if isinstance(spec, LlmSpec):
         path = base_dir / spec.prompt
         try:
-            template = parse_tool_template(path.read_text(encoding="utf-8"))
+            # Editors end files with a newline; the prompt should not.
+            template = parse_tool_template(path.read_text(encoding="utf-8").rstrip("\n"))
         except OSError as exc:
             raise SpecError("prompt", f"cannot read {path}: {exc.strerror or exc}") from None
         except ValueError as exc:

@@ -1,0 +1,154 @@
+"""`evolve "REQUEST"`, `evolve plan "REQUEST"` and `evolve doctor`, with a scripted model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from support import echo_model
+
+from code_evolver.cli import main_group
+from code_evolver.llm import service
+from code_evolver.llm.base import Request
+from code_evolver.llm.fake import ScriptedBackend
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = str(REPO / "config.yaml")
+JOKE = "write a joke and translate it to french and spanish"
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> ScriptedBackend:
+    """Whatever backend the CLI chooses, it gets this scripted one."""
+    scripted = ScriptedBackend(echo_model)
+    monkeypatch.setattr(service, "create_backend", lambda name, settings: scripted)
+    monkeypatch.setattr(service, "choose_backend", _embedded_choice)
+    return scripted
+
+
+async def _embedded_choice(settings: Any) -> service.Choice:
+    return service.Choice("embedded", ["test"])
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main_group, [*args, "--config", CONFIG], catch_exceptions=False)
+
+
+def test_request_is_planned_shown_run_and_answered(backend: ScriptedBackend) -> None:
+    result = invoke(JOKE)
+    assert result.exit_code == 0, result.output
+    assert "[French] reply to: Write a joke." in result.stdout
+    assert "[Spanish] reply to: Write a joke." in result.stdout
+    assert "✓ succeeded: 3 succeeded" in result.stdout
+    assert "wave 2 (×2 in parallel)" in result.stderr
+    assert "planned by the rules in" in result.stderr
+
+
+def test_request_json_has_plan_planner_and_steps(backend: ScriptedBackend) -> None:
+    doc = json.loads(invoke(JOKE, "--json").stdout)
+    assert doc["status"] == "succeeded"
+    assert doc["planner"]["source"] == "rules"
+    assert [s["tool"] for s in doc["plan"]["steps"]] == [
+        "content_generator",
+        "translator",
+        "translator",
+    ]
+    assert doc["steps"]["step2"]["output"].startswith("[French]")
+
+
+def test_options_before_the_request_and_unquoted_words(backend: ScriptedBackend) -> None:
+    result = CliRunner().invoke(
+        main_group, ["--config", CONFIG, "--json", "write", "a", "joke"], catch_exceptions=False
+    )
+    doc = json.loads(result.stdout)
+    assert doc["plan"]["steps"][0]["input"] == "Write a joke."
+
+
+def test_llm_planner_path_and_fallback(backend: ScriptedBackend) -> None:
+    backend._compute = None
+    backend.enqueue("not a plan", "still not", "nope", "the fallback's answer")
+    result = invoke("why is the sky blue", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["planner"]["source"] == "fallback"
+    assert doc["planner"]["llm_calls"] == 3
+    assert doc["steps"]["step1"]["output"] == "the fallback's answer"
+    assert "could not make a valid plan" in doc["planner"]["warnings"][0]
+
+
+def test_plan_only_prints_a_runnable_plan(backend: ScriptedBackend, tmp_path: Path) -> None:
+    shown = invoke("plan", JOKE, "--json")
+    assert shown.exit_code == 0
+    saved = tmp_path / "plan.json"
+    saved.write_text(shown.stdout)
+    assert backend.requests == []
+    ran = invoke("run", str(saved), "--json")
+    assert json.loads(ran.stdout)["steps"]["step3"]["output"].startswith("[Spanish]")
+    tree = invoke("plan", JOKE)
+    assert "wave 2 (×2 in parallel)" in tree.stdout
+    assert "planned by the rules" in tree.stdout
+
+
+def test_planner_rules_mode_that_does_not_match_is_a_user_error(backend: ScriptedBackend) -> None:
+    result = invoke("why is the sky blue", "--planner", "rules")
+    assert result.exit_code == 2
+    assert "error: no planning rule matches this request" in result.stderr
+
+
+def test_unavailable_backend_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    from code_evolver.errors import ModelMissing
+
+    class Missing(ScriptedBackend):
+        async def check(self) -> None:
+            raise ModelMissing("the embedded model is not installed: run `pip install x`")
+
+    monkeypatch.setattr(service, "create_backend", lambda name, settings: Missing([]))
+    monkeypatch.setattr(service, "choose_backend", _embedded_choice)
+    result = invoke(JOKE)
+    assert result.exit_code == 3
+    assert "error: the embedded model is not installed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_streaming_plan_from_the_model_runs(backend: ScriptedBackend) -> None:
+    plan = {
+        "steps": [
+            {
+                "step_id": "step1",
+                "description": "a",
+                "tool": "content_generator",
+                "input": "Write a haiku.",
+                "depends_on": [],
+            },
+            {
+                "step_id": "step2",
+                "description": "b",
+                "tool": "summarizer",
+                "input": "{step1}",
+                "depends_on": ["step1"],
+            },
+        ]
+    }
+
+    def model(request: Request) -> str:
+        return json.dumps(plan) if request.schema is not None else echo_model(request)
+
+    backend._compute = model
+    result = invoke("why is the sky blue", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "summary of reply to: Write a" in result.stdout
+    assert "planned by scripted:scripted" in result.stderr
+
+
+def test_doctor_reports_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = invoke("doctor", "--json", "--backend", "embedded")
+    doc = json.loads(result.stdout)
+    assert doc["backend"] == "embedded"
+    names = [c["name"] for c in doc["checks"]]
+    assert {"config", "xllamacpp", "embedded model", "ollama server", "EVOLVE_HOME"} <= set(names)
+    assert result.exit_code == (0 if doc["usable"] else 3)
+    text = invoke("doctor", "--backend", "embedded")
+    assert "backend: embedded" in text.stdout

