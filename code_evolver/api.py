@@ -96,11 +96,8 @@ async def aplan(
     replaces the configured model (e.g. a ``ScriptedBackend`` in tests).
     """
     resolved = resolve_config(config).with_planner(mode=planner)
-    session = Session(resolved, tools=tools, backend=backend)
-    try:
+    async with Session(resolved, tools=tools, backend=backend) as session:
         return await session.plan(request, use_cache=use_cache)
-    finally:
-        await session.close()
 
 
 def plan(request: str, **options: Any) -> PlanOutcome:
@@ -122,11 +119,9 @@ async def aask(
 ) -> Answer:
     """Plan a request and run the plan (the main job); see :func:`aplan` and :func:`arun`."""
     resolved = resolve_config(config, **execution).with_planner(mode=planner)
-    session = Session(resolved, tools=tools, backend=backend, bus=EventBus(*listeners))
-    try:
+    bus = EventBus(*listeners)
+    async with Session(resolved, tools=tools, backend=backend, bus=bus) as session:
         return await session.ask(request, use_cache=use_cache)
-    finally:
-        await session.close()
 
 
 def ask(request: str, **options: Any) -> Answer:

@@ -139,6 +139,12 @@ class Session:
     async def close(self) -> None:
         await self.llm.close()
 
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
 
 def _extends(final: OrganizedPlan, started: OrganizedPlan) -> bool:
     """Whether the final plan begins with exactly the steps that already started."""

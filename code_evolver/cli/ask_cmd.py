@@ -34,10 +34,8 @@ def ask_command(request: tuple[str, ...]) -> None:
         err.print(f"[dim]{show.planner_line(outcome, session.llm.identity)}[/]")
 
     async def main() -> Answer:
-        try:
+        async with session:
             return await session.ask(text, use_cache=not opts.no_cache, on_plan=on_plan)
-        finally:
-            await session.close()
 
     status = f"planning with {session.llm.identity}…"
     with (
@@ -85,10 +83,8 @@ def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool)
     else:
 
         async def main() -> PlanOutcome:
-            try:
+            async with session:
                 return await session.plan(" ".join(request), use_cache=not opts.no_cache)
-            finally:
-                await session.close()
 
         outcome = terminal.run_async(main, session.interrupt)
         organized = outcome.organized

@@ -31,10 +31,8 @@ def run_command(plan_file: Path) -> None:
         show.warnings(err, organized.warnings)
 
     async def main() -> RunResult:
-        try:
+        async with session:
             return await session.run(organized)
-        finally:
-            await session.close()
 
     with (
         terminal.quiet_stdout(opts.as_json),
