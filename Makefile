@@ -28,6 +28,7 @@ pytest: install
 bench: install
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/planner.py
+	$(BIN)/python bench/runtime.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

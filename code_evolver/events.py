@@ -90,6 +90,30 @@ class StepCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class CallStarted:
+    """A running step's script called a tool (an attempt of that call began)."""
+
+    step_id: str
+    call_id: str
+    tool: str
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    """A child call ended; ``status`` as for steps (retries are new CallStarted events)."""
+
+    step_id: str
+    call_id: str
+    tool: str
+    status: str
+    duration_s: float
+    error: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     result: RunResult
     at: float
@@ -104,6 +128,8 @@ Event = (
     | StepFailed
     | StepSkipped
     | StepCancelled
+    | CallStarted
+    | CallFinished
     | RunFinished
 )
 Listener = Callable[[Event], None]

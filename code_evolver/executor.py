@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import math
 import random
 import time
 import uuid
@@ -29,11 +28,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from code_evolver import events
+from code_evolver.calls import CallBroker
+from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import RenderError, StepError, StepTimeout, ToolFailed
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
-from code_evolver.run_state import NOT_OK, Gate, StepRun, first_set, utc
+from code_evolver.run_state import NOT_OK, StepRun, first_set, utc
 from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
 from code_evolver.tools.base import Output, Tool, ToolCall
 
@@ -67,11 +68,18 @@ class Executor:
         self._growing = growing
         self._reuse = dict(reuse or {})
         self._tools = tools
-        self._gates: dict[str, Gate] = {}
+        self._capacity = Capacity(self.settings.max_parallel)
+        self._calls = CallBroker(
+            tools,
+            self.settings,
+            self._capacity,
+            self.bus,
+            self._now,
+            self._backoff,
+            self._call_settled,
+        )
         self._ready: dict[str, list[tuple[tuple[int, int], StepRun]]] = {}
         self._runs: dict[str, StepRun] = {}
-        self._running = 0
-        self.peak_concurrency = 0
         self._unfinished = 0
         self._wave_left = [len(w) for w in organized.waves]
         self._wave = 0
@@ -93,7 +101,7 @@ class Executor:
         self.bus.listener_error = None
         for name in dict.fromkeys(s.tool for s in self.organized.plan.steps):
             await self._tools[name].prepare()
-        self._open_gates()
+        self._capacity.open(self._tools)
         self._t0 = time.perf_counter()
         started_at = datetime.now(UTC)
         if self.bus:
@@ -113,9 +121,9 @@ class Executor:
             await self._done.wait()
         except asyncio.CancelledError:
             self.stop(RunStatus.CANCELLED)
-            await asyncio.gather(
-                *(r.task for r in self._runs.values() if r.task), return_exceptions=True
-            )
+            tasks = [r.task for r in self._runs.values() if r.task]
+            tasks += [c.task for calls in self._calls.by_step.values() for c in calls if c.task]
+            await asyncio.gather(*tasks, return_exceptions=True)
             raise
         result = self._result(started_at)
         if self.bus:
@@ -159,6 +167,7 @@ class Executor:
         self._stop_status = status
         self._growing = False
         self._ready.clear()
+        self._calls.stop()
         for run in self._runs.values():
             if run.status is StepStatus.RUNNING and run.task is not None:
                 run.task.cancel()
@@ -225,23 +234,6 @@ class Executor:
 
     # ------------------------------------------------------------ scheduling
 
-    def _open_gates(self) -> None:
-        """One gate per tool, chained to one shared gate per resource (e.g. the LLM backend).
-
-        Capacities are read when the run starts, after the tools' ``prepare()``, because a
-        backend's capacity is only known once it has been chosen.
-        """
-        shared: dict[str, Gate] = {}
-        for name, tool in self._tools.items():
-            resource = tool.resource
-            if resource is not None:
-                capacity = tool.resource_capacity or math.inf
-                gate = shared.setdefault(resource, Gate(capacity))
-                gate.limit = min(gate.limit, capacity)
-            self._gates[name] = Gate(
-                tool.max_concurrency or math.inf, shared[resource] if resource else None
-            )
-
     def _push(self, run: StepRun) -> None:
         if run.status is not StepStatus.PENDING or self._stop_status is not None:
             return
@@ -249,11 +241,12 @@ class Executor:
 
     def _dispatch(self) -> None:
         """Start ready steps while a global slot and their tool's slot are free."""
-        max_parallel = self.settings.max_parallel
-        while self._running < max_parallel and self._ready:
+        self._calls.dispatch()  # calls first: running steps wait for them
+        capacity = self._capacity
+        while capacity.slot_free() and self._ready:
             best: list[tuple[tuple[int, int], StepRun]] | None = None
             for name, heap in self._ready.items():
-                if self._gates[name].free() and (best is None or heap[0][0] < best[0][0]):
+                if capacity.gates[name].free() and (best is None or heap[0][0] < best[0][0]):
                     best = heap
             if best is None:
                 return
@@ -266,9 +259,7 @@ class Executor:
         """Take the slots now; the attempt itself begins when its task first runs."""
         assert run.status is StepStatus.PENDING, f"{run.step.step_id} started twice"
         run.status = StepStatus.RUNNING
-        self._running += 1
-        self._gates[run.step.tool].take()
-        self.peak_concurrency = max(self.peak_concurrency, self._running)
+        self._capacity.take(run.step.tool)
         run.attempt_began = time.perf_counter()
         run.task = asyncio.get_running_loop().create_task(self._attempt(run))
         run.task.add_done_callback(lambda task: self._attempt_cancelled(run, task))
@@ -319,9 +310,11 @@ class Executor:
             self._dispatch()
 
     def _release(self, run: StepRun) -> None:
+        if run.channel is not None:
+            run.channel.close()  # the attempt is over: so are its script's calls
+            run.channel = None
         run.busy_s += time.perf_counter() - run.attempt_began
-        self._running -= 1
-        self._gates[run.step.tool].release()
+        self._capacity.release(run.step.tool)
 
     def _call(self, run: StepRun) -> ToolCall:
         step = run.step
@@ -329,7 +322,10 @@ class Executor:
         params: dict[str, Any] = dict(run.tool.default_params)
         if step.params:
             params.update(render_value(step.params, resolve))
-        return ToolCall(run.template.render(resolve), params, step.step_id, run.attempts)
+        run.channel = self._calls.channel(step.step_id)
+        return ToolCall(
+            run.template.render(resolve), params, step.step_id, run.attempts, run.channel
+        )
 
     def _resolver(self, step_id: str) -> Any:
         runs = self._runs
@@ -426,8 +422,17 @@ class Executor:
             self._advance_wave()
         self._check_done()
 
+    def _call_settled(self) -> None:
+        self._dispatch()
+        self._check_done()
+
     def _check_done(self) -> None:
-        if self._unfinished == 0 and not self._growing and self._done is not None:
+        if (
+            self._unfinished == 0
+            and not self._growing
+            and self._calls.active == 0  # a cancelled call is still being wound up
+            and self._done is not None
+        ):
             self._done.set()
 
     def _advance_wave(self) -> None:
@@ -464,9 +469,10 @@ class Executor:
                 duration_s=run.busy_s,
                 output=run.output,
                 error=None if run.status is StepStatus.SUCCEEDED else run.error,
+                calls=self._calls.records(step_id),
             )
             for step_id, run in self._runs.items()
         }
         return RunResult(
-            self.run_id, status, self.organized, steps, wall, self.peak_concurrency, started_at
+            self.run_id, status, self.organized, steps, wall, self._capacity.peak, started_at
         )

@@ -44,6 +44,30 @@ class RunStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class CallRecord:
+    """A tool call made by a step's script (``call_tool``), recorded under the step."""
+
+    call_id: str
+    tool: str
+    status: StepStatus
+    attempts: int
+    duration_s: float
+    output: Output | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "tool": self.tool,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "duration_s": round(self.duration_s, 6),
+            "output": self.output,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
 class StepResult:
     step_id: str
     tool: str
@@ -55,6 +79,8 @@ class StepResult:
     """Time spent running, summed over attempts (backoff waits excluded)."""
     output: Output | None = None
     error: str | None = None
+    calls: tuple[CallRecord, ...] = ()
+    """Tool calls the step's script made, in the order it made them."""
 
     @property
     def ok(self) -> bool:
@@ -70,6 +96,7 @@ class StepResult:
             "finished_at": _iso(self.finished_at),
             "duration_s": round(self.duration_s, 6),
             "tool": self.tool,
+            "calls": [call.to_json() for call in self.calls],
         }
 
 

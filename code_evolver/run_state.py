@@ -1,4 +1,4 @@
-"""The mutable bookkeeping of one run: per-step state and concurrency gates.
+"""The mutable bookkeeping of one run: the state of each step.
 
 Only the executor touches these, and only from the event loop.
 """
@@ -8,39 +8,18 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from code_evolver.plan import Step
 from code_evolver.result import StepStatus
 from code_evolver.templating import Template
 from code_evolver.tools.base import Output, Tool
 
+if TYPE_CHECKING:
+    from code_evolver.calls import CallChannel
+
 T = TypeVar("T")
 NOT_OK = (StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.SKIPPED, StepStatus.CANCELLED)
-
-
-@dataclass(slots=True)
-class Gate:
-    """A concurrency limit: a tool's own, optionally chained to a resource it shares."""
-
-    limit: float
-    shared: Gate | None = None
-    running: int = 0
-
-    def free(self) -> bool:
-        return self.running < self.limit and (
-            self.shared is None or self.shared.running < self.shared.limit
-        )
-
-    def take(self) -> None:
-        self.running += 1
-        if self.shared is not None:
-            self.shared.running += 1
-
-    def release(self) -> None:
-        self.running -= 1
-        if self.shared is not None:
-            self.shared.running -= 1
 
 
 @dataclass(slots=True, eq=False, repr=False)
@@ -65,6 +44,8 @@ class StepRun:
     attempt_began: float = 0.0
     task: asyncio.Task[None] | None = None
     retry_timer: asyncio.TimerHandle | None = None
+    channel: CallChannel | None = None
+    """The current attempt's channel for its script's tool calls."""
     dependents: list[StepRun] = field(default_factory=list)
 
     def __repr__(self) -> str:

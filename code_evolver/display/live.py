@@ -38,6 +38,20 @@ class _Row:
     elapsed: float = 0.0
     note: str = ""
     finished_order: int = 0
+    calls_running: int = 0
+    calls_done: int = 0
+    calls_failed: int = 0
+
+    def calls_note(self) -> str:
+        """What the step's script is doing with its tool calls, e.g. ``↳ 4 calls running``."""
+        parts = []
+        if self.calls_running:
+            parts.append(f"{self.calls_running} running")
+        if self.calls_done:
+            parts.append(f"{self.calls_done} done")
+        if self.calls_failed:
+            parts.append(f"{self.calls_failed} failed")
+        return f"↳ calls: {', '.join(parts)}" if parts else ""
 
 
 class LiveView:
@@ -119,6 +133,15 @@ class LiveView:
                 self._done(step_id, StepStatus.SKIPPED, f"skipped: {cause} did not succeed")
             case events.StepCancelled(step_id=step_id):
                 self._done(step_id, StepStatus.CANCELLED, "cancelled")
+            case events.CallStarted(step_id=step_id):
+                self.rows[step_id].calls_running += 1
+            case events.CallFinished(step_id=step_id, status=status):
+                row = self.rows[step_id]
+                row.calls_running -= 1
+                if status == StepStatus.SUCCEEDED:
+                    row.calls_done += 1
+                elif status != StepStatus.CANCELLED:
+                    row.calls_failed += 1
             case _:
                 pass
 
@@ -157,12 +180,15 @@ class LiveView:
                 mark = Text.from_markup(icon(row.status))
                 took = seconds(row.elapsed) if row.status.is_final and row.elapsed else ""
             style = "red" if row.status in _FAILED else "dim"
+            note = row.note
+            if row.status is StepStatus.RUNNING and (calls := row.calls_note()):
+                note = calls  # what a running node is waiting for says more than its description
             table.add_row(
                 mark,
                 escape(row.step_id),
                 escape(row.tool),
                 took,
-                Text(clip(row.note, width), style=style),
+                Text(clip(note, width), style=style),
             )
         return Group(table, Text.from_markup(self._header(rows, len(shown), now)))
 

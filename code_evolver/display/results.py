@@ -50,6 +50,9 @@ def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
         title += f" · {seconds(step.duration_s)}"
     if step.attempts > 1:
         title += f" · {step.attempts} attempts"
+    if step.calls:
+        failed = sum(1 for c in step.calls if c.status is not StepStatus.SUCCEEDED)
+        title += f" · {len(step.calls)} tool calls" + (f" ({failed} failed)" if failed else "")
     body: RenderableType
     if step.ok:
         text = to_text(step.output if step.output is not None else "")

@@ -17,7 +17,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from code_evolver.errors import RenderError, ToolFailed
 from code_evolver.templating import MissingKey, Ref, Template, lookup_path, parse, to_text
@@ -25,6 +25,18 @@ from code_evolver.templating import MissingKey, Ref, Template, lookup_path, pars
 Output = str | dict[str, Any] | list[Any]
 
 TOOL_TEMPLATE_NAMES = ("input", "params")
+
+
+class Caller(Protocol):
+    """Lets a running tool call other tools under the run's limits (``code_evolver.calls``)."""
+
+    async def call(
+        self,
+        tool: str,
+        input: str,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Output: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +47,8 @@ class ToolCall:
     params: Mapping[str, Any] = field(default_factory=dict)
     step_id: str = ""
     attempt: int = 1
+    calls: Caller | None = None
+    """Where the tool's own tool calls go (node scripts); None outside a run."""
 
 
 class Tool(abc.ABC):

@@ -14,6 +14,7 @@ from typing import Any
 
 from code_evolver.errors import ToolFailed
 from code_evolver.processes import MAX_STDOUT, describe_exit, run_process, tail
+from code_evolver.runtime_host import RuntimeChannel
 from code_evolver.templating import Template
 from code_evolver.tools.base import (
     Output,
@@ -63,14 +64,18 @@ class CommandTool(Tool):
         if argv[0] in _PYTHON_NAMES:
             argv[0] = sys.executable
         env = os.environ | self.env | {"CODE_EVOLVER_STEP_ID": call.step_id}
+        # A Python program may use node_runtime: give it the run's channel for its calls.
+        python = argv[0] == sys.executable or argv[0].endswith(".py")
         try:
-            result = await run_process(
-                argv,
-                stdin=_as_text_lines(call.input),
-                cwd=self.cwd,
-                env=env,
-                max_stdout=self.max_stdout,
-            )
+            async with RuntimeChannel(call.calls if python else None) as channel:
+                result = await run_process(
+                    argv,
+                    stdin=_as_text_lines(call.input),
+                    cwd=self.cwd,
+                    env=env | channel.env,
+                    max_stdout=self.max_stdout,
+                    pass_fds=channel.pass_fds,
+                )
         except FileNotFoundError:
             if self.cwd is not None and not self.cwd.is_dir():
                 problem = f"working directory not found: {self.cwd}"

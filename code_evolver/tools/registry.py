@@ -14,10 +14,12 @@ from code_evolver.tools.base import Tool, parse_tool_template
 from code_evolver.tools.command import CommandTool
 from code_evolver.tools.function import FunctionTool, import_function
 from code_evolver.tools.llm import LlmTool
+from code_evolver.tools.node import NodeTool
 from code_evolver.tools.specs import (
     CommandSpec,
     FunctionSpec,
     LlmSpec,
+    NodeSpec,
     TemplateSpec,
     ToolSpecBase,
 )
@@ -52,7 +54,7 @@ class ToolRegistry(Mapping[str, Tool]):
         problems: list[str] = []
         for name, spec in config.tools.items():
             try:
-                tools[name] = build_tool(name, spec, config.base_dir, llm)
+                tools[name] = build_tool(name, spec, config.base_dir, llm, config.path)
             except SpecError as exc:
                 problems.append(f"{_source(config)}tools.{name}.{exc.field}: {exc}")
         if problems:
@@ -102,7 +104,13 @@ class SpecError(ValueError):
         self.field = field
 
 
-def build_tool(name: str, spec: ToolSpecBase, base_dir: Path, llm: LLMService) -> Tool:
+def build_tool(
+    name: str,
+    spec: ToolSpecBase,
+    base_dir: Path,
+    llm: LLMService,
+    config_path: Path | None = None,
+) -> Tool:
     """Turn one validated spec into a runnable tool. Raises SpecError naming the bad key."""
     settings: dict[str, Any] = {
         "description": spec.description,
@@ -127,6 +135,11 @@ def build_tool(name: str, spec: ToolSpecBase, base_dir: Path, llm: LLMService) -
         except ValueError as exc:
             raise SpecError("function", str(exc)) from None
         return FunctionTool(name, function, **settings)
+    if isinstance(spec, NodeSpec):
+        script = base_dir / spec.script
+        if not script.is_file():
+            raise SpecError("script", f"no such file: {script}")
+        return NodeTool(name, script, env=spec.env, config_path=config_path, **settings)
     if isinstance(spec, TemplateSpec):
         return TemplateTool(name, **settings)
     if isinstance(spec, LlmSpec):

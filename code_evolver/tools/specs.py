@@ -75,8 +75,18 @@ class LlmSpec(ToolSpecBase):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 
+class NodeSpec(ToolSpecBase):
+    """A Python script with the node contract (stdin ``{"input", "params"}``, stdout
+    ``{"result"}``) whose ``node_runtime`` calls are brokered by the run."""
+
+    kind: Literal["node"]
+    script: str
+    """Path of the script, relative to the config file's folder."""
+    env: dict[str, str] = Field(default_factory=dict)
+
+
 ToolSpec = Annotated[
-    CommandSpec | FunctionSpec | TemplateSpec | LlmSpec, Field(discriminator="kind")
+    CommandSpec | FunctionSpec | TemplateSpec | LlmSpec | NodeSpec, Field(discriminator="kind")
 ]
 
 SPEC_BY_KIND: dict[str, type[ToolSpecBase]] = {
@@ -84,5 +94,6 @@ SPEC_BY_KIND: dict[str, type[ToolSpecBase]] = {
     "function": FunctionSpec,
     "template": TemplateSpec,
     "llm": LlmSpec,
+    "node": NodeSpec,
 }
 TOOL_KINDS: tuple[str, ...] = tuple(SPEC_BY_KIND)

@@ -1,0 +1,308 @@
+"""Tool calls made by running steps: a node script's ``call_tool()``, run under the run's limits.
+
+The parent process receives a script's calls (``code_evolver.runtime_host``) and submits them
+through the :class:`CallChannel` of the step attempt that runs the script. Each call is
+scheduled like a step: its tool's gate (``max_concurrency``, a shared LLM backend), a global
+slot, the tool's timeout and retries; it is recorded under its step and shown under it.
+
+A caller blocked on its calls *lends* them its own slot: one call per caller runs without
+taking a new global slot, so fan-outs nested to any depth never deadlock on ``max_parallel``.
+A channel is closed when its attempt ends: its calls are cancelled and later ones refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from code_evolver import events
+from code_evolver.capacity import Capacity
+from code_evolver.config import ExecutionSettings
+from code_evolver.errors import StepError, StepTimeout, ToolFailed, ToolNotFound
+from code_evolver.result import CallRecord, StepStatus
+from code_evolver.run_state import first_set
+from code_evolver.suggest import did_you_mean
+from code_evolver.tools.base import Output, Tool, ToolCall
+
+
+class CallRefused(StepError):
+    """A call on a channel whose step attempt has ended."""
+
+    retryable = False
+
+
+@dataclass(eq=False, repr=False)
+class ChildCall:
+    call_id: str
+    step_id: str
+    tool_name: str
+    tool: Tool
+    input: str
+    params: dict[str, Any]
+    timeout_s: float
+    max_attempts: int
+    caller: CallChannel
+    future: asyncio.Future[Output]
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    busy_s: float = 0.0
+    began: float = 0.0
+    output: Output | None = None
+    error: str | None = None
+    on_lent_slot: bool = False
+    task: asyncio.Task[None] | None = None
+    retry_timer: asyncio.TimerHandle | None = None
+    channel: CallChannel | None = None
+
+    def record(self) -> CallRecord:
+        return CallRecord(
+            self.call_id,
+            self.tool_name,
+            self.status,
+            self.attempts,
+            self.busy_s,
+            self.output if self.status is StepStatus.SUCCEEDED else None,
+            self.error,
+        )
+
+
+class CallChannel:
+    """How one tool attempt calls other tools; closed when the attempt ends."""
+
+    def __init__(self, broker: CallBroker, step_id: str) -> None:
+        self._broker = broker
+        self.step_id = step_id
+        self.closed = False
+        self.lent_slot_free = True
+        self.calls: list[ChildCall] = []
+
+    async def call(
+        self,
+        tool: str,
+        input: str,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Output:
+        """Run ``tool`` on ``input`` as a child call of this step; raises StepError.
+
+        ``timeout_s`` shortens the tool's own timeout for this call.
+        """
+        if self.closed:
+            raise CallRefused(f"step {self.step_id!r} has ended; it cannot call tools any more")
+        return await self._broker.submit(self, tool, input, dict(params or {}), timeout_s)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._broker.abandon(self)
+
+
+@dataclass
+class CallBroker:
+    """Schedules the child calls of a run, sharing the executor's capacity."""
+
+    tools: Mapping[str, Tool]
+    settings: ExecutionSettings
+    capacity: Capacity
+    bus: events.EventBus
+    now: Callable[[], float]
+    backoff: Callable[[int], float]
+    wake: Callable[[], None]
+    """Called when a call ends: slots are free, so the executor can dispatch again."""
+    by_step: dict[str, list[ChildCall]] = field(default_factory=dict)
+    pending: list[ChildCall] = field(default_factory=list)
+    stopped: bool = False
+    active: int = 0
+    """Calls submitted and not settled yet; a run ends only when none are left."""
+
+    def channel(self, step_id: str) -> CallChannel:
+        return CallChannel(self, step_id)
+
+    def records(self, step_id: str) -> tuple[CallRecord, ...]:
+        return tuple(call.record() for call in self.by_step.get(step_id, ()))
+
+    async def submit(
+        self,
+        caller: CallChannel,
+        tool_name: str,
+        text: str,
+        params: dict[str, Any],
+        timeout_s: float | None,
+    ) -> Output:
+        tool = self.tools.get(tool_name)
+        if tool is None:
+            raise ToolNotFound(
+                f"unknown tool {tool_name!r}{did_you_mean(tool_name, self.tools)}; "
+                "see `evolve tools`"
+            )
+        if self.stopped:
+            raise CallRefused("the run is stopping; no more tool calls")
+        siblings = self.by_step.setdefault(caller.step_id, [])
+        limit = first_set(tool.timeout_s, self.settings.timeout_s)
+        call = ChildCall(
+            call_id=f"{caller.step_id}.{len(siblings) + 1}",
+            step_id=caller.step_id,
+            tool_name=tool_name,
+            tool=tool,
+            input=text,
+            params=dict(tool.default_params) | params,
+            timeout_s=min(limit, timeout_s) if timeout_s else limit,
+            max_attempts=1 + first_set(tool.retries, self.settings.retries),
+            caller=caller,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        # Mark the outcome as seen even when the caller has gone away meanwhile.
+        call.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        siblings.append(call)
+        caller.calls.append(call)
+        self.active += 1
+        self.pending.append(call)
+        self.wake()
+        try:
+            return await asyncio.shield(call.future)
+        except asyncio.CancelledError:
+            if not call.future.done():
+                self._cancel(call)
+            raise
+
+    def dispatch(self) -> None:
+        """Start pending calls, oldest first, while their gates and a slot allow."""
+        for call in list(self.pending):
+            if not self.capacity.gates[call.tool_name].free():
+                continue
+            if call.caller.lent_slot_free:
+                call.caller.lent_slot_free = False
+                call.on_lent_slot = True
+            elif self.capacity.slot_free():
+                call.on_lent_slot = False
+            else:
+                continue
+            self.pending.remove(call)
+            self._start(call)
+
+    def _start(self, call: ChildCall) -> None:
+        call.status = StepStatus.RUNNING
+        self.capacity.take(call.tool_name, slot=not call.on_lent_slot)
+        call.began = time.perf_counter()
+        call.task = asyncio.get_running_loop().create_task(self._attempt(call))
+        call.task.add_done_callback(lambda task: self._attempt_cancelled(call, task))
+
+    async def _attempt(self, call: ChildCall) -> None:
+        call.attempts += 1
+        call.began = time.perf_counter()
+        if self.bus:
+            self.bus.emit(
+                events.CallStarted(
+                    call.step_id, call.call_id, call.tool_name, call.attempts, self.now()
+                )
+            )
+        call.channel = self.channel(call.step_id)  # for a node calling further tools
+        deadline = asyncio.timeout(call.timeout_s)
+        output: Output | None = None
+        error: StepError | None = None
+        try:
+            async with deadline:
+                output = await call.tool.run(
+                    ToolCall(call.input, call.params, call.call_id, call.attempts, call.channel)
+                )
+        except TimeoutError:
+            error = (
+                StepTimeout(f"timed out after {call.timeout_s:g}s")
+                if deadline.expired()
+                else ToolFailed("TimeoutError raised by the tool")
+            )
+        except StepError as exc:
+            error = exc
+        except (Exception, SystemExit) as exc:
+            error = ToolFailed(f"{type(exc).__name__}: {exc}")
+        finally:
+            call.channel.close()
+        self._release(call)
+        if error is None:
+            self._settle(call, StepStatus.SUCCEEDED, output=output if output is not None else "")
+        elif error.retryable and call.attempts < call.max_attempts and not self.stopped:
+            call.status = StepStatus.PENDING
+            call.error = str(error)
+            loop = asyncio.get_running_loop()
+            call.retry_timer = loop.call_later(self.backoff(call.attempts), self._retry, call)
+        else:
+            status = StepStatus.TIMED_OUT if isinstance(error, StepTimeout) else StepStatus.FAILED
+            self._settle(call, status, error=error)
+        self.wake()
+
+    def _retry(self, call: ChildCall) -> None:
+        call.retry_timer = None
+        if call.status is StepStatus.PENDING and not call.caller.closed and not self.stopped:
+            self.pending.append(call)
+            self.wake()
+
+    def _attempt_cancelled(self, call: ChildCall, task: asyncio.Task[None]) -> None:
+        if task.cancelled() and call.status is StepStatus.RUNNING:
+            self._release(call)
+            self._settle(call, StepStatus.CANCELLED, error=CallRefused("cancelled"))
+            self.wake()
+
+    def _release(self, call: ChildCall) -> None:
+        call.busy_s += time.perf_counter() - call.began
+        self.capacity.release(call.tool_name, slot=not call.on_lent_slot)
+        if call.on_lent_slot:
+            call.caller.lent_slot_free = True
+            call.on_lent_slot = False
+
+    def _settle(
+        self,
+        call: ChildCall,
+        status: StepStatus,
+        *,
+        output: Output | None = None,
+        error: StepError | None = None,
+    ) -> None:
+        call.status = status
+        call.output = output
+        call.error = str(error) if error is not None else None
+        self.active -= 1
+        if not call.future.done():
+            if error is None:
+                call.future.set_result(output if output is not None else "")
+            else:
+                call.future.set_exception(error)
+        if self.bus:
+            self.bus.emit(
+                events.CallFinished(
+                    call.step_id,
+                    call.call_id,
+                    call.tool_name,
+                    status.value,
+                    call.busy_s,
+                    call.error,
+                    self.now(),
+                )
+            )
+
+    def _cancel(self, call: ChildCall) -> None:
+        if call.retry_timer is not None:
+            call.retry_timer.cancel()
+            call.retry_timer = None
+        if call.status is StepStatus.PENDING:
+            with contextlib.suppress(ValueError):
+                self.pending.remove(call)
+            self._settle(call, StepStatus.CANCELLED, error=CallRefused("cancelled"))
+        elif call.status is StepStatus.RUNNING and call.task is not None:
+            call.task.cancel()
+
+    def abandon(self, channel: CallChannel) -> None:
+        """The caller's attempt ended: cancel whatever it still has in flight."""
+        for call in channel.calls:
+            if not call.status.is_final:
+                self._cancel(call)
+
+    def stop(self) -> None:
+        self.stopped = True
+        for calls in self.by_step.values():
+            for call in calls:
+                if not call.status.is_final:
+                    self._cancel(call)

@@ -1,0 +1,110 @@
+"""The parent's end of the runtime channel: serves a child process's tool calls.
+
+Each step attempt that runs a Python script gets its own socketpair and a fresh secret
+(``node_runtime.protocol``). The first line from the child must carry that secret, so a
+script holding another run's descriptor (or a stray connection) gets nothing. Every request is
+submitted through the attempt's call channel (``code_evolver.calls``) and answered when done;
+closing the channel when the attempt ends cuts the child off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import secrets
+import socket
+from types import TracebackType
+from typing import Any
+
+from code_evolver.errors import EvolverError
+from code_evolver.tools.base import Caller
+from node_runtime.protocol import ENV_FD, ENV_TOKEN, VERSION, decode, encode
+
+
+class RuntimeChannel:
+    """``async with RuntimeChannel(call.calls) as channel:`` then start the child with
+    ``channel.env`` and ``channel.pass_fds``. With no caller it offers nothing (the child then
+    runs its tool calls itself)."""
+
+    def __init__(self, caller: Caller | None) -> None:
+        self.caller = caller
+        self.env: dict[str, str] = {}
+        self.pass_fds: tuple[int, ...] = ()
+        self._parent: socket.socket | None = None
+        self._child: socket.socket | None = None
+        self._server: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RuntimeChannel:
+        if self.caller is None:
+            return self
+        self._parent, self._child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        token = secrets.token_urlsafe(24)
+        fd = self._child.fileno()
+        self.env = {ENV_FD: str(fd), ENV_TOKEN: token}
+        self.pass_fds = (fd,)
+        self._server = asyncio.ensure_future(serve(self._parent, token, self.caller))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._server
+        for sock in (self._parent, self._child):
+            if sock is not None:
+                sock.close()
+
+
+async def serve(sock: socket.socket, token: str, caller: Caller) -> None:
+    """Answer the child's calls until it hangs up or the attempt ends (cancellation)."""
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**24)
+    handlers: set[asyncio.Task[None]] = set()
+    try:
+        if not _authentic(await reader.readline(), token):
+            return
+        while line := await reader.readline():
+            try:
+                request = decode(line)
+            except ValueError:
+                continue
+            handler = asyncio.ensure_future(_answer(request, caller, writer))
+            handlers.add(handler)
+            handler.add_done_callback(handlers.discard)
+    finally:
+        for handler in handlers:
+            handler.cancel()
+        writer.close()
+
+
+def _authentic(line: bytes, token: str) -> bool:
+    try:
+        hello = decode(line)
+    except ValueError:
+        return False
+    given = str(hello.get("hello", ""))
+    return hello.get("version") == VERSION and hmac.compare_digest(given, token)
+
+
+async def _answer(request: dict[str, Any], caller: Caller, writer: asyncio.StreamWriter) -> None:
+    reply: dict[str, Any] = {"id": request.get("id")}
+    try:
+        params = request.get("params") or {}
+        timeout_s = request.get("timeout_s")
+        output = await caller.call(
+            str(request.get("tool", "")),
+            str(request.get("input", "")),
+            params if isinstance(params, dict) else {},
+            float(timeout_s) if isinstance(timeout_s, int | float) else None,
+        )
+        reply |= {"ok": True, "output": output}
+    except EvolverError as exc:
+        reply |= {"ok": False, "error": str(exc), "type": type(exc).__name__}
+    writer.write(encode(reply))
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
