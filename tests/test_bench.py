@@ -37,3 +37,17 @@ def test_planner_benchmark_quick_run_prints_its_figures() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "scripted   first step" in proc.stdout
     assert "Rules planner:" in proc.stdout
+
+
+@pytest.mark.integration
+def test_runtime_benchmark_quick_run_prints_its_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "runtime.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "call_tools_parallel" in proc.stdout
+    assert "brokered" in proc.stdout
