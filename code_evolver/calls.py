@@ -5,9 +5,13 @@ through the :class:`CallChannel` of the step attempt that runs the script. Each 
 scheduled like a step: its tool's gate (``max_concurrency``, a shared LLM backend), a global
 slot, the tool's timeout and retries; it is recorded under its step and shown under it.
 
-A caller blocked on its calls *lends* them its own slot: one call per caller runs without
-taking a new global slot, so fan-outs nested to any depth never deadlock on ``max_parallel``.
-A channel is closed when its attempt ends: its calls are cancelled and later ones refused.
+A caller blocked on its calls *lends* them its own slot (and, for a call to its own tool, its
+tool's gate): one call per caller runs without taking a new slot, so fan-outs nested to any
+depth never deadlock on ``max_parallel`` or on a tool calling itself. A channel is closed when
+its attempt ends: its calls are cancelled and later ones refused.
+
+``timeout_s`` given by a script is a deadline for the whole call, queueing and retries
+included; the tool's own ``timeout_s`` still bounds each attempt.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from code_evolver.errors import StepError, StepTimeout, ToolFailed, ToolNotFound
 from code_evolver.result import CallRecord, StepStatus
 from code_evolver.run_state import first_set
 from code_evolver.suggest import did_you_mean
-from code_evolver.tools.base import Output, Tool, ToolCall
+from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
 
 
 class CallRefused(StepError):
@@ -47,6 +51,8 @@ class ChildCall:
     max_attempts: int
     caller: CallChannel
     future: asyncio.Future[Output]
+    step_attempt: int = 1
+    parent_call: str | None = None
     status: StepStatus = StepStatus.PENDING
     attempts: int = 0
     busy_s: float = 0.0
@@ -54,6 +60,8 @@ class ChildCall:
     output: Output | None = None
     error: str | None = None
     on_lent_slot: bool = False
+    on_lent_gate: bool = False
+    cancel_reason: str = "cancelled"
     task: asyncio.Task[None] | None = None
     retry_timer: asyncio.TimerHandle | None = None
     channel: CallChannel | None = None
@@ -67,15 +75,29 @@ class ChildCall:
             self.busy_s,
             self.output if self.status is StepStatus.SUCCEEDED else None,
             self.error,
+            self.step_attempt,
+            self.parent_call,
         )
 
 
 class CallChannel:
     """How one tool attempt calls other tools; closed when the attempt ends."""
 
-    def __init__(self, broker: CallBroker, step_id: str) -> None:
+    def __init__(
+        self,
+        broker: CallBroker,
+        step_id: str,
+        tool: str = "",
+        *,
+        attempt: int = 1,
+        parent_call: str | None = None,
+    ) -> None:
         self._broker = broker
         self.step_id = step_id
+        self.tool = tool
+        """The caller's own tool, whose gate it lends to calls of the same tool."""
+        self.attempt = attempt
+        self.parent_call = parent_call
         self.closed = False
         self.lent_slot_free = True
         self.calls: list[ChildCall] = []
@@ -119,8 +141,13 @@ class CallBroker:
     active: int = 0
     """Calls submitted and not settled yet; a run ends only when none are left."""
 
-    def channel(self, step_id: str) -> CallChannel:
-        return CallChannel(self, step_id)
+    prepared: set[str] = field(default_factory=set)
+    """Tools whose ``prepare()`` has run (the executor prepares the plan's own tools)."""
+
+    def channel(
+        self, step_id: str, tool: str = "", *, attempt: int = 1, parent_call: str | None = None
+    ) -> CallChannel:
+        return CallChannel(self, step_id, tool, attempt=attempt, parent_call=parent_call)
 
     def records(self, step_id: str) -> tuple[CallRecord, ...]:
         return tuple(call.record() for call in self.by_step.get(step_id, ()))
@@ -141,6 +168,12 @@ class CallBroker:
             )
         if self.stopped:
             raise CallRefused("the run is stopping; no more tool calls")
+        if timeout_s is not None and timeout_s <= 0:
+            raise StepTimeout(f"timed out: the call was given {timeout_s:g}s")
+        if tool_name not in self.prepared:
+            await tool.prepare()  # e.g. choose the LLM backend, whose capacity sizes the gate
+            self.prepared.add(tool_name)
+            self.capacity.refresh(self.tools, tool_name)
         siblings = self.by_step.setdefault(caller.step_id, [])
         limit = first_set(tool.timeout_s, self.settings.timeout_s)
         call = ChildCall(
@@ -154,6 +187,8 @@ class CallBroker:
             max_attempts=1 + first_set(tool.retries, self.settings.retries),
             caller=caller,
             future=asyncio.get_running_loop().create_future(),
+            step_attempt=caller.attempt,
+            parent_call=caller.parent_call,
         )
         # Mark the outcome as seen even when the caller has gone away meanwhile.
         call.future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -163,7 +198,11 @@ class CallBroker:
         self.pending.append(call)
         self.wake()
         try:
-            return await asyncio.shield(call.future)
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(call.future)
+        except TimeoutError:
+            self._cancel(call, f"timed out after {timeout_s:g}s (the caller's deadline)")
+            raise StepTimeout(f"timed out after {timeout_s:g}s") from None
         except asyncio.CancelledError:
             if not call.future.done():
                 self._cancel(call)
@@ -172,21 +211,23 @@ class CallBroker:
     def dispatch(self) -> None:
         """Start pending calls, oldest first, while their gates and a slot allow."""
         for call in list(self.pending):
-            if not self.capacity.gates[call.tool_name].free():
+            caller = call.caller
+            lend_gate = caller.lent_slot_free and call.tool_name == caller.tool
+            if not (lend_gate or self.capacity.gates[call.tool_name].free()):
                 continue
-            if call.caller.lent_slot_free:
-                call.caller.lent_slot_free = False
+            if caller.lent_slot_free:
+                caller.lent_slot_free = False
                 call.on_lent_slot = True
-            elif self.capacity.slot_free():
-                call.on_lent_slot = False
-            else:
+                call.on_lent_gate = lend_gate
+            elif not self.capacity.slot_free():
                 continue
             self.pending.remove(call)
             self._start(call)
 
     def _start(self, call: ChildCall) -> None:
         call.status = StepStatus.RUNNING
-        self.capacity.take(call.tool_name, slot=not call.on_lent_slot)
+        if not call.on_lent_gate:
+            self.capacity.take(call.tool_name, slot=not call.on_lent_slot)
         call.began = time.perf_counter()
         call.task = asyncio.get_running_loop().create_task(self._attempt(call))
         call.task.add_done_callback(lambda task: self._attempt_cancelled(call, task))
@@ -200,7 +241,9 @@ class CallBroker:
                     call.step_id, call.call_id, call.tool_name, call.attempts, self.now()
                 )
             )
-        call.channel = self.channel(call.step_id)  # for a node calling further tools
+        call.channel = self.channel(  # for a node calling further tools
+            call.step_id, call.tool_name, attempt=call.step_attempt, parent_call=call.call_id
+        )
         deadline = asyncio.timeout(call.timeout_s)
         output: Output | None = None
         error: StepError | None = None
@@ -223,10 +266,21 @@ class CallBroker:
             call.channel.close()
         self._release(call)
         if error is None:
-            self._settle(call, StepStatus.SUCCEEDED, output=output if output is not None else "")
-        elif error.retryable and call.attempts < call.max_attempts and not self.stopped:
+            try:
+                output = output_to_json(output if output is not None else "")
+            except StepError as exc:
+                error = exc
+        if error is None:
+            self._settle(call, StepStatus.SUCCEEDED, output=output)
+        elif (
+            error.retryable
+            and call.attempts < call.max_attempts
+            and not self.stopped
+            and not call.caller.closed
+        ):
             call.status = StepStatus.PENDING
             call.error = str(error)
+            self._emit_finished(call, "retrying")
             loop = asyncio.get_running_loop()
             call.retry_timer = loop.call_later(self.backoff(call.attempts), self._retry, call)
         else:
@@ -236,22 +290,27 @@ class CallBroker:
 
     def _retry(self, call: ChildCall) -> None:
         call.retry_timer = None
-        if call.status is StepStatus.PENDING and not call.caller.closed and not self.stopped:
+        if call.status is not StepStatus.PENDING:
+            return
+        if call.caller.closed or self.stopped:
+            self._cancel(call)
+        else:
             self.pending.append(call)
-            self.wake()
+        self.wake()
 
     def _attempt_cancelled(self, call: ChildCall, task: asyncio.Task[None]) -> None:
         if task.cancelled() and call.status is StepStatus.RUNNING:
             self._release(call)
-            self._settle(call, StepStatus.CANCELLED, error=CallRefused("cancelled"))
+            self._settle(call, StepStatus.CANCELLED, error=CallRefused(call.cancel_reason))
             self.wake()
 
     def _release(self, call: ChildCall) -> None:
         call.busy_s += time.perf_counter() - call.began
-        self.capacity.release(call.tool_name, slot=not call.on_lent_slot)
+        if not call.on_lent_gate:
+            self.capacity.release(call.tool_name, slot=not call.on_lent_slot)
         if call.on_lent_slot:
             call.caller.lent_slot_free = True
-            call.on_lent_slot = False
+        call.on_lent_slot = call.on_lent_gate = False
 
     def _settle(
         self,
@@ -270,28 +329,36 @@ class CallBroker:
                 call.future.set_result(output if output is not None else "")
             else:
                 call.future.set_exception(error)
+        if call.attempts:  # a call cancelled before it ever started showed nothing to finish
+            self._emit_finished(call, status.value)
+
+    def _emit_finished(self, call: ChildCall, status: str) -> None:
+        """One event per attempt that ended (``retrying`` when another one follows)."""
         if self.bus:
             self.bus.emit(
                 events.CallFinished(
                     call.step_id,
                     call.call_id,
                     call.tool_name,
-                    status.value,
+                    status,
                     call.busy_s,
                     call.error,
                     self.now(),
                 )
             )
 
-    def _cancel(self, call: ChildCall) -> None:
+    def _cancel(self, call: ChildCall, reason: str = "cancelled") -> None:
         if call.retry_timer is not None:
             call.retry_timer.cancel()
             call.retry_timer = None
         if call.status is StepStatus.PENDING:
             with contextlib.suppress(ValueError):
                 self.pending.remove(call)
-            self._settle(call, StepStatus.CANCELLED, error=CallRefused("cancelled"))
+            if call.error:  # cancelled during backoff: keep what went wrong
+                reason = f"{reason} after: {call.error}"
+            self._settle(call, StepStatus.CANCELLED, error=CallRefused(reason))
         elif call.status is StepStatus.RUNNING and call.task is not None:
+            call.cancel_reason = reason
             call.task.cancel()
 
     def abandon(self, channel: CallChannel) -> None:

@@ -64,6 +64,12 @@ class Capacity:
                 tool.max_concurrency or math.inf, shared[resource] if resource else None
             )
 
+    def refresh(self, tools: Mapping[str, Tool], name: str) -> None:
+        """Re-read a tool's shared capacity, e.g. once its LLM backend has been chosen."""
+        tool, gate = tools[name], self.gates.get(name)
+        if gate is not None and gate.shared is not None:
+            gate.shared.limit = tool.resource_capacity or math.inf
+
     def slot_free(self) -> bool:
         return self.running < self.max_parallel
 

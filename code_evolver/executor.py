@@ -101,6 +101,7 @@ class Executor:
         self.bus.listener_error = None
         for name in dict.fromkeys(s.tool for s in self.organized.plan.steps):
             await self._tools[name].prepare()
+            self._calls.prepared.add(name)
         self._capacity.open(self._tools)
         self._t0 = time.perf_counter()
         started_at = datetime.now(UTC)
@@ -322,7 +323,7 @@ class Executor:
         params: dict[str, Any] = dict(run.tool.default_params)
         if step.params:
             params.update(render_value(step.params, resolve))
-        run.channel = self._calls.channel(step.step_id)
+        run.channel = self._calls.channel(step.step_id, step.tool, attempt=run.attempts)
         return ToolCall(
             run.template.render(resolve), params, step.step_id, run.attempts, run.channel
         )

@@ -54,10 +54,16 @@ class CallRecord:
     duration_s: float
     output: Output | None
     error: str | None
+    step_attempt: int = 1
+    """Which attempt of the step made the call."""
+    parent_call: str | None = None
+    """The call whose node made this one, for calls nested in calls."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "call_id": self.call_id,
+            "step_attempt": self.step_attempt,
+            "parent_call": self.parent_call,
             "tool": self.tool,
             "status": self.status.value,
             "attempts": self.attempts,

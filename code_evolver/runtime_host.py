@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import secrets
 import socket
@@ -19,7 +20,7 @@ from typing import Any
 
 from code_evolver.errors import EvolverError
 from code_evolver.tools.base import Caller
-from node_runtime.protocol import ENV_FD, ENV_TOKEN, VERSION, decode, encode
+from node_runtime.protocol import ENV_FD, ENV_TOKEN, MAX_MESSAGE, VERSION, decode, encode
 
 
 class RuntimeChannel:
@@ -52,10 +53,17 @@ class RuntimeChannel:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._server is not None:
-            self._server.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._server
+        try:
+            if self._server is not None:
+                self._server.cancel()
+                # wait() raises only if *we* are cancelled meanwhile, which must propagate.
+                await asyncio.wait([self._server])
+                if not self._server.cancelled():
+                    self._server.exception()  # seen: a broken channel is not this step's error
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         for sock in (self._parent, self._child):
             if sock is not None:
                 sock.close()
@@ -63,23 +71,33 @@ class RuntimeChannel:
 
 async def serve(sock: socket.socket, token: str, caller: Caller) -> None:
     """Answer the child's calls until it hangs up or the attempt ends (cancellation)."""
-    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**24)
-    handlers: set[asyncio.Task[None]] = set()
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_MESSAGE)
+    handlers: dict[Any, asyncio.Task[None]] = {}
     try:
         if not _authentic(await reader.readline(), token):
+            writer.write(encode({"refused": "this channel belongs to another run or step"}))
             return
         while line := await reader.readline():
             try:
                 request = decode(line)
             except ValueError:
                 continue
+            if "cancel" in request:  # the script gave up on a call
+                if (handler := handlers.get(request["cancel"])) is not None:
+                    handler.cancel()
+                continue
+            call_id = request.get("id")
             handler = asyncio.ensure_future(_answer(request, caller, writer))
-            handlers.add(handler)
-            handler.add_done_callback(handlers.discard)
+            handlers[call_id] = handler
+            handler.add_done_callback(functools.partial(_forget, handlers, call_id))
     finally:
-        for handler in handlers:
+        for handler in list(handlers.values()):
             handler.cancel()
         writer.close()
+
+
+def _forget(handlers: dict[Any, asyncio.Task[None]], key: Any, _: object) -> None:
+    handlers.pop(key, None)
 
 
 def _authentic(line: bytes, token: str) -> bool:
@@ -88,10 +106,11 @@ def _authentic(line: bytes, token: str) -> bool:
     except ValueError:
         return False
     given = str(hello.get("hello", ""))
-    return hello.get("version") == VERSION and hmac.compare_digest(given, token)
+    return hello.get("version") == VERSION and hmac.compare_digest(given.encode(), token.encode())
 
 
 async def _answer(request: dict[str, Any], caller: Caller, writer: asyncio.StreamWriter) -> None:
+    """Run one call and always answer it (a reply that cannot be encoded becomes an error)."""
     reply: dict[str, Any] = {"id": request.get("id")}
     try:
         params = request.get("params") or {}
@@ -105,6 +124,13 @@ async def _answer(request: dict[str, Any], caller: Caller, writer: asyncio.Strea
         reply |= {"ok": True, "output": output}
     except EvolverError as exc:
         reply |= {"ok": False, "error": str(exc), "type": type(exc).__name__}
-    writer.write(encode(reply))
+    except Exception as exc:
+        reply |= {"ok": False, "error": f"{type(exc).__name__}: {exc}", "type": "ToolFailed"}
+    try:
+        message = encode(reply)
+    except (TypeError, ValueError) as exc:
+        error = f"the tool's output cannot be sent as JSON: {exc}"
+        message = encode({"id": reply["id"], "ok": False, "error": error, "type": "ToolFailed"})
+    writer.write(message)
     with contextlib.suppress(ConnectionError):
         await writer.drain()

@@ -47,8 +47,12 @@ class _Client(Protocol):
     ) -> Future[Any]: ...
 
 
+# The channel belongs to this process only: child processes must not inherit its address.
+_CHANNEL = (os.environ.pop(ENV_FD, None), os.environ.pop(ENV_TOKEN, None))
 _client: _Client | None = None
 _client_lock = threading.Lock()
+_SAFETY_S = 5.0
+"""How much longer than a call's deadline a script waits for the workflow's own verdict."""
 
 
 def _get_client() -> _Client:
@@ -56,7 +60,7 @@ def _get_client() -> _Client:
     global _client
     with _client_lock:
         if _client is None:
-            fd, token = os.environ.get(ENV_FD), os.environ.get(ENV_TOKEN)
+            fd, token = _CHANNEL
             if fd is not None and token:
                 from node_runtime._brokered import BrokeredClient
 
@@ -68,30 +72,43 @@ def _get_client() -> _Client:
         return _client
 
 
+def _after_fork_in_child() -> None:
+    client = _client
+    if client is not None and hasattr(client, "close_after_fork"):
+        client.close_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _text(output: Any) -> str:
     return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
 
 
+def _timed_out(call: Call, index: int | None, timeout: float) -> ToolCallError:
+    return ToolCallError(
+        f"{call.describe(index)} timed out after {timeout:g}s",
+        tool=call.tool,
+        index=index,
+        kind="StepTimeout",
+    )
+
+
 def _result(future: Future[Any], call: Call, index: int | None, timeout: float | None) -> str:
     try:
-        return _text(future.result(timeout=None if timeout is None else timeout + 5))
+        return _text(future.result(timeout=None if timeout is None else timeout + _SAFETY_S))
     except ToolCallError as exc:
         raise exc.for_call(index) if index is not None else exc from None
     except TimeoutError:
-        raise ToolCallError(
-            f"{call.describe(index)} timed out after {timeout:g}s",
-            tool=call.tool,
-            index=index,
-            kind="StepTimeout",
-        ) from None
+        future.cancel()
+        raise _timed_out(call, index, timeout or 0) from None
 
 
-def call_tool(tool: str, prompt: str, *, timeout: float | None = None, **params: Any) -> str:
+def call_tool(tool: str, prompt: str, **params: Any) -> str:
     """Run one tool and return its output as text; raises ToolCallError."""
     call = to_call((tool, prompt, params), 0)
-    return _result(
-        _get_client().submit(call.tool, call.prompt, call.params, timeout), call, None, timeout
-    )
+    future = _get_client().submit(call.tool, call.prompt, call.params, None)
+    return _result(future, call, None, None)
 
 
 def call_tools_parallel(
@@ -105,55 +122,66 @@ def call_tools_parallel(
 
     Items are ``(tool, prompt)``, ``(tool, prompt, params)`` or ``{"tool", "prompt",
     "params"}``. ``max_workers`` bounds the calls in flight from this script (the workflow's
-    own limits always apply); ``timeout`` bounds each call. The first failure raises
-    ToolCallError naming the call, unless ``return_exceptions`` puts the errors in the list.
+    own limits always apply); ``timeout`` is each call's deadline, queueing and retries
+    included. The first failure raises ToolCallError naming the call (the calls still in
+    flight are cancelled), unless ``return_exceptions`` puts the errors in the list.
     """
     items = [to_call(item, i) for i, item in enumerate(calls)]
     if not items:
         return []
     if max_workers is not None and max_workers < 1:
         raise ValueError("max_workers must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be positive")
     client = _get_client()
     limit = max_workers or len(items)
     results: list[Any] = [None] * len(items)
     in_flight: dict[Future[Any], int] = {}
-    waiting = iter(range(len(items)))
-    for index in waiting:
-        in_flight[
-            client.submit(items[index].tool, items[index].prompt, items[index].params, timeout)
-        ] = index
-        if len(in_flight) >= limit:
-            break
-    while in_flight:
-        done, _ = wait(
-            in_flight, timeout=None if timeout is None else timeout + 5, return_when=FIRST_COMPLETED
-        )
-        if not done:
-            index = min(in_flight.values())
-            raise ToolCallError(
-                f"{items[index].describe(index)} timed out after {timeout:g}s",
-                tool=items[index].tool,
-                index=index,
-                kind="StepTimeout",
-            )
-        for future in done:
-            index = in_flight.pop(future)
-            try:
-                results[index] = _result(future, items[index], index, timeout)
-            except ToolCallError as exc:
-                if not return_exceptions:
-                    raise
-                results[index] = exc
-            following = next(waiting, None)
-            if following is not None:
-                item = items[following]
-                in_flight[client.submit(item.tool, item.prompt, item.params, timeout)] = following
+    queue = iter(range(len(items)))
+
+    def send_next() -> None:
+        index = next(queue, None)
+        if index is not None:
+            item = items[index]
+            in_flight[client.submit(item.tool, item.prompt, item.params, timeout)] = index
+
+    for _ in range(limit):
+        send_next()
+    try:
+        while in_flight:
+            wait_s = None if timeout is None else timeout + _SAFETY_S
+            done, _ = wait(in_flight, timeout=wait_s, return_when=FIRST_COMPLETED)
+            if not done:  # the workflow never answered: give up on the oldest
+                stuck = min(in_flight, key=in_flight.__getitem__)
+                stuck.cancel()
+                done = {stuck}
+            for future in done:
+                index = in_flight.pop(future)
+                if future.cancelled():
+                    outcome: Any = _timed_out(items[index], index, timeout or 0)
+                else:
+                    try:
+                        outcome = _result(future, items[index], index, timeout)
+                    except ToolCallError as exc:
+                        outcome = exc
+                if isinstance(outcome, ToolCallError) and not return_exceptions:
+                    raise outcome
+                results[index] = outcome
+                send_next()
+    finally:
+        for future in in_flight:
+            future.cancel()  # tells the workflow to stop the calls nobody waits for
     return results
 
 
-async def acall_tool(tool: str, prompt: str, *, timeout: float | None = None, **params: Any) -> str:
-    """:func:`call_tool` for async scripts (the event loop is never blocked)."""
-    return await asyncio.to_thread(call_tool, tool, prompt, timeout=timeout, **params)
+async def acall_tool(tool: str, prompt: str, **params: Any) -> str:
+    """:func:`call_tool` for async scripts; cancelling it cancels the call."""
+    call = to_call((tool, prompt, params), 0)
+    future = _get_client().submit(call.tool, call.prompt, call.params, None)
+    try:
+        return _text(await asyncio.wrap_future(future))
+    except ToolCallError as exc:
+        raise exc from None
 
 
 async def acall_tools_parallel(
@@ -163,7 +191,7 @@ async def acall_tools_parallel(
     timeout: float | None = None,
     return_exceptions: bool = False,
 ) -> list[Any]:
-    """:func:`call_tools_parallel` for async scripts."""
+    """:func:`call_tools_parallel` for async scripts (the event loop is never blocked)."""
     items = list(calls)
     return await asyncio.to_thread(
         call_tools_parallel,

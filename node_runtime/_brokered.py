@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import stat
 import threading
 from concurrent.futures import Future
 from typing import Any
 
 from node_runtime.errors import ToolCallError
-from node_runtime.protocol import VERSION, decode, encode
+from node_runtime.protocol import MAX_MESSAGE, VERSION, decode, encode
 
 
 class BrokeredClient:
     """Sends calls over the channel; a reader thread pairs replies with waiting futures."""
 
     def __init__(self, fd: int, token: str) -> None:
+        """Raises ToolCallError when ``fd`` is not the runtime channel (e.g. a child process
+        of the script inherited the variables but not the descriptor)."""
+        if not _is_unix_socket(fd):
+            raise ToolCallError(
+                "no runtime channel here: only the script the workflow started can call tools "
+                "through it",
+                kind="ChannelClosed",
+            )
         self._sock = socket.socket(fileno=fd)
         self._send_lock = threading.Lock()
         self._pending: dict[int, tuple[str, Future[Any]]] = {}
@@ -42,13 +52,36 @@ class BrokeredClient:
             "params": params,
             "timeout_s": timeout_s,
         }
-        self._send(request)
+        try:
+            message = encode(request)
+        except (TypeError, ValueError) as exc:
+            message = b""
+            problem = f"{tool}: params must be JSON values ({exc})"
+        else:
+            problem = f"{tool}: the call is too large to send" if len(message) > MAX_MESSAGE else ""
+        if problem:
+            with self._pending_lock:
+                self._pending.pop(call_id, None)
+            future.set_exception(ToolCallError(problem, tool=tool, kind="ToolFailed"))
+            return future
+        future.add_done_callback(lambda f: self._abandon(call_id) if f.cancelled() else None)
+        self._send_bytes(message)
         return future
 
+    def _abandon(self, call_id: int) -> None:
+        """The script stopped waiting for a call: the workflow may stop running it."""
+        with self._pending_lock:
+            known = self._pending.pop(call_id, None) is not None
+        if known:
+            self._send({"cancel": call_id})
+
     def _send(self, message: dict[str, Any]) -> None:
+        self._send_bytes(encode(message))
+
+    def _send_bytes(self, message: bytes) -> None:
         try:
             with self._send_lock:
-                self._sock.sendall(encode(message))
+                self._sock.sendall(message)
         except OSError:
             self._shut("the workflow that ran this script is gone; no more tool calls")
 
@@ -63,6 +96,9 @@ class BrokeredClient:
         self._shut(reason)
 
     def _deliver(self, message: dict[str, Any]) -> None:
+        if "refused" in message:
+            self._shut(f"the workflow refused the channel: {message['refused']}")
+            return
         with self._pending_lock:
             entry = self._pending.pop(message.get("id", -1), None)
         if entry is None:
@@ -84,3 +120,19 @@ class BrokeredClient:
         for tool, future in pending.values():
             if not future.done():
                 future.set_exception(ToolCallError(reason, tool=tool, kind="ChannelClosed"))
+
+    def close_after_fork(self) -> None:
+        """In a forked child: this socket belongs to the parent process; never touch it."""
+        with self._pending_lock:
+            self._closed = (
+                "tool calls are possible only from the process the workflow started, "
+                "not from a forked child"
+            )
+            self._pending = {}
+
+
+def _is_unix_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False

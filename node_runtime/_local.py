@@ -2,19 +2,22 @@
 
 The config comes from ``$CODE_EVOLVER_CONFIG``, ``./config.yaml`` or the packaged default, as
 for ``evolve``. Calls are scheduled by the same broker a run uses (limits, timeouts, retries),
-on an event loop in a background thread, so the synchronous API works from any script.
+on an event loop in a background thread, so the synchronous API works from any script. When
+the script exits, calls still running are cancelled and their processes killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import threading
 from concurrent.futures import Future
 from typing import Any
 
 from code_evolver.calls import CallBroker, CallChannel
 from code_evolver.capacity import Capacity
-from code_evolver.config import load_config
+from code_evolver.config import Config, load_config
 from code_evolver.errors import EvolverError
 from code_evolver.events import EventBus
 from code_evolver.tools.registry import ToolRegistry
@@ -23,47 +26,49 @@ from node_runtime.errors import ToolCallError
 
 class LocalClient:
     def __init__(self) -> None:
-        config = load_config()
-        self._registry = ToolRegistry.from_config(config)
+        try:
+            config = load_config()
+            self._registry = ToolRegistry.from_config(config)
+        except EvolverError as exc:
+            raise ToolCallError(f"cannot run tools here: {exc}", kind=type(exc).__name__) from None
         capacity = Capacity(config.execution.max_parallel)
         capacity.open(self._registry)
         self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        threading.Thread(target=self._serve, name="node-runtime-local", daemon=True).start()
-        self._ready.wait()
-        self._channel: CallChannel = self._call_soon(self._open, config, capacity).result()
+        started = threading.Event()
+        threading.Thread(
+            target=self._serve, args=(started,), name="node-runtime-local", daemon=True
+        ).start()
+        started.wait()
+        self._broker = self._run(self._open(config, capacity)).result()
+        self._channel: CallChannel = self._broker.channel("script")
+        atexit.register(self._shutdown)
 
-    def _serve(self) -> None:
+    def _serve(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.call_soon(self._ready.set)
+        self._loop.call_soon(started.set)
         self._loop.run_forever()
 
-    def _call_soon(self, function: Any, *args: Any) -> Future[Any]:
-        future: Future[Any] = Future()
+    def _run(self, coroutine: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
-        def run() -> None:
-            try:
-                future.set_result(function(*args))
-            except BaseException as exc:
-                future.set_exception(exc)
+    async def _open(self, config: Config, capacity: Capacity) -> CallBroker:
+        execution = config.execution
 
-        self._loop.call_soon_threadsafe(run)
-        return future
+        def backoff(attempt: int) -> float:
+            return float(
+                min(execution.retry_backoff_max_s, execution.retry_backoff_s * 2.0 ** (attempt - 1))
+            )
 
-    def _open(self, config: Any, capacity: Capacity) -> CallChannel:
         broker = CallBroker(
             self._registry,
-            config.execution,
+            execution,
             capacity,
             EventBus(),
             self._loop.time,
-            lambda attempt: min(
-                config.execution.retry_backoff_max_s,
-                config.execution.retry_backoff_s * 2.0 ** (attempt - 1),
-            ),
+            backoff,
             lambda: broker.dispatch(),
         )
-        return broker.channel("script")
+        return broker
 
     def submit(
         self, tool: str, prompt: str, params: dict[str, Any], timeout_s: float | None
@@ -74,11 +79,28 @@ class LocalClient:
             try:
                 output = await self._channel.call(tool, prompt, params, timeout_s)
             except EvolverError as exc:
-                future.set_exception(
-                    ToolCallError(f"{tool}: {exc}", tool=tool, kind=type(exc).__name__)
-                )
+                error = ToolCallError(f"{tool}: {exc}", tool=tool, kind=type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    future.set_exception(error)
             else:
-                future.set_result(output)
+                with contextlib.suppress(Exception):
+                    future.set_result(output)
 
-        asyncio.run_coroutine_threadsafe(call(), self._loop)
+        task = self._run(call())
+        future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
         return future
+
+    def _shutdown(self) -> None:
+        """At exit: cancel what still runs (killing its processes) before the loop dies."""
+
+        async def stop() -> None:
+            self._broker.stop()
+            for _ in range(200):
+                if self._broker.active == 0:
+                    break
+                await asyncio.sleep(0.01)
+            if self._registry.llm is not None:
+                await self._registry.llm.close()
+
+        with contextlib.suppress(Exception):
+            self._run(stop()).result(timeout=5)

@@ -9,6 +9,8 @@ network is involved, so it works inside a sandbox. Messages are JSON, one per li
                         "params": {"target_lang": "French"}, "timeout_s": null}
     parent -> script   {"id": 7, "ok": true, "output": "Salut"}
                        {"id": 7, "ok": false, "error": "...", "type": "ToolNotFound"}
+    script -> parent   {"cancel": 7}                        (the script gave up on call 7)
+    parent -> script   {"refused": "..."}                   (wrong secret; then it hangs up)
 
 Replies may come in any order (calls run in parallel); ``id`` pairs them. The parent closes the
 channel when the step attempt ends, so a script cannot call tools after its step.
@@ -22,6 +24,8 @@ from typing import Any
 ENV_FD = "CODE_EVOLVER_RUNTIME_FD"
 ENV_TOKEN = "CODE_EVOLVER_RUNTIME_TOKEN"
 VERSION = 1
+MAX_MESSAGE = 16 * 1024 * 1024
+"""The longest line either side accepts; a script checks its requests against it."""
 
 
 def encode(message: dict[str, Any]) -> bytes:

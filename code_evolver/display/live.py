@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -38,7 +38,7 @@ class _Row:
     elapsed: float = 0.0
     note: str = ""
     finished_order: int = 0
-    calls_running: int = 0
+    calls_running: set[str] = field(default_factory=set)
     calls_done: int = 0
     calls_failed: int = 0
 
@@ -46,7 +46,7 @@ class _Row:
         """What the step's script is doing with its tool calls, e.g. ``↳ 4 calls running``."""
         parts = []
         if self.calls_running:
-            parts.append(f"{self.calls_running} running")
+            parts.append(f"{len(self.calls_running)} running")
         if self.calls_done:
             parts.append(f"{self.calls_done} done")
         if self.calls_failed:
@@ -133,14 +133,14 @@ class LiveView:
                 self._done(step_id, StepStatus.SKIPPED, f"skipped: {cause} did not succeed")
             case events.StepCancelled(step_id=step_id):
                 self._done(step_id, StepStatus.CANCELLED, "cancelled")
-            case events.CallStarted(step_id=step_id):
-                self.rows[step_id].calls_running += 1
-            case events.CallFinished(step_id=step_id, status=status):
+            case events.CallStarted(step_id=step_id, call_id=call_id):
+                self.rows[step_id].calls_running.add(call_id)
+            case events.CallFinished(step_id=step_id, call_id=call_id, status=status):
                 row = self.rows[step_id]
-                row.calls_running -= 1
+                row.calls_running.discard(call_id)
                 if status == StepStatus.SUCCEEDED:
                     row.calls_done += 1
-                elif status != StepStatus.CANCELLED:
+                elif status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
                     row.calls_failed += 1
             case _:
                 pass

@@ -40,6 +40,7 @@ class CommandTool(Tool):
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         max_stdout: int = MAX_STDOUT,
+        config_path: Path | None = None,
         **settings: Any,
     ) -> None:
         super().__init__(name, **settings)
@@ -49,6 +50,7 @@ class CommandTool(Tool):
         self.cwd = cwd
         self.env = dict(env or {})
         self.max_stdout = max_stdout
+        self.config_path = config_path
 
     @property
     def required_params(self) -> frozenset[str]:
@@ -64,10 +66,12 @@ class CommandTool(Tool):
         if argv[0] in _PYTHON_NAMES:
             argv[0] = sys.executable
         env = os.environ | self.env | {"CODE_EVOLVER_STEP_ID": call.step_id}
-        # A Python program may use node_runtime: give it the run's channel for its calls.
-        python = argv[0] == sys.executable or argv[0].endswith(".py")
+        # Any program may be a Python script using node_runtime: offer it the run's channel
+        # (a socketpair; cheap) and the config, so its calls obey this run.
+        if self.config_path is not None:
+            env["CODE_EVOLVER_CONFIG"] = str(self.config_path)
         try:
-            async with RuntimeChannel(call.calls if python else None) as channel:
+            async with RuntimeChannel(call.calls) as channel:
                 result = await run_process(
                     argv,
                     stdin=_as_text_lines(call.input),

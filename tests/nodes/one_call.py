@@ -1,11 +1,14 @@
-"""Test node: one call_tool, reporting a ToolCallError as data."""
+"""Test node: one call (with a deadline when params.timeout is set), errors as data."""
 
-from node_runtime import ToolCallError, call_tool, run_node
+from node_runtime import ToolCallError, call_tool, call_tools_parallel, run_node
 
 
 def main(text, tool="work", timeout=None, **params):
     try:
-        return {"output": call_tool(tool, text, timeout=timeout, **params)}
+        if timeout is None:
+            return {"output": call_tool(tool, text, **params)}
+        (output,) = call_tools_parallel([(tool, text, params)], timeout=float(timeout))
+        return {"output": output}
     except ToolCallError as exc:
         return {"error": str(exc), "kind": exc.kind, "tool": exc.tool}
 
