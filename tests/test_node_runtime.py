@@ -284,14 +284,14 @@ def _script_with_channel(fd: int, token: str) -> list[str]:
     return [sys.executable, "-c", script]
 
 
-def test_a_script_cannot_use_a_channel_with_the_wrong_secret() -> None:
-    caller = _Recording()
+def _serve_one_script(token: str, caller: _Recording) -> dict[str, Any]:
+    """Serve a channel whose secret is "the-secret" to a script that presents ``token``."""
 
     async def main() -> dict[str, Any]:
         parent, child = socket.socketpair()
-        server = asyncio.ensure_future(serve(parent, "the-right-secret", caller))
+        server = asyncio.ensure_future(serve(parent, "the-secret", caller))
         try:
-            env = os.environ | {ENV_FD: str(child.fileno()), ENV_TOKEN: "a-stolen-guess"}
+            env = os.environ | {ENV_FD: str(child.fileno()), ENV_TOKEN: token}
             result = await run_process(
                 _script_with_channel(child.fileno(), ""), env=env, pass_fds=(child.fileno(),)
             )
@@ -301,29 +301,20 @@ def test_a_script_cannot_use_a_channel_with_the_wrong_secret() -> None:
             child.close()
         return dict(json.loads(result.stdout))
 
-    answer = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_script_cannot_use_a_channel_with_the_wrong_secret() -> None:
+    caller = _Recording()
+    answer = _serve_one_script("a-stolen-guess", caller)
     assert answer["kind"] == "ChannelClosed"
+    assert "refused" in answer["error"]
     assert caller.calls == []
 
 
 def test_the_right_secret_is_served() -> None:
     caller = _Recording()
-
-    async def main() -> dict[str, Any]:
-        parent, child = socket.socketpair()
-        server = asyncio.ensure_future(serve(parent, "secret", caller))
-        try:
-            env = os.environ | {ENV_FD: str(child.fileno()), ENV_TOKEN: "secret"}
-            result = await run_process(
-                _script_with_channel(child.fileno(), ""), env=env, pass_fds=(child.fileno(),)
-            )
-        finally:
-            server.cancel()
-            parent.close()
-            child.close()
-        return dict(json.loads(result.stdout))
-
-    assert asyncio.run(main()) == {"output": "served"}
+    assert _serve_one_script("the-secret", caller) == {"output": "served"}
     assert caller.calls == ["work"]
 
 
