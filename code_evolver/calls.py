@@ -26,9 +26,9 @@ from typing import Any
 from code_evolver import events
 from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
-from code_evolver.errors import StepError, StepTimeout, ToolFailed, ToolNotFound
+from code_evolver.errors import StepError, StepTimeout, ToolNotFound
 from code_evolver.result import CallRecord, StepStatus
-from code_evolver.run_state import first_set
+from code_evolver.run_state import attempt, first_set
 from code_evolver.suggest import did_you_mean
 from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
 
@@ -244,24 +244,11 @@ class CallBroker:
         call.channel = self.channel(  # for a node calling further tools
             call.step_id, call.tool_name, attempt=call.step_attempt, parent_call=call.call_id
         )
-        deadline = asyncio.timeout(call.timeout_s)
-        output: Output | None = None
-        error: StepError | None = None
+        tool_call = ToolCall(call.input, call.params, call.call_id, call.attempts, call.channel)
+        output: Output | None
+        error: StepError | None
         try:
-            async with deadline:
-                output = await call.tool.run(
-                    ToolCall(call.input, call.params, call.call_id, call.attempts, call.channel)
-                )
-        except TimeoutError:
-            error = (
-                StepTimeout(f"timed out after {call.timeout_s:g}s")
-                if deadline.expired()
-                else ToolFailed("TimeoutError raised by the tool")
-            )
-        except StepError as exc:
-            error = exc
-        except (Exception, SystemExit) as exc:
-            error = ToolFailed(f"{type(exc).__name__}: {exc}")
+            output, error = await attempt(call.tool, tool_call, call.timeout_s)
         finally:
             call.channel.close()
         self._release(call)

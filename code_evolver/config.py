@@ -8,6 +8,7 @@ command's working directory) are relative to the folder of that file.
 from __future__ import annotations
 
 import os
+import random
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,6 +44,12 @@ class ExecutionSettings(BaseModel):
     retry_backoff_s: float = Field(default=0.5, ge=0)
     """Delay before the first retry; it doubles per attempt, with jitter."""
     retry_backoff_max_s: float = Field(default=30.0, ge=0)
+
+    def retry_delay(self, attempts: int, rng: random.Random) -> float:
+        """Delay after ``attempts`` failed attempts: exponential, capped, with equal jitter
+        (half fixed, half random) so retries of many steps do not stampede together."""
+        delay = min(self.retry_backoff_max_s, self.retry_backoff_s * 2.0 ** (attempts - 1))
+        return delay / 2 + rng.uniform(0, delay / 2)
 
 
 class PlannerSettings(BaseModel):

@@ -31,10 +31,10 @@ from code_evolver import events
 from code_evolver.calls import CallBroker
 from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
-from code_evolver.errors import RenderError, StepError, StepTimeout, ToolFailed
+from code_evolver.errors import RenderError, StepError, StepTimeout
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
-from code_evolver.run_state import NOT_OK, StepRun, first_set, utc
+from code_evolver.run_state import NOT_OK, StepRun, attempt, first_set, utc
 from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
 from code_evolver.tools.base import Output, Tool, ToolCall
 
@@ -280,21 +280,13 @@ class Executor:
                 events.StepStarted(run.step.step_id, run.step.tool, run.attempts, self._now())
             )
         output: Output | None = None
-        error: StepError | None = None
-        deadline = asyncio.timeout(run.timeout_s)
+        error: StepError | None
         try:
             call = self._call(run)
-            async with deadline:
-                output = await run.tool.run(call)
-        except TimeoutError:
-            if deadline.expired():
-                error = StepTimeout(f"timed out after {run.timeout_s:g}s")
-            else:
-                error = ToolFailed("TimeoutError raised by the tool")
-        except StepError as exc:
+        except StepError as exc:  # the input cannot be rendered
             error = exc
-        except (Exception, SystemExit) as exc:  # a tool's SystemExit must not end the program
-            error = ToolFailed(f"{type(exc).__name__}: {exc}")
+        else:
+            output, error = await attempt(run.tool, call, run.timeout_s)
         self._release(run)
         if error is None:
             self._succeeded(run, output if output is not None else "")
@@ -390,11 +382,8 @@ class Executor:
             self._push(run)
             self._dispatch()
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with equal jitter: half fixed, half random."""
-        base: float = self.settings.retry_backoff_s * 2.0 ** (attempt - 1)
-        delay = min(self.settings.retry_backoff_max_s, base)
-        return delay / 2 + self._rng.uniform(0, delay / 2)
+    def _backoff(self, attempts: int) -> float:
+        return self.settings.retry_delay(attempts, self._rng)
 
     def _skip_dependents(self, failed: StepRun) -> None:
         for run in list(failed.dependents):

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
+from code_evolver.errors import StepError, StepTimeout, ToolFailed
 from code_evolver.plan import Step
 from code_evolver.result import StepStatus
 from code_evolver.templating import Template
-from code_evolver.tools.base import Output, Tool
+from code_evolver.tools.base import Output, Tool, ToolCall
 
 if TYPE_CHECKING:
     from code_evolver.calls import CallChannel
@@ -63,3 +64,25 @@ def first_set(*values: T | None) -> T:
 
 def utc(timestamp: float | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None
+
+
+async def attempt(
+    tool: Tool, call: ToolCall, timeout_s: float
+) -> tuple[Output | None, StepError | None]:
+    """Run one attempt of ``tool`` under ``timeout_s``: ``(output, None)`` or ``(None, error)``
+    with the error as a StepError (a timeout, the tool's own, or anything else it raised).
+
+    Shared by steps and by the calls their scripts make, so both classify failures alike.
+    """
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            return await tool.run(call), None
+    except TimeoutError:
+        if deadline.expired():
+            return None, StepTimeout(f"timed out after {timeout_s:g}s")
+        return None, ToolFailed("TimeoutError raised by the tool")
+    except StepError as exc:
+        return None, exc
+    except (Exception, SystemExit) as exc:  # a tool's SystemExit must not end the program
+        return None, ToolFailed(f"{type(exc).__name__}: {exc}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import random
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -54,18 +55,14 @@ class LocalClient:
     async def _open(self, config: Config, capacity: Capacity) -> CallBroker:
         execution = config.execution
 
-        def backoff(attempt: int) -> float:
-            return float(
-                min(execution.retry_backoff_max_s, execution.retry_backoff_s * 2.0 ** (attempt - 1))
-            )
-
+        rng = random.Random()
         broker = CallBroker(
             self._registry,
             execution,
             capacity,
             EventBus(),
             self._loop.time,
-            backoff,
+            lambda attempts: execution.retry_delay(attempts, rng),
             lambda: broker.dispatch(),
         )
         return broker

@@ -128,10 +128,7 @@ class LLMService:
     ) -> str:
         backend = await self.backend()
         return await backend.complete(
-            messages,
-            schema=schema,
-            max_tokens=max_tokens or self.settings.max_tokens,
-            temperature=self.settings.temperature if temperature is None else temperature,
+            messages, schema=schema, **self._limits(max_tokens, temperature)
         )
 
     async def stream(
@@ -144,12 +141,16 @@ class LLMService:
     ) -> AsyncIterator[str]:
         backend = await self.backend()
         async for piece in backend.stream(
-            messages,
-            schema=schema,
-            max_tokens=max_tokens or self.settings.max_tokens,
-            temperature=self.settings.temperature if temperature is None else temperature,
+            messages, schema=schema, **self._limits(max_tokens, temperature)
         ):
             yield piece
+
+    def _limits(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        """A call's own limits, else the configured ones."""
+        return {
+            "max_tokens": max_tokens or self.settings.max_tokens,
+            "temperature": self.settings.temperature if temperature is None else temperature,
+        }
 
     async def close(self) -> None:
         backend, self._backend = self._backend, None
