@@ -133,13 +133,20 @@ def organize(plan: Plan, tools: Mapping[str, Tool] | Iterable[str] | None = None
         if depends_on != step.depends_on:
             step = step.model_copy(update={"depends_on": depends_on})
         steps.append(step)
-    if problems:
-        raise PlanError(problems)
 
+    # The graph of the edges that are valid so far, so that a cycle is reported together with
+    # every other problem instead of only after they are fixed.
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(ids)
-    graph.add_edges_from((dep, s.step_id) for s in steps for dep in s.depends_on)
-    waves = _waves(graph, ids)
+    graph.add_edges_from(
+        (dep, s.step_id) for s in steps for dep in s.depends_on if dep in known and dep != s.step_id
+    )
+    try:
+        waves = _waves(graph, ids)
+    except PlanError as exc:
+        problems += exc.problems
+    if problems:
+        raise PlanError(problems)
     conflicts = tuple(_group_conflicts(steps, graph, waves))
     organized_plan = plan.model_copy(update={"steps": steps}) if steps != plan.steps else plan
     return OrganizedPlan(

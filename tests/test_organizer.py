@@ -64,6 +64,22 @@ def test_cycle_is_printed(steps: list[dict[str, object]], cycle: str) -> None:
     assert "'->' means 'depends on'" in problem
 
 
+def test_every_problem_is_reported_together_with_a_cycle() -> None:
+    problems = problems_of(
+        plan(
+            step("a", "c", tool="translater"),
+            step("b", "a", "ghost"),
+            step("c", "b"),
+            step("d", "d", input="x"),
+        )
+    )
+    assert len(problems) == 4
+    assert "unknown tool 'translater'" in problems[0]
+    assert "unknown step 'ghost'" in problems[1]
+    assert "'d' depends on itself" in problems[2]
+    assert problems[3].startswith("dependency cycle: a -> c -> b -> a ")
+
+
 def test_unknown_tool_suggests_closest_names() -> None:
     (problem,) = problems_of(plan(step("a", tool="translater")))
     assert problem == (
