@@ -14,6 +14,11 @@ Part B: 200 sequential calls of a no-op async function tool; the median round tr
 under 2 ms. The same script run on its own (``CODE_EVOLVER_CONFIG`` set, no runtime channel, so
 its calls are served in its own process) is shown for comparison only.
 
+Part C: scale. One node step fans out N calls of the no-op tool with one
+``call_tools_parallel`` for N = 1,000, 2,000, 4,000 and 8,000, side by side in one run. Scheduling
+must stay proportional to the work: 8,000 calls may take at most 6x the time of 2,000 (linear is
+4x; the broker once rescanned every pending call on each wake, which made it quadratic).
+
 Each figure is the median of ``--repeat`` runs. Targets are printed as PASS/FAIL and never change
 the exit code, since a noisy machine can miss them.
 
@@ -43,6 +48,10 @@ from node_runtime.protocol import ENV_FD, ENV_TOKEN
 PARALLEL_TARGET = 1.3
 """The parallel batch may take at most 1.3x the wall time of one call."""
 ROUND_TRIP_TARGET_S = 0.002
+SCALE_TARGET = 6.0
+"""A fan-out 4x as wide may take at most 6x as long (linear is 4x)."""
+FANOUTS = (1000, 2000, 4000, 8000)
+QUICK_FANOUTS = (250, 1000)
 SLEEP_S = 0.2
 RUN_TIMEOUT_S = 300.0
 
@@ -93,6 +102,30 @@ if __name__ == "__main__":
     run_node(main)
 """
 
+FANOUT_SCRIPT = """\
+import time
+
+from node_runtime import call_tool, call_tools_parallel, run_node
+
+
+def main(text, sizes=()):
+    for _ in range(5):  # warm-up: the first call opens the channel
+        call_tool("noop", text)
+    times = {}
+    for size in sizes:
+        batch = [("noop", f"{text}{i}") for i in range(size)]
+        started = time.perf_counter()
+        outputs = call_tools_parallel(batch)
+        times[str(size)] = time.perf_counter() - started
+        if outputs != [prompt for _, prompt in batch]:
+            raise SystemExit(f"the fan-out of {size} calls returned something else")
+    return times
+
+
+if __name__ == "__main__":
+    run_node(main)
+"""
+
 CONFIG = f"""\
 execution:
   max_parallel: 64
@@ -101,6 +134,7 @@ tools:
   sleepy: {{kind: function, function: "runtime_tools:sleepy"}}
   noop: {{kind: function, function: "runtime_tools:noop"}}
   probe: {{kind: node, script: probe.py}}
+  fanout: {{kind: node, script: fanout.py}}
 """
 
 
@@ -133,7 +167,12 @@ class Probe:
 
 def write_workspace(folder: Path) -> Path:
     """The config, the tools module and the probe script; returns the config's path."""
-    files = {"runtime_tools.py": TOOLS_MODULE, "probe.py": PROBE_SCRIPT, "config.yaml": CONFIG}
+    files = {
+        "runtime_tools.py": TOOLS_MODULE,
+        "probe.py": PROBE_SCRIPT,
+        "fanout.py": FANOUT_SCRIPT,
+        "config.yaml": CONFIG,
+    }
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
     return folder / "config.yaml"
@@ -156,6 +195,18 @@ def run_brokered(config: Path, calls: int, round_trips: int) -> Probe:
     if not probe.ok:
         raise RuntimeError(f"the probe step ended {probe.status.value}: {probe.error}")
     return Probe.from_output(probe.output, probe.duration_s)
+
+
+def run_fanout(config: Path, sizes: Sequence[int]) -> dict[int, float]:
+    """One node step fanning out each of ``sizes`` no-op calls in turn; seconds per size."""
+    gc.collect()
+    step = {"step_id": "fanout", "tool": "fanout", "input": "x", "params": {"sizes": sizes}}
+    plan = {"request": "runtime scale benchmark", "steps": [step]}
+    result = code_evolver.run(plan, config=config)
+    fanout = result.steps["fanout"]
+    if not fanout.ok or not isinstance(fanout.output, dict):
+        raise RuntimeError(f"the fan-out step ended {fanout.status.value}: {fanout.error}")
+    return {int(size): float(seconds) for size, seconds in fanout.output.items()}
 
 
 def run_standalone(config: Path, round_trips: int) -> Probe:
@@ -223,13 +274,32 @@ def report_round_trip(brokered: Sequence[Probe], standalone: Sequence[Probe], n:
     print()
 
 
+def report_scale(runs: Sequence[dict[int, float]]) -> None:
+    sizes = sorted(runs[0])
+    print("Part C: scale, one node step fanning out N no-op calls with call_tools_parallel")
+    print(f"  {'N':>6} {'wall':>10} {'per call':>10}")
+    walls = {size: float(statistics.median(run[size] for run in runs)) for size in sizes}
+    for size in sizes:
+        print(f"  {size:>6} {ms(walls[size]):>10} {walls[size] / size * 1e6:>8.1f}us")
+    large = sizes[-1]
+    small = max((size for size in sizes if size * 4 <= large), default=sizes[0])
+    ratio = walls[large] / walls[small]
+    print(
+        f"  ratio {large}/{small}: {ratio:.2f}x (linear is {large / small:g}x)"
+        f" | target <= {SCALE_TARGET:g}x: {verdict(ratio <= SCALE_TARGET)}"
+    )
+    print()
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--repeat", type=int, default=None, help="runs per measurement (default 3, 1 with --quick)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 10 parallel calls, 50 round trips"
+        "--quick",
+        action="store_true",
+        help="smoke run: 10 parallel calls, 50 round trips, fan-outs of 250 and 1,000",
     )
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
@@ -242,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick: bool = args.quick
     repeat: int = args.repeat or (1 if quick else 3)
     calls, round_trips = (10, 50) if quick else (20, 200)
+    fanouts = QUICK_FANOUTS if quick else FANOUTS
     started = time.perf_counter()
     print(f"Runtime benchmark: node_runtime calls timed inside a node script (median of {repeat})")
     print()
@@ -249,8 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = write_workspace(Path(folder))
         brokered = [run_brokered(config, calls, round_trips) for _ in range(repeat)]
         standalone = [run_standalone(config, round_trips) for _ in range(repeat)]
+        scale = [run_fanout(config, fanouts) for _ in range(repeat)]
     report_parallel(brokered, calls)
     report_round_trip(brokered, standalone, round_trips)
+    report_scale(scale)
     print(f"benchmark took {time.perf_counter() - started:.1f}s")
     return 0
 

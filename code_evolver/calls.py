@@ -7,8 +7,10 @@ slot, the tool's timeout and retries; it is recorded under its step and shown un
 
 A caller blocked on its calls *lends* them its own slot (and, for a call to its own tool, its
 tool's gate): one call per caller runs without taking a new slot, so fan-outs nested to any
-depth never deadlock on ``max_parallel`` or on a tool calling itself. A channel is closed when
-its attempt ends: its calls are cancelled and later ones refused.
+depth never deadlock on ``max_parallel`` or on a tool calling itself. Waiting calls start
+oldest first within these rules, at a cost per start that does not grow with the number waiting
+(``code_evolver.call_queue``). A channel is closed when its attempt ends: its calls are
+cancelled and later ones refused.
 
 ``timeout_s`` given by a script is a deadline for the whole call, queueing and retries
 included; the tool's own ``timeout_s`` still bounds each attempt.
@@ -17,13 +19,13 @@ included; the tool's own ``timeout_s`` still bounds each attempt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from code_evolver import events
+from code_evolver.call_queue import CallQueue
 from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import StepError, StepTimeout, ToolNotFound
@@ -59,6 +61,8 @@ class ChildCall:
     began: float = 0.0
     output: Output | None = None
     error: str | None = None
+    queued_as: int = 0
+    """Its number in the queue of waiting calls; 0 when it is not waiting there."""
     on_lent_slot: bool = False
     on_lent_gate: bool = False
     cancel_reason: str = "cancelled"
@@ -136,13 +140,22 @@ class CallBroker:
     wake: Callable[[], None]
     """Called when a call ends: slots are free, so the executor can dispatch again."""
     by_step: dict[str, list[ChildCall]] = field(default_factory=dict)
-    pending: list[ChildCall] = field(default_factory=list)
+    queue: CallQueue = field(init=False)
+    """The calls waiting to start."""
     stopped: bool = False
     active: int = 0
     """Calls submitted and not settled yet; a run ends only when none are left."""
 
     prepared: set[str] = field(default_factory=set)
     """Tools whose ``prepare()`` has run (the executor prepares the plan's own tools)."""
+
+    def __post_init__(self) -> None:
+        self.queue = CallQueue(self.capacity)
+
+    @property
+    def pending(self) -> list[ChildCall]:
+        """The calls waiting to start, oldest first (for inspection)."""
+        return self.queue.calls()
 
     def channel(
         self, step_id: str, tool: str = "", *, attempt: int = 1, parent_call: str | None = None
@@ -195,7 +208,7 @@ class CallBroker:
         siblings.append(call)
         caller.calls.append(call)
         self.active += 1
-        self.pending.append(call)
+        self.queue.push(call)
         self.wake()
         try:
             async with asyncio.timeout(timeout_s):
@@ -209,19 +222,14 @@ class CallBroker:
             raise
 
     def dispatch(self) -> None:
-        """Start pending calls, oldest first, while their gates and a slot allow."""
-        for call in list(self.pending):
+        """Start pending calls, oldest first, while their gates and a slot allow: on the
+        caller's lent slot when it is free (with its gate, for a call to its own tool)."""
+        for call in self.queue.startable():
             caller = call.caller
-            lend_gate = caller.lent_slot_free and call.tool_name == caller.tool
-            if not (lend_gate or self.capacity.gates[call.tool_name].free()):
-                continue
             if caller.lent_slot_free:
                 caller.lent_slot_free = False
                 call.on_lent_slot = True
-                call.on_lent_gate = lend_gate
-            elif not self.capacity.slot_free():
-                continue
-            self.pending.remove(call)
+                call.on_lent_gate = call.tool_name == caller.tool
             self._start(call)
 
     def _start(self, call: ChildCall) -> None:
@@ -282,7 +290,7 @@ class CallBroker:
         if call.caller.closed or self.stopped:
             self._cancel(call)
         else:
-            self.pending.append(call)
+            self.queue.push(call)
         self.wake()
 
     def _attempt_cancelled(self, call: ChildCall, task: asyncio.Task[None]) -> None:
@@ -297,6 +305,7 @@ class CallBroker:
             self.capacity.release(call.tool_name, slot=not call.on_lent_slot)
         if call.on_lent_slot:
             call.caller.lent_slot_free = True
+            self.queue.lent_slot_freed(call.caller)
         call.on_lent_slot = call.on_lent_gate = False
 
     def _settle(
@@ -339,8 +348,7 @@ class CallBroker:
             call.retry_timer.cancel()
             call.retry_timer = None
         if call.status is StepStatus.PENDING:
-            with contextlib.suppress(ValueError):
-                self.pending.remove(call)
+            self.queue.discard(call)  # not queued while it waits to retry
             if call.error:  # cancelled during backoff: keep what went wrong
                 reason = f"{reason} after: {call.error}"
             self._settle(call, StepStatus.CANCELLED, error=CallRefused(reason))

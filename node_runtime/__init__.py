@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from node_runtime._items import Call, to_call
@@ -137,37 +138,41 @@ def call_tools_parallel(
     limit = max_workers or len(items)
     results: list[Any] = [None] * len(items)
     in_flight: dict[Future[Any], int] = {}
-    queue = iter(range(len(items)))
+    unsent = iter(range(len(items)))
+    # Futures report here as they finish: waiting costs O(1) per call, whatever is in flight
+    # (concurrent.futures.wait() visits every future it waits for, on every wake).
+    finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
 
     def send_next() -> None:
-        index = next(queue, None)
+        index = next(unsent, None)
         if index is not None:
             item = items[index]
-            in_flight[client.submit(item.tool, item.prompt, item.params, timeout)] = index
+            future = client.submit(item.tool, item.prompt, item.params, timeout)
+            in_flight[future] = index
+            future.add_done_callback(finished.put)
 
     for _ in range(limit):
         send_next()
     try:
         while in_flight:
             wait_s = None if timeout is None else timeout + _SAFETY_S
-            done, _ = wait(in_flight, timeout=wait_s, return_when=FIRST_COMPLETED)
-            if not done:  # the workflow never answered: give up on the oldest
-                stuck = min(in_flight, key=in_flight.__getitem__)
-                stuck.cancel()
-                done = {stuck}
-            for future in done:
-                index = in_flight.pop(future)
-                if future.cancelled():
-                    outcome: Any = _timed_out(items[index], index, timeout or 0)
-                else:
-                    try:
-                        outcome = _result(future, items[index], index, timeout)
-                    except ToolCallError as exc:
-                        outcome = exc
-                if isinstance(outcome, ToolCallError) and not return_exceptions:
-                    raise outcome
-                results[index] = outcome
-                send_next()
+            try:
+                future = finished.get(timeout=wait_s)
+            except queue.Empty:  # the workflow never answered: give up on the oldest
+                min(in_flight, key=in_flight.__getitem__).cancel()  # it reports as finished
+                continue
+            index = in_flight.pop(future)
+            if future.cancelled():
+                outcome: Any = _timed_out(items[index], index, timeout or 0)
+            else:
+                try:
+                    outcome = _result(future, items[index], index, timeout)
+                except ToolCallError as exc:
+                    outcome = exc
+            if isinstance(outcome, ToolCallError) and not return_exceptions:
+                raise outcome
+            results[index] = outcome
+            send_next()
     finally:
         for future in in_flight:
             future.cancel()  # tells the workflow to stop the calls nobody waits for
