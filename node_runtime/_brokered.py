@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -12,6 +13,10 @@ from typing import Any
 
 from node_runtime.errors import ToolCallError
 from node_runtime.protocol import MAX_MESSAGE, VERSION, decode, encode
+
+
+_READER_GRACE_S = 2.0
+"""How long a failed send waits for the reader to deliver the workflow's last words."""
 
 
 class BrokeredClient:
@@ -32,8 +37,10 @@ class BrokeredClient:
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closed: str | None = None
+        self._reader_done = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="node-runtime-reader", daemon=True)
+        self._reader.start()
         self._send({"hello": token, "version": VERSION})
-        threading.Thread(target=self._read, name="node-runtime-reader", daemon=True).start()
 
     def submit(
         self, tool: str, prompt: str, params: dict[str, Any], timeout_s: float | None
@@ -83,6 +90,10 @@ class BrokeredClient:
             with self._send_lock:
                 self._sock.sendall(message)
         except OSError:
+            # The workflow hung up. If it said why first (a refusal), that reason must win over
+            # this generic one: let the reader deliver what is still in the socket.
+            if self._reader.is_alive() and threading.current_thread() is not self._reader:
+                self._reader_done.wait(_READER_GRACE_S)
             self._shut("the workflow that ran this script is gone; no more tool calls")
 
     def _read(self) -> None:
@@ -94,6 +105,7 @@ class BrokeredClient:
         except (OSError, ValueError):
             reason = "the runtime channel broke; no more tool calls"
         self._shut(reason)
+        self._reader_done.set()
 
     def _deliver(self, message: dict[str, Any]) -> None:
         if "refused" in message:
@@ -120,6 +132,14 @@ class BrokeredClient:
         for tool, future in pending.values():
             if not future.done():
                 future.set_exception(ToolCallError(reason, tool=tool, kind="ChannelClosed"))
+
+    def close(self) -> None:
+        """Hang up: calls still waiting fail, later ones are refused."""
+        self._shut("the script closed its runtime channel")
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._reader.join(_READER_GRACE_S)
+        self._sock.close()
 
     def close_after_fork(self) -> None:
         """In a forked child: this socket belongs to the parent process; never touch it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from code_evolver.organizer import organize
 from code_evolver.plan import Plan
 from code_evolver.result import StepStatus
 from code_evolver.tools.base import Output, Tool, ToolCall
+from node_runtime import ToolCallError
 from node_runtime.protocol import ENV_FD, ENV_TOKEN
 
 NODES = Path(__file__).resolve().parent / "nodes"
@@ -344,3 +346,21 @@ def test_records_carry_attempt_and_parent() -> None:
     doc = broker.records("s")[0].to_json()
     assert (doc["step_attempt"], doc["parent_call"]) == (2, None)
     assert json.dumps(doc)
+
+
+def test_a_refusal_wins_over_the_hang_up_that_follows_it() -> None:
+    """The workflow refuses and closes before the script's call is sent: the script must report
+    the refusal, not "the workflow is gone" (the race that failed half the runs)."""
+    from node_runtime._brokered import BrokeredClient
+    from node_runtime.protocol import encode
+
+    host, script = socket.socketpair()
+    host.sendall(encode({"refused": "this channel belongs to another run or step"}))
+    host.close()
+    client = BrokeredClient(os.dup(script.fileno()), "a-stolen-guess")
+    script.close()
+    future = client.submit("work", "x", {}, None)
+    with pytest.raises(ToolCallError, match="refused the channel") as info:
+        future.result(timeout=5)
+    assert info.value.kind == "ChannelClosed"
+    client.close()
