@@ -130,3 +130,30 @@ def test_formatting_helpers() -> None:
     assert seconds(125) == "2m05s"
     assert clip("a\n b   c", 10) == "a b c"
     assert clip("x" * 20, 5) == "xxxx…"
+
+
+def test_a_huge_one_line_output_is_clipped_by_characters() -> None:
+    rec = Recorder()
+    rec.behaviours["a"] = Behaviour(output="y" * 3_000_000)
+    rec.behaviours["b"] = Behaviour(output="z" * 3_000_000)
+    result = execute(plan(step("a"), step("b", "a")), {"work": rec.tool()})
+    text = render(results_view(result, markdown=True), width=120)
+    assert len(text) < 40_000  # not 6 MB laid out line by line
+    assert "2,998,000 more characters; --json has every output in full" in text
+    assert "2,980,000 more characters; --json has every output in full" in text
+
+
+def test_clip_output_counts_what_it_leaves_out() -> None:
+    from code_evolver.display.results import clip_output
+
+    assert clip_output("a\nb\nc", 5, 100) == "a\nb\nc"
+    assert (
+        clip_output("a\nb\nc\n", 2, 100) == "a\nb\n… 1 more line; --json has every output in full"
+    )
+    assert clip_output("a\nb\nc\nd", 2, 100).startswith("a\nb\n… 2 more lines")
+    assert (
+        clip_output("abcdef", None, 3)
+        == "abc\n… 3 more characters; --json has every output in full"
+    )
+    assert clip_output("a\n\n\n", 1, 100) == "a\n\n\n"  # only blank lines left: nothing to hide
+    assert clip("x" * 10_000_000, 5) == "xxxx…"

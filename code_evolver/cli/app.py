@@ -35,7 +35,8 @@ class EvolveGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with terminal.library_warnings():
+                return super().invoke(ctx)
         except EvolverError as exc:
             terminal.report_error(exc, as_json=options.current(ctx).as_json)
             ctx.exit(exc.exit_code)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from code_evolver.cli import options, terminal
 from code_evolver.display import tools_table
+from code_evolver.display.safe import shown
 from code_evolver.doctor import diagnose
 from code_evolver.errors import BackendUnavailable
 from code_evolver.tools.registry import ToolRegistry
@@ -57,14 +57,14 @@ def doctor_command() -> None:
         table = Table.grid(padding=(0, 2))
         for check in report.checks:
             mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-            fix = f"  [yellow]→ {escape(check.fix)}[/]" if check.fix and not check.ok else ""
-            table.add_row(mark, f"[bold]{check.name}[/]", escape(check.detail) + fix)
+            fix = f"  [yellow]→ {shown(check.fix)}[/]" if check.fix and not check.ok else ""
+            table.add_row(mark, f"[bold]{check.name}[/]", shown(check.detail) + fix)
         console = terminal.stdout_console()
         console.print(table)
         verdict = "ready" if report.usable else "[red]not ready[/]"
         console.print(
             f"\nbackend: [bold]{report.choice.backend}[/] ({verdict}) · "
-            + escape("; ".join(report.choice.reasons))
+            + shown("; ".join(report.choice.reasons))
         )
     if not report.usable:
         click.get_current_context().exit(BackendUnavailable.exit_code)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 
 from code_evolver.display import results_view, summary_line
+from code_evolver.display.safe import shown
 from code_evolver.display.style import seconds
 from code_evolver.planner.planner import PlanOutcome
 from code_evolver.result import RunResult, RunStatus
@@ -23,7 +23,7 @@ def exit_code(result: RunResult) -> int:
 
 def warnings(console: Console, lines: tuple[str, ...] | list[str]) -> None:
     for line in lines:
-        console.print(f"[yellow]warning:[/] {escape(line)}")
+        console.print(f"[yellow]warning:[/] {shown(line)}")
 
 
 def results(out: Console, err: Console, result: RunResult, *, markdown: bool = False) -> None:

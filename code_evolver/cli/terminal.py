@@ -10,30 +10,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
 
 from code_evolver.display import LineProgress, LiveView
+from code_evolver.display.safe import json_safe, shown, without_controls
 from code_evolver.errors import EvolverError, UserError
 from code_evolver.events import EventBus
 from code_evolver.organizer import OrganizedPlan
+from code_evolver.processes import kill_all_groups
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 130
 
 
 class _Console(Console):
+    """Our console: text is shown as it is (no ``:emoji:`` codes from tool output), control
+    characters never reach the terminal, and a closed pipe is not an error."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(emoji=False, highlight=False, **kwargs)
+
     def on_broken_pipe(self) -> None:
         """The reader went away: stop writing, without exiting or changing the exit code."""
         self.quiet = True
         _silence(self.file)
+
+    def render(
+        self, renderable: RenderableType, options: ConsoleOptions | None = None
+    ) -> Iterable[Segment]:
+        """The last guard of terminal safety: no control character in any text we print
+        reaches the terminal raw (rich's own control segments, e.g. cursor moves, pass)."""
+        for segment in super().render(renderable, options):
+            if segment.control or segment.text.isprintable():
+                yield segment
+            else:
+                yield Segment(without_controls(segment.text), segment.style)
 
 
 def _silence(stream: Any = None) -> None:
@@ -44,17 +65,52 @@ def _silence(stream: Any = None) -> None:
 
 
 def stdout_console() -> Console:
-    return _Console(highlight=False)
+    return _Console()
+
+
+_stderr: Console | None = None
 
 
 def stderr_console() -> Console:
-    return _Console(stderr=True, highlight=False)
+    """The stderr console; warnings logged while it is live are printed through it, so they
+    appear above a live view instead of tearing it."""
+    global _stderr
+    _stderr = _Console(stderr=True)
+    return _stderr
+
+
+class _WarningPrinter(logging.Handler):
+    """Prints the library's warnings (``code_evolver`` logger) as ``warning:`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        label = "warning" if record.levelno < logging.ERROR else "error"
+        try:
+            console = _stderr or _Console(stderr=True, soft_wrap=True)
+            colour = "yellow" if label == "warning" else "red"
+            console.print(f"[{colour}]{label}:[/] {shown(record.getMessage())}", soft_wrap=True)
+        except Exception:  # e.g. out of descriptors: still say it, plainly
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"{label}: {without_controls(record.getMessage())}\n")
+
+
+@contextlib.contextmanager
+def library_warnings() -> Iterator[None]:
+    """Show the library's logged warnings on stderr while the CLI runs."""
+    logger = logging.getLogger("code_evolver")
+    handler = _WarningPrinter(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def emit_json(document: Any) -> None:
-    """Print one JSON document on stdout."""
+    """Print one JSON document on stdout (controls escaped, so it is exact and inert)."""
     try:
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(json_safe(json.dumps(document, ensure_ascii=False, indent=2)))
         sys.stdout.flush()
     except BrokenPipeError:
         _silence(sys.stdout)
@@ -63,25 +119,28 @@ def emit_json(document: Any) -> None:
 def report_error(exc: EvolverError, *, as_json: bool) -> None:
     """One ``error:`` line per problem on stderr (and a JSON document with ``--json``)."""
     problems = exc.problems if isinstance(exc, UserError) else (str(exc),)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = _Console(stderr=True, soft_wrap=True)
     for problem in problems:
-        err.print(f"[bold red]error:[/] {escape(problem)}")
+        err.print(f"[bold red]error:[/] {shown(problem)}")
     if as_json:
         emit_json({"status": "error", "error": str(exc), "problems": list(problems)})
 
 
 def run_async(main: Callable[[], Awaitable[T]], on_stop: Callable[[], None]) -> T:
     """Run ``main()`` on a fresh event loop. The first SIGINT/SIGTERM/SIGHUP calls ``on_stop``
-    (a graceful stop: finished work is kept); a second Ctrl-C interrupts at once."""
+    (a graceful stop: finished work is kept); a second one ends the process at once (see
+    :func:`hard_exit`), also while threads are still being wound up after the loop."""
 
     async def wrapper() -> T:
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
 
         def stop() -> None:
+            for sig in installed:  # the next signal is not gentle
+                with contextlib.suppress(Exception):
+                    loop.add_signal_handler(sig, hard_exit)
+            _hard_exit_from_now_on()
             on_stop()
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C is not gentle
 
         for sig in STOP_SIGNALS:
             try:
@@ -95,8 +154,33 @@ def run_async(main: Callable[[], Awaitable[T]], on_stop: Callable[[], None]) -> 
             for sig in installed:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+            if _interrupted:
+                _hard_exit_from_now_on()  # removing the handlers restored the defaults
 
     return asyncio.run(wrapper())
+
+
+_interrupted = False
+
+
+def _hard_exit_from_now_on() -> None:
+    global _interrupted
+    _interrupted = True
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, lambda *_: hard_exit())
+
+
+def hard_exit() -> None:
+    """A second Ctrl-C: kill every process we started, restore the cursor and leave with 130
+    at once, without waiting for model threads and without a traceback."""
+    kill_all_groups()
+    with contextlib.suppress(Exception):
+        if sys.stderr.isatty():
+            sys.stderr.write("\x1b[?25h")  # a live view may have hidden the cursor
+        sys.stderr.write("\ninterrupted\n")
+        sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager

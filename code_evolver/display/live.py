@@ -15,12 +15,12 @@ from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
 from code_evolver import events
+from code_evolver.display.safe import shown
 from code_evolver.display.style import clip, icon, seconds
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.result import StepStatus
@@ -162,7 +162,7 @@ class LiveView:
             if self.status:
                 waiting.add_row(self._spinner, Text(self.status, style="dim"))
             return waiting
-        shown = rows if len(rows) <= self.max_rows else self._selection(rows)
+        visible = rows if len(rows) <= self.max_rows else self._selection(rows)
         table = Table.grid(padding=(0, 1))
         table.add_column(width=1)
         table.add_column(style="bold", no_wrap=True)
@@ -171,7 +171,7 @@ class LiveView:
         table.add_column(no_wrap=True, overflow="ellipsis")
         now = time.monotonic()
         width = max(20, self.console.width - 45)
-        for row in shown:
+        for row in visible:
             mark: RenderableType
             if row.status is StepStatus.RUNNING:
                 mark = self._spinner
@@ -185,12 +185,12 @@ class LiveView:
                 note = calls  # what a running node is waiting for says more than its description
             table.add_row(
                 mark,
-                escape(row.step_id),
-                escape(row.tool),
+                shown(row.step_id),
+                shown(row.tool),
                 took,
                 Text(clip(note, width), style=style),
             )
-        return Group(table, Text.from_markup(self._header(rows, len(shown), now)))
+        return Group(table, Text.from_markup(self._header(rows, len(visible), now)))
 
     def _selection(self, rows: list[_Row]) -> list[_Row]:
         running = [r for r in rows if r.status is StepStatus.RUNNING]
@@ -204,7 +204,7 @@ class LiveView:
         keep = {id(r) for r in (*running[: self.max_rows], *failed, *recent)}
         return [r for r in rows if id(r) in keep]
 
-    def _header(self, rows: list[_Row], shown: int, now: float) -> str:
+    def _header(self, rows: list[_Row], visible: int, now: float) -> str:
         counts = dict.fromkeys(StepStatus, 0)
         for row in rows:
             counts[row.status] += 1
@@ -212,7 +212,7 @@ class LiveView:
         parts += [f"{counts[s]} {s.value}" for s in StepStatus if s.is_final and counts[s]]
         if counts[StepStatus.RUNNING]:
             parts.append(f"[cyan]{counts[StepStatus.RUNNING]} running[/]")
-        hidden = len(rows) - shown
+        hidden = len(rows) - visible
         if hidden:
             parts.append(f"[dim]{hidden} rows hidden[/]")
         parts.append(seconds(now - self._t0))
@@ -246,6 +246,6 @@ class LineProgress:
 
     def _line(self, status: StepStatus, step_id: str, detail: str) -> None:
         self.console.print(
-            f"{icon(status)} [bold]{escape(step_id)}[/] {escape(clip(detail, 200))}",
+            f"{icon(status)} [bold]{shown(step_id)}[/] {shown(clip(detail, 200))}",
             highlight=False,
         )

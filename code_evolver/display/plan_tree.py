@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.console import Group, RenderableType
-from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
+from code_evolver.display.safe import shown, terminal_safe
 from code_evolver.display.style import clip
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.tools.base import Tool
@@ -19,7 +19,7 @@ def plan_tree(organized: OrganizedPlan, tools: Mapping[str, Tool] | None = None)
     steps = organized.steps
     count = len(plan.steps)
     longest = len(organized.critical_path(dict.fromkeys(steps, 1.0))[1])
-    title = escape(clip(plan.request, 90)) if plan.request else "Plan"
+    title = shown(clip(plan.request, 90)) if plan.request else "Plan"
     root = Tree(
         f"[bold]{title}[/]\n[dim]{count} step{'s' * (count != 1)} in "
         f"{len(organized.waves)} wave{'s' * (len(organized.waves) != 1)}, "
@@ -31,13 +31,13 @@ def plan_tree(organized: OrganizedPlan, tools: Mapping[str, Tool] | None = None)
         for step_id in wave:
             step = steps[step_id]
             kind = f" [dim]{tools[step.tool].kind}[/]" if tools and step.tool in tools else ""
-            line = f"[bold]{escape(step_id)}[/]  [cyan]{escape(step.tool)}[/]{kind}"
+            line = f"[bold]{shown(step_id)}[/]  [cyan]{shown(step.tool)}[/]{kind}"
             if step.description:
-                line += f"  {escape(clip(step.description, 60))}"
+                line += f"  {shown(clip(step.description, 60))}"
             if step.depends_on:
-                line += f"  [dim]← {escape(', '.join(step.depends_on))}[/]"
+                line += f"  [dim]← {shown(', '.join(step.depends_on))}[/]"
             branch.add(line)
     if not organized.warnings:
         return root
-    warnings = [Text(f"warning: {w}", style="yellow") for w in organized.warnings]
+    warnings = [Text(f"warning: {terminal_safe(w)}", style="yellow") for w in organized.warnings]
     return Group(root, *warnings)

@@ -1,22 +1,26 @@
 """After a run: one panel per step with its output or error, then the summary line.
 
-Final outputs (steps nothing depends on) are shown in full; intermediate ones are clipped, and
-in large plans only final outputs and problems are shown (``--json`` always has everything).
+Final outputs (steps nothing depends on) are shown whole up to a generous size; intermediate
+ones are clipped to a few lines; both are clipped by characters too, because laying out one
+huge line costs the terminal renderer far more than linear time. In large plans only final
+outputs and problems are shown. ``--json`` always has every output, whole and exact.
 """
 
 from __future__ import annotations
 
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown
-from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
+from code_evolver.display.safe import shown, terminal_safe
 from code_evolver.display.style import ICONS, seconds
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
 from code_evolver.templating import to_text
 
 _INTERMEDIATE_LINES = 12
+_INTERMEDIATE_CHARS = 2_000
+_FINAL_CHARS = 20_000
 _ALL_PANELS_UP_TO = 20
 
 
@@ -45,7 +49,7 @@ _PROBLEMS = (StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.SKIPPED, StepSt
 
 def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
     symbol, colour = ICONS[step.status]
-    title = f"[{colour}]{symbol}[/] [bold]{escape(step.step_id)}[/] · {escape(step.tool)}"
+    title = f"[{colour}]{symbol}[/] [bold]{shown(step.step_id)}[/] · {shown(step.tool)}"
     if step.attempts:
         title += f" · {seconds(step.duration_s)}"
     if step.attempts > 1:
@@ -56,24 +60,47 @@ def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
     body: RenderableType
     if step.ok:
         text = to_text(step.output if step.output is not None else "")
-        if markdown and isinstance(step.output, str) and text:
-            body = Markdown(text)
-        else:
-            body = Text(
-                _clip_lines(text, None if full else _INTERMEDIATE_LINES) or "(empty output)"
+        clipped = terminal_safe(
+            clip_output(
+                text,
+                None if full else _INTERMEDIATE_LINES,
+                _FINAL_CHARS if full else _INTERMEDIATE_CHARS,
             )
+        )
+        if markdown and isinstance(step.output, str) and text:
+            body = Markdown(clipped)
+        else:
+            body = Text(clipped or "(empty output)")
             if not text:
                 body.stylize("dim")
     else:
-        body = Text(step.error or step.status.value, style=colour)
+        body = Text(terminal_safe(step.error or step.status.value), style=colour)
     return Panel(body, title=title, title_align="left", border_style=colour, expand=True)
 
 
-def _clip_lines(text: str, limit: int | None) -> str:
-    lines = text.splitlines()
-    if limit is None or len(lines) <= limit:
+def clip_output(text: str, lines: int | None, chars: int) -> str:
+    """At most ``lines`` lines and ``chars`` characters of ``text``, saying what was left out.
+
+    Linear in the text's length whatever its shape (no split of a 10 MB line into pieces).
+    """
+    notes = []
+    if lines is not None:
+        end = -1
+        for _ in range(lines):  # the newline that ends line number ``lines``
+            end = text.find("\n", end + 1)
+            if end < 0:
+                break
+        rest = text[end + 1 :] if end >= 0 else ""
+        if rest.strip():
+            more = rest.count("\n") + (not rest.endswith("\n"))
+            notes.append(f"{more:,} more line{'s' * (more != 1)}")
+            text = text[:end]
+    if len(text) > chars:
+        notes.append(f"{len(text) - chars:,} more characters")
+        text = text[:chars]
+    if not notes:
         return text
-    return "\n".join(lines[:limit]) + f"\n… {len(lines) - limit} more lines"
+    return f"{text}\n… {', '.join(notes)}; --json has every output in full"
 
 
 def summary_line(result: RunResult) -> str:
@@ -91,7 +118,7 @@ def summary_line(result: RunResult) -> str:
         f"wall {seconds(result.wall_s)}",
         f"step time {seconds(result.sum_s)}",
         f"speedup {result.speedup:.2f}x",
-        f"critical path {seconds(result.critical_path_s)} ({escape(path)})",
+        f"critical path {seconds(result.critical_path_s)} ({shown(path)})",
         f"efficiency {result.efficiency:.0%}",
         f"peak concurrency {result.peak_concurrency}",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from code_evolver.display.safe import terminal_safe
 from code_evolver.result import StepStatus
 
 ICONS: dict[StepStatus, tuple[str, str]] = {
@@ -31,6 +32,11 @@ def seconds(value: float) -> str:
 
 
 def clip(text: str, width: int) -> str:
-    """One line, at most ``width`` characters."""
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    """One line, at most ``width`` characters, safe for a terminal (see ``display.safe``).
+
+    Only the head of a long text is looked at, so clipping a 10 MB output costs nothing.
+    """
+    line = " ".join(text[: 4 * width + 64].split())
+    if len(line) > width or len(text) > 4 * width + 64:
+        line = line[: width - 1] + "…"
+    return terminal_safe(line)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rich.markup import escape
 from rich.table import Table
 
+from code_evolver.display.safe import shown
 from code_evolver.tools.base import Tool
 
 
@@ -26,7 +26,7 @@ def tools_table(tools: Mapping[str, Tool]) -> Table:
             tool.kind,
             str(tool.max_concurrency or "-"),
             f"{tool.timeout_s:g}s" if tool.timeout_s else "-",
-            escape(", ".join(params)) or "-",
-            escape(tool.description),
+            shown(", ".join(params)) or "-",
+            shown(tool.description),
         )
     return table

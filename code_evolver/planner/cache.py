@@ -3,11 +3,13 @@
 Plans from the LLM cost seconds to minutes; a cached one costs a file read. The key covers
 everything that shapes a plan: the request (case and spacing ignored), the backend and model,
 and each tool's name, kind, description and params. Files are written atomically, and one that
-cannot be read back is ignored, never fatal.
+cannot be read back is ignored, never fatal. A cache that cannot be written (``EVOLVE_HOME`` is a
+file, read-only or full) warns once and is switched off: a cache never fails a run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,14 +18,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from code_evolver.errors import PlanError
-from code_evolver.home import cache_dir
+from code_evolver.home import state_dir, state_problem
 from code_evolver.plan import Plan
 from code_evolver.tools.base import Tool
+
+WHAT = "plan cache"
 
 
 class PlanCache:
     def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory or cache_dir("plans")
+        self.directory = directory or state_dir("cache", "plans", what=WHAT)
+        """None: the cache is off (its folder could not be made)."""
 
     @staticmethod
     def key(request: str, model: str, tools: Mapping[str, Tool]) -> str:
@@ -36,6 +41,8 @@ class PlanCache:
         return hashlib.sha256(material.encode()).hexdigest()[:32]
 
     def get(self, key: str) -> Plan | None:
+        if self.directory is None:
+            return None
         path = self.directory / f"{key}.json"
         try:
             return Plan.from_json(path.read_text(encoding="utf-8"))
@@ -43,11 +50,19 @@ class PlanCache:
             return None
 
     def put(self, key: str, plan: Plan) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        """Store ``plan``; on any write error warn once and switch the cache off."""
+        if self.directory is None:
+            return
+        tmp: str | None = None
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(plan.to_json())
             os.replace(tmp, self.directory / f"{key}.json")
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
+        except OSError as exc:
+            state_problem(WHAT, self.directory, exc)
+            self.directory = None
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    Path(tmp).unlink(missing_ok=True)
