@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import resource
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,22 @@ OnFailure = Literal["continue", "fail_fast"]
 PlannerMode = Literal["auto", "rules", "llm"]
 
 
+DEFAULT_MAX_PARALLEL = 8
+FDS_PER_PROCESS_STEP = 8
+"""Descriptors a starting process step holds: three pipes, the runtime socketpair, the spawn's
+error pipe."""
+FDS_RESERVED = 64
+"""Descriptors kept for the interpreter, the model and connections to backends."""
+
+
+def default_max_parallel() -> int:
+    """8, or fewer when the file descriptor limit (``ulimit -n``) could not feed 8 processes."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return DEFAULT_MAX_PARALLEL
+    return max(1, min(DEFAULT_MAX_PARALLEL, (soft - FDS_RESERVED) // FDS_PER_PROCESS_STEP))
+
+
 class ExecutionSettings(BaseModel):
     """How the executor runs a plan. Steps and tools may override timeout and retries."""
 
@@ -37,7 +54,8 @@ class ExecutionSettings(BaseModel):
 
     scheduling: Scheduling = "eager"
     """``eager``: a step starts when its last dependency succeeds. ``waves``: barrier per wave."""
-    max_parallel: int = Field(default=8, ge=1)
+    max_parallel: int = Field(default_factory=default_max_parallel, ge=1)
+    """Steps running at once. Starting a process when descriptors run out waits for them."""
     on_failure: OnFailure = "continue"
     timeout_s: float = Field(default=300.0, gt=0)
     retries: int = Field(default=0, ge=0, le=20)

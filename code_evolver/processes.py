@@ -3,17 +3,29 @@
 Children start in a new session, so their process group holds everything they spawn. The group
 is killed when the attempt is cancelled (timeout, fail-fast, Ctrl-C) and also after the child
 exits, because a background grandchild that still holds stdout open would otherwise keep the
-step (and the pipes) alive forever.
+step (and the pipes) alive forever. Every live group is known, so a hard exit (a second Ctrl-C)
+can kill them all before leaving.
+
+Running out of file descriptors or processes (EMFILE, ENFILE, EAGAIN) when starting a child is
+back-pressure, not a failure: the start waits and is tried again, within the attempt's timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import resource
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+from code_evolver.errors import ToolFailed
+from code_evolver.home import warn_once
+
+T = TypeVar("T")
 
 MAX_STDOUT = 32 * 1024 * 1024
 """A child writing more than this is stopped: it is runaway, and memory is not infinite."""
@@ -30,10 +42,47 @@ class ProcessResult:
     """stdout passed ``MAX_STDOUT`` and the process group was killed."""
 
 
+_live_groups: set[int] = set()
+"""Process groups started by run_process and not killed yet."""
+
+
 def kill_group(pgid: int) -> None:
     """SIGKILL a whole process group; a group that is already gone is fine."""
+    _live_groups.discard(pgid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def kill_all_groups() -> None:
+    """Kill every group still running (safe to call from a signal handler)."""
+    for pgid in list(_live_groups):
+        kill_group(pgid)
+
+
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.EAGAIN)
+_FIRST_WAIT_S, _LONGEST_WAIT_S = 0.005, 0.5
+
+
+async def when_resources_allow(start: Callable[[], Awaitable[T]]) -> T:
+    """``await start()``, retried while it fails for lack of descriptors or processes.
+
+    The wait doubles up to half a second; the caller's timeout or cancellation ends it.
+    """
+    wait = _FIRST_WAIT_S
+    while True:
+        try:
+            return await start()
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_RESOURCES:
+                raise
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            warn_once(
+                "out-of-descriptors",
+                f"out of file descriptors or processes ({exc.strerror}; `ulimit -n` is {soft}): "
+                "steps wait for others to finish; raise the limit or lower --max-parallel",
+            )
+        await asyncio.sleep(wait)
+        wait = min(_LONGEST_WAIT_S, wait * 2)
 
 
 async def run_process(
@@ -44,10 +93,13 @@ async def run_process(
     env: Mapping[str, str] | None = None,
     pass_fds: Sequence[int] = (),
     max_stdout: int = MAX_STDOUT,
+    started: Callable[[], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` with ``stdin``, collect its output, and leave no process behind.
 
-    Raises ``OSError`` (e.g. ``FileNotFoundError``) when the program cannot be started.
+    ``started`` is called once the child runs (e.g. to close the parent's copies of descriptors
+    passed to it). Raises ``OSError`` (e.g. ``FileNotFoundError``, or EMFILE: see
+    :func:`when_resources_allow`) when the program cannot be started.
     """
     loop = asyncio.get_running_loop()
     transport, collector = await loop.subprocess_exec(
@@ -62,6 +114,9 @@ async def run_process(
         pass_fds=tuple(pass_fds),
     )
     pgid = transport.get_pid()
+    _live_groups.add(pgid)
+    if started is not None:
+        started()
     try:
         stdin_pipe = transport.get_pipe_transport(0)
         if stdin_pipe is not None:
@@ -137,14 +192,29 @@ async def _settle(collector: _Collector, grace_s: float = 2.0) -> None:
         await asyncio.wait_for(asyncio.shield(collector.closed), grace_s)
 
 
+def check_ending(result: ProcessResult, what: str, max_stdout: int = MAX_STDOUT) -> None:
+    """Raise ToolFailed for a child that ended badly, the same way for every kind of tool:
+    too much output (not retried: it would only do it again), or a non-zero exit with the tail
+    of its stderr. ``what`` names the child (``the command``, ``the node script``).
+    """
+    if result.overflowed:
+        raise ToolFailed(
+            f"{what} wrote more than {max_stdout:,} bytes to stdout and was stopped",
+            retryable=False,
+        )
+    if result.returncode != 0:
+        detail = tail(result.stderr) or tail(result.stdout) or "no output"
+        raise ToolFailed(f"{what} {describe_exit(result.returncode)}: {detail}")
+
+
 def describe_exit(returncode: int) -> str:
-    """``exit status 3`` or ``killed by SIGSEGV``."""
+    """``exited with status 3`` or ``was killed by SIGSEGV``."""
     if returncode < 0:
         try:
-            return f"killed by {signal.Signals(-returncode).name}"
+            return f"was killed by {signal.Signals(-returncode).name}"
         except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit status {returncode}"
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
 def tail(data: bytes, *, lines: int = 12, chars: int = 1500) -> str:

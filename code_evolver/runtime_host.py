@@ -39,13 +39,20 @@ class RuntimeChannel:
     async def __aenter__(self) -> RuntimeChannel:
         if self.caller is None:
             return self
-        self._parent, self._child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._parent, self._child = parent, child
         token = secrets.token_urlsafe(24)
-        fd = self._child.fileno()
+        fd = child.fileno()
         self.env = {ENV_FD: str(fd), ENV_TOKEN: token}
         self.pass_fds = (fd,)
-        self._server = asyncio.ensure_future(serve(self._parent, token, self.caller))
+        self._server = asyncio.ensure_future(serve(parent, token, self.caller))
         return self
+
+    def child_started(self) -> None:
+        """The child holds its end now: the parent's copy only costs a descriptor."""
+        if self._child is not None:
+            self._child.close()
+            self._child = None
 
     async def __aexit__(
         self,
@@ -75,7 +82,10 @@ async def serve(sock: socket.socket, token: str, caller: Caller) -> None:
     handlers: dict[Any, asyncio.Task[None]] = {}
     try:
         if not _authentic(await reader.readline(), token):
+            # Said before hanging up, so the script can tell a refusal from a crash.
             writer.write(encode({"refused": "this channel belongs to another run or step"}))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
             return
         while line := await reader.readline():
             try:

@@ -201,7 +201,7 @@ def test_the_first_failure_fails_the_node_naming_the_call(tmp_path: Path) -> Non
     [
         ("text", 'did not print {"result": ...} as JSON; its output began: \'this is not JSON'),
         ("no_result", 'printed JSON without a "result" key'),
-        ("crash", "node script exit status 4: about to fail"),
+        ("crash", "the node script exited with status 4: about to fail"),
         ("silent", "the node printed nothing"),
     ],
 )

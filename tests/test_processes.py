@@ -1,18 +1,27 @@
-"""Real processes: timeouts and cancellation kill the whole process group, nothing is left."""
+"""Child processes: timeouts and cancellation kill the whole process group, nothing is left;
+running out of descriptors waits instead of failing; every kind of process ends alike."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
+import logging
 import os
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from code_evolver.processes import describe_exit, run_process, tail
+from code_evolver import home
+from code_evolver.config import default_max_parallel
+from code_evolver.errors import ToolFailed
+from code_evolver.processes import describe_exit, run_process, tail, when_resources_allow
 
-pytestmark = pytest.mark.integration
+integration = pytest.mark.integration  # starts real processes
 
 # A child that starts a grandchild (both in the same process group), writes the grandchild's pid,
 # then hangs. Only killing the group stops both.
@@ -76,6 +85,7 @@ def _parent(pid: int) -> int:
         return -1
 
 
+@integration
 @pytest.mark.parametrize("how", ["timeout", "cancel"])
 def test_cancelled_process_group_leaves_no_orphan(tmp_path: Path, how: str) -> None:
     pids = asyncio.run(_start_and_cancel(tmp_path, how))
@@ -83,6 +93,7 @@ def test_cancelled_process_group_leaves_no_orphan(tmp_path: Path, how: str) -> N
     assert wait_gone(pids) == []
 
 
+@integration
 def test_background_grandchild_does_not_hold_the_step_open() -> None:
     # The child exits at once but leaves a grandchild holding stdout; the step must still end.
     script = (
@@ -98,12 +109,13 @@ def test_background_grandchild_does_not_hold_the_step_open() -> None:
 
 
 def test_describe_exit_and_tail() -> None:
-    assert describe_exit(0) == "exit status 0"
-    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(0) == "exited with status 0"
+    assert describe_exit(-9) == "was killed by SIGKILL"
     assert tail(b"a\n\nb\n") == "a | b"
     assert tail(b"x" * 5000, chars=10) == "..." + "x" * 10
 
 
+@integration
 def test_step_timeout_kills_a_hanging_command_and_its_children(tmp_path: Path) -> None:
     from support import execute, plan, step
 
@@ -116,3 +128,89 @@ def test_step_timeout_kills_a_hanging_command_and_its_children(tmp_path: Path) -
     assert result.steps["h"].status is StepStatus.TIMED_OUT
     assert result.steps["h"].error == "timed out after 1s"
     assert wait_gone([int(pidfile.read_text())]) == []
+
+
+def test_running_out_of_descriptors_waits_and_tries_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(home, "_warned", set())
+    tries: list[int] = []
+
+    async def start() -> str:
+        tries.append(1)
+        if len(tries) < 4:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return "started"
+
+    with caplog.at_level(logging.WARNING, logger="code_evolver"):
+        assert asyncio.run(when_resources_allow(start)) == "started"
+    assert len(tries) == 4
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("out of file descriptors or processes (Too many open files;")
+
+
+def test_other_start_errors_are_not_retried() -> None:
+    async def start() -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file")
+
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(when_resources_allow(start))
+
+
+def test_the_default_concurrency_fits_the_descriptor_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    for soft, expected in ((1024, 8), (256, 8), (128, 8), (100, 4), (64, 1), (10, 1)):
+        monkeypatch.setattr(resource, "getrlimit", lambda _, soft=soft: (soft, soft))
+        assert default_max_parallel() == expected
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
+    assert default_max_parallel() == 8
+
+
+@integration
+def test_too_many_open_files_is_back_pressure_not_failure(tmp_path: Path) -> None:
+    """A run of many `true` steps under `ulimit -n 64` at --max-parallel 64: every step waits
+    for descriptors instead of failing."""
+    steps = [{"step_id": f"s{i}", "tool": "nop", "input": ""} for i in range(300)]
+    (tmp_path / "plan.json").write_text(json.dumps({"steps": steps}))
+    (tmp_path / "config.yaml").write_text('tools:\n  nop: {kind: command, command: ["true"]}\n')
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "code_evolver",
+            "run",
+            "plan.json",
+            "--max-parallel",
+            "64",
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        preexec_fn=low_limit,
+        env=os.environ | {"EVOLVE_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert {s["status"] for s in result["steps"].values()} == {"succeeded"}
+    assert "warning: out of file descriptors or processes" in done.stderr
+
+
+@integration
+def test_a_node_writing_too_much_is_stopped_with_the_output_cap_message(tmp_path: Path) -> None:
+    from code_evolver.tools.base import ToolCall
+    from code_evolver.tools.node import NodeTool
+
+    script = tmp_path / "flood.py"
+    script.write_text("import sys\nsys.stdout.write('x' * 5_000_000)\n")
+    tool = NodeTool("flood", script, max_stdout=100_000)
+    with pytest.raises(ToolFailed) as info:
+        asyncio.run(tool.run(ToolCall("", {}, "s1")))
+    assert str(info.value) == (
+        "the node script wrote more than 100,000 bytes to stdout and was stopped"
+    )
+    assert not info.value.retryable

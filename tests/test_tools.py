@@ -62,7 +62,7 @@ def test_nonzero_exit_reports_the_stderr_tail() -> None:
     with pytest.raises(ToolFailed) as info:
         call(tool)
     message = str(info.value)
-    assert message.startswith("exit status 3: ")
+    assert message.startswith("the command exited with status 3: ")
     assert "line 39" in message
     assert "line 0 " not in message
     assert info.value.retryable

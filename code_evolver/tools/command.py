@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import ToolFailed
-from code_evolver.processes import MAX_STDOUT, describe_exit, run_process, tail
-from code_evolver.runtime_host import RuntimeChannel
+from code_evolver.launcher import run_child
+from code_evolver.processes import MAX_STDOUT, check_ending
 from code_evolver.templating import Template
 from code_evolver.tools.base import (
     Output,
@@ -71,15 +71,14 @@ class CommandTool(Tool):
         if self.config_path is not None:
             env["CODE_EVOLVER_CONFIG"] = str(self.config_path)
         try:
-            async with RuntimeChannel(call.calls) as channel:
-                result = await run_process(
-                    argv,
-                    stdin=_as_text_lines(call.input),
-                    cwd=self.cwd,
-                    env=env | channel.env,
-                    max_stdout=self.max_stdout,
-                    pass_fds=channel.pass_fds,
-                )
+            result = await run_child(
+                argv,
+                stdin=_as_text_lines(call.input),
+                cwd=self.cwd,
+                env=env,
+                caller=call.calls,
+                max_stdout=self.max_stdout,
+            )
         except FileNotFoundError:
             if self.cwd is not None and not self.cwd.is_dir():
                 problem = f"working directory not found: {self.cwd}"
@@ -91,14 +90,7 @@ class CommandTool(Tool):
         except (OSError, ValueError) as exc:  # NotADirectoryError, E2BIG, a NUL in an argument
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ToolFailed(f"cannot start {argv[0]}: {detail}", retryable=False) from None
-        if result.overflowed:
-            raise ToolFailed(
-                f"the command wrote more than {self.max_stdout:,} bytes to stdout and was stopped",
-                retryable=False,
-            )
-        if result.returncode != 0:
-            detail = tail(result.stderr) or tail(result.stdout) or "no output"
-            raise ToolFailed(f"{describe_exit(result.returncode)}: {detail}")
+        check_ending(result, "the command", self.max_stdout)
         return result.stdout.decode("utf-8", errors="replace").strip()
 
 

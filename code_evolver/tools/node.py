@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import ToolFailed
-from code_evolver.processes import describe_exit, run_process, tail
-from code_evolver.runtime_host import RuntimeChannel
+from code_evolver.launcher import run_child
+from code_evolver.processes import MAX_STDOUT, check_ending
 from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
 
 
@@ -30,35 +30,35 @@ class NodeTool(Tool):
         script: Path,
         *,
         env: Mapping[str, str] | None = None,
+        max_stdout: int = MAX_STDOUT,
         config_path: Path | None = None,
         **settings: Any,
     ) -> None:
         super().__init__(name, **settings)
         self.script = script
+        self.max_stdout = max_stdout
         self.env = dict(env or {})
         self.config_path = config_path
 
     async def run(self, call: ToolCall) -> Output:
         payload = json.dumps({"input": call.input, "params": dict(call.params)}).encode()
-        async with RuntimeChannel(call.calls) as channel:
-            env = os.environ | self.env | channel.env | {"CODE_EVOLVER_STEP_ID": call.step_id}
-            if self.config_path is not None:  # a script on its own finds the same tools
-                env["CODE_EVOLVER_CONFIG"] = str(self.config_path)
-            try:
-                result = await run_process(
-                    [sys.executable, str(self.script)],
-                    stdin=payload,
-                    cwd=self.script.parent,
-                    env=env,
-                    pass_fds=channel.pass_fds,
-                )
-            except OSError as exc:
-                raise ToolFailed(
-                    f"cannot start node {self.script}: {exc.strerror or exc}", retryable=False
-                ) from None
-        if result.returncode != 0:
-            detail = tail(result.stderr) or tail(result.stdout) or "no output"
-            raise ToolFailed(f"node script {describe_exit(result.returncode)}: {detail}")
+        env = os.environ | self.env | {"CODE_EVOLVER_STEP_ID": call.step_id}
+        if self.config_path is not None:  # a script on its own finds the same tools
+            env["CODE_EVOLVER_CONFIG"] = str(self.config_path)
+        try:
+            result = await run_child(
+                [sys.executable, str(self.script)],
+                stdin=payload,
+                cwd=self.script.parent,
+                env=env,
+                caller=call.calls,
+                max_stdout=self.max_stdout,
+            )
+        except OSError as exc:
+            raise ToolFailed(
+                f"cannot start node {self.script}: {exc.strerror or exc}", retryable=False
+            ) from None
+        check_ending(result, "the node script", self.max_stdout)
         return output_to_json(node_result(result.stdout.decode("utf-8", errors="replace")))
 
 
