@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from code_evolver.bounded import TooLarge, load_yaml
 from code_evolver.errors import ConfigError
 from code_evolver.llm.settings import LlmSettings
 from code_evolver.resources import default_config_path
@@ -170,9 +171,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def parse_config(text: str, *, path: Path | None = None) -> Config:
     source = str(path) if path else "config"
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except RecursionError:
         raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+    except TooLarge as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

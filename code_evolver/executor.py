@@ -285,6 +285,8 @@ class Executor:
             call = self._call(run)
         except StepError as exc:  # the input cannot be rendered
             error = exc
+        except Exception as exc:  # anything else must still end the step, never hang the run
+            error = RenderError(f"cannot render the input: {type(exc).__name__}: {exc}")
         else:
             output, error = await attempt(run.tool, call, run.timeout_s)
         self._release(run)

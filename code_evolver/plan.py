@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from code_evolver.bounded import MAX_DIGITS, TooLarge, bounded_int, huge_ints
 from code_evolver.errors import PlanError
 from code_evolver.suggest import did_you_mean
 
@@ -36,6 +37,15 @@ class Step(BaseModel):
     parallel_group: int | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     retries: int | None = Field(default=None, ge=0, le=20)
+
+    @field_validator("params", "parallel_group")
+    @classmethod
+    def _numbers_within_bounds(cls, value: Any) -> Any:
+        """A number no text can hold (Python writes at most 4,300 digits) fails here, named,
+        instead of later, wherever a step's params are rendered or saved."""
+        if any(True for _ in huge_ints(value)):
+            raise ValueError(f"numbers may have at most {MAX_DIGITS} digits")
+        return value
 
 
 class Plan(BaseModel):
@@ -63,11 +73,12 @@ class Plan(BaseModel):
                 text.removeprefix("\ufeff"),
                 parse_constant=_reject_constant,
                 parse_float=_finite_float,
+                parse_int=bounded_int,
             )
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except json.JSONDecodeError as exc:
             raise PlanError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-        except _NotJson as exc:
+        except (_NotJson, TooLarge) as exc:
             raise PlanError(f"{source}: invalid JSON: {exc}") from None
         except RecursionError:
             raise PlanError(f"{source}: the JSON is nested too deeply") from None

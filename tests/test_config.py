@@ -171,3 +171,49 @@ def test_function_module_beside_the_config_is_importable(tmp_path: Path) -> None
     path.write_text("tools:\n  shout: {kind: function, function: 'my_local_tools:shout'}\n")
     registry = ToolRegistry.from_config(load_config(path))
     assert registry["shout"].kind == "function"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once() -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    lines.append("tools: {x: {kind: template, params: {p: *i}}}")
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
+        parse_config("\n".join(lines))
+
+
+def test_aliases_within_bounds_still_work() -> None:
+    config = parse_config(
+        "tools:\n  a: &d {kind: template, max_concurrency: 2}\n  b: {<<: *d, description: B}\n"
+    )
+    assert config.tools["b"].max_concurrency == 2
+
+
+def test_a_number_too_long_for_text_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"config:1:22: invalid YAML: a number with 5000 digits"):
+        parse_config("execution: {retries: " + "9" * 5000 + "}")
+
+
+def test_a_function_module_exiting_on_import_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "exits_on_import_xyz.py").write_text("raise SystemExit(7)\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  t: {kind: function, function: 'exits_on_import_xyz:f'}\n")
+    with pytest.raises(ConfigError) as info:
+        ToolRegistry.from_config(load_config(path))
+    (problem,) = info.value.problems
+    assert problem.endswith(
+        "tools.t.function: cannot import module 'exits_on_import_xyz': it raised SystemExit(7)"
+    )
+
+
+def test_the_cli_reports_a_module_exiting_on_import_with_exit_code_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from code_evolver.cli import main_group
+
+    (tmp_path / "exits_on_import_abc.py").write_text("import sys\nsys.exit(0)\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  t: {kind: function, function: 'exits_on_import_abc:f'}\n")
+    result = CliRunner().invoke(main_group, ["tools", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "it raised SystemExit(0)" in result.stderr

@@ -8,6 +8,7 @@ import pytest
 from support import Behaviour, Recorder, execute, plan, step
 
 from code_evolver import events
+from code_evolver import executor as executor_module
 from code_evolver.config import ExecutionSettings
 from code_evolver.events import EventBus
 from code_evolver.executor import Executor
@@ -419,3 +420,20 @@ def test_reprs_stay_short_on_large_plans() -> None:
     assert len(repr(result)) < 100
     assert repr(organized) == "<OrganizedPlan steps=3000 waves=3000>"
     assert repr(executor._runs["s0"]) == "<step s0 succeeded attempt 1>"
+
+
+def test_an_unexpected_error_while_rendering_ends_the_step_not_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(value: object, resolve: object) -> object:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    monkeypatch.setattr(executor_module, "render_value", broken)
+    rec = Recorder()
+    result = execute(plan(step("a", params={"p": "x"}), step("b")), {"work": rec.tool()})
+    assert result.steps["a"].status is StepStatus.FAILED
+    assert result.steps["a"].attempts == 1
+    assert "cannot render the input: ValueError: Exceeds the limit" in (
+        result.steps["a"].error or ""
+    )
+    assert result.steps["b"].status is StepStatus.SUCCEEDED

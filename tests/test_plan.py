@@ -140,3 +140,23 @@ def test_schema_plain_and_bounded() -> None:
     assert step["depends_on"]["items"]["maxLength"] > 0
     # Bounding the schema for decoding must not change the plain schema.
     assert "enum" not in plan_json_schema()["$defs"]["Step"]["properties"]["tool"]
+
+
+def test_numbers_too_long_for_text_are_rejected_where_the_plan_is_read() -> None:
+    huge = "9" * 5000
+    with pytest.raises(PlanError, match="a number with 5000 digits"):
+        Plan.from_json(
+            f'{{"steps":[{{"step_id":"a","tool":"t","input":"x","params":{{"n":{huge}}}}}]}}'
+        )
+    with pytest.raises(PlanError, match="numbers may have at most 64 digits"):
+        Plan.from_data(
+            {"steps": [{"step_id": "a", "tool": "t", "input": "x", "params": {"n": [10**5000]}}]}
+        )
+    with pytest.raises(PlanError, match="numbers may have at most 64 digits"):
+        Plan.from_data(
+            {"steps": [{"step_id": "a", "tool": "t", "input": "x", "parallel_group": 10**70}]}
+        )
+    ok = Plan.from_data(
+        {"steps": [{"step_id": "a", "tool": "t", "input": "x", "params": {"n": 10**63}}]}
+    )
+    assert ok.steps[0].params == {"n": 10**63}

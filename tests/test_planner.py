@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from code_evolver.config import Config, load_config
 from code_evolver.errors import PlanError
@@ -15,7 +18,7 @@ from code_evolver.llm.base import Request
 from code_evolver.llm.fake import ScriptedBackend
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.planner.cache import PlanCache
-from code_evolver.planner.overseer import extract_json, overseer_schema
+from code_evolver.planner.overseer import extract_json, overseer_schema, parse_reply
 from code_evolver.planner.planner import Planner, PlanOutcome
 from code_evolver.session import Session
 
@@ -311,3 +314,60 @@ def test_requests_are_recorded() -> None:
     reply = asyncio.run(backend.complete([{"role": "user", "content": "hi"}]))
     assert reply == "HI"
     assert isinstance(backend.requests[0], Request)
+
+
+HUGE = "9" * 5000
+BROKEN_REPLIES = [
+    '{"steps":' + "[" * 1500,  # deeply nested and cut off
+    '{"steps": ' + "[" * 1500 + "]" * 1500 + "}",  # deeply nested and complete
+    '{"steps": [{"step_id": "step1", "tool": "combine", "input": "x", "params": {"n": '
+    + HUGE
+    + "}}]}",
+    '{"steps": [{"step_id": "step1", "tool": "combine", "input": '
+    + "[" * 1200
+    + "]" * 1200
+    + "}]}",
+    '{"steps": [{"step_id": "step1", "tool": "combine", "input": {"n": ' + HUGE + "}}]}",
+    "\x00\x1b]52;c;x\x07",
+    "",
+]
+
+
+@pytest.mark.parametrize("reply", BROKEN_REPLIES, ids=range(len(BROKEN_REPLIES)))
+def test_any_broken_reply_is_a_rejected_plan_then_the_fallback(tmp_path: Path, reply: str) -> None:
+    backend = ScriptedBackend([reply] * 3)
+    outcome = plan_with(make_planner(backend, tmp_path, repairs=2))
+    assert outcome.source == "fallback"
+    assert outcome.llm_calls == 3
+
+
+@pytest.mark.parametrize("reply", BROKEN_REPLIES, ids=range(len(BROKEN_REPLIES)))
+def test_a_broken_streamed_reply_falls_back_too(tmp_path: Path, reply: str) -> None:
+    backend = ScriptedBackend([reply] * 3, chunk_size=64)
+    handed_out: list[OrganizedPlan] = []
+    outcome = plan_with(make_planner(backend, tmp_path, repairs=2), on_partial=handed_out.append)
+    assert outcome.source == "fallback"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(["steps", "step_id", "tool", "input", "depends_on", "params"])
+                    | st.text(max_size=4),
+                    inner,
+                    max_size=4,
+                )
+            ),
+            max_leaves=20,
+        ).map(json.dumps),
+    )
+)
+def test_parse_reply_raises_nothing_but_plan_error(reply: str) -> None:
+    with contextlib.suppress(PlanError):
+        parse_reply(reply, REQUEST, 8)

@@ -9,6 +9,7 @@ belongs), since not every backend decodes under a grammar.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
+from code_evolver.bounded import JSON_DECODER, TooLarge
 from code_evolver.errors import ConfigError, PlanError
 from code_evolver.llm.base import Message, assistant, system, user
 from code_evolver.plan import Plan, Step
@@ -102,7 +104,22 @@ def repair_messages(
 
 
 def parse_reply(reply: str, request: str, max_steps: int) -> Plan:
-    """The plan in a model's reply; PlanError (fed back to the model) when there is none."""
+    """The plan in a model's reply; PlanError (fed back to the model) when there is none.
+
+    Any reply, however broken (nested thousands deep, numbers of any length, any shape), is a
+    PlanError here and never anything else: the planner repairs, then falls back.
+    """
+    try:
+        return _parse_reply(reply, request, max_steps)
+    except RecursionError:
+        raise PlanError("the reply is nested too deeply; reply with a flat JSON plan") from None
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, PlanError):
+            raise
+        raise PlanError(f"the reply cannot be read as a plan ({exc})") from None
+
+
+def _parse_reply(reply: str, request: str, max_steps: int) -> Plan:
     data = extract_json(reply)
     steps = data.get("steps") if isinstance(data, dict) else data
     if not isinstance(steps, list) or not steps:
@@ -124,7 +141,9 @@ def extract_json(reply: str) -> Any:
         raise PlanError("the reply contains no JSON; reply with the JSON plan only")
     text = text[min(starts) :]
     try:
-        value, _ = json.JSONDecoder().raw_decode(text)
+        value, _ = JSON_DECODER.raw_decode(text)
+    except TooLarge as exc:
+        raise PlanError(f"the reply has {exc}") from None
     except json.JSONDecodeError as exc:
         if _truncated(text):
             raise PlanError("the JSON plan is cut off; use fewer or shorter steps") from None
@@ -156,7 +175,8 @@ def coerce_step(raw: Any) -> Any:
     elif depends is None:
         step.pop("depends_on", None)
     if "input" in step and not isinstance(step["input"], str):
-        step["input"] = json.dumps(step["input"], ensure_ascii=False)
+        with contextlib.suppress(ValueError, RecursionError):  # else validation names it
+            step["input"] = json.dumps(step["input"], ensure_ascii=False)
     if not isinstance(step.get("parallel_group", 0), int | None):
         step.pop("parallel_group")
     if "params" in step and not isinstance(step["params"], dict):

@@ -80,6 +80,10 @@ def import_function(reference: str, search_dir: Path | None = None) -> Callable[
         sys.path.append(str(search_dir))
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exc:  # a module that "exits" on import must not end evolve
+        raise ValueError(
+            f"cannot import module {module_name!r}: it raised SystemExit({exc.code!r})"
+        ) from None
     except Exception as exc:
         raise ValueError(f"cannot import module {module_name!r}: {exc}") from exc
     function = getattr(module, attr, None)
