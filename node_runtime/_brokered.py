@@ -14,7 +14,6 @@ from typing import Any
 from node_runtime.errors import ToolCallError
 from node_runtime.protocol import MAX_MESSAGE, VERSION, decode, encode
 
-
 _READER_GRACE_S = 2.0
 """How long a failed send waits for the reader to deliver the workflow's last words."""
 
