@@ -28,7 +28,7 @@ from code_evolver import events
 from code_evolver.call_queue import CallQueue
 from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
-from code_evolver.errors import StepError, StepTimeout, ToolNotFound
+from code_evolver.errors import EvolverError, StepError, StepTimeout, ToolNotFound
 from code_evolver.result import CallRecord, StepStatus
 from code_evolver.run_state import attempt, first_set
 from code_evolver.suggest import did_you_mean
@@ -46,7 +46,8 @@ class ChildCall:
     call_id: str
     step_id: str
     tool_name: str
-    tool: Tool
+    tool: Tool | None
+    """None for a call refused before it could start (e.g. an unknown tool)."""
     input: str
     params: dict[str, Any]
     timeout_s: float
@@ -174,39 +175,25 @@ class CallBroker:
         timeout_s: float | None,
     ) -> Output:
         tool = self.tools.get(tool_name)
-        if tool is None:
-            raise ToolNotFound(
-                f"unknown tool {tool_name!r}{did_you_mean(tool_name, self.tools)}; "
-                "see `evolve tools`"
-            )
-        if self.stopped:
-            raise CallRefused("the run is stopping; no more tool calls")
-        if timeout_s is not None and timeout_s <= 0:
-            raise StepTimeout(f"timed out: the call was given {timeout_s:g}s")
+        refusal = self._refusal(tool_name, timeout_s)
+        if refusal is not None:
+            self._record_refused(caller, tool_name, text, params, refusal)
+            raise refusal
+        assert tool is not None
         if tool_name not in self.prepared:
             await tool.prepare()  # e.g. choose the LLM backend, whose capacity sizes the gate
             self.prepared.add(tool_name)
             self.capacity.refresh(self.tools, tool_name)
-        siblings = self.by_step.setdefault(caller.step_id, [])
         limit = first_set(tool.timeout_s, self.settings.timeout_s)
-        call = ChildCall(
-            call_id=f"{caller.step_id}.{len(siblings) + 1}",
-            step_id=caller.step_id,
-            tool_name=tool_name,
-            tool=tool,
-            input=text,
-            params=dict(tool.default_params) | params,
+        call = self._new_call(
+            caller,
+            tool_name,
+            tool,
+            text,
+            dict(tool.default_params) | params,
             timeout_s=min(limit, timeout_s) if timeout_s else limit,
             max_attempts=1 + first_set(tool.retries, self.settings.retries),
-            caller=caller,
-            future=asyncio.get_running_loop().create_future(),
-            step_attempt=caller.attempt,
-            parent_call=caller.parent_call,
         )
-        # Mark the outcome as seen even when the caller has gone away meanwhile.
-        call.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        siblings.append(call)
-        caller.calls.append(call)
         self.active += 1
         self.queue.push(call)
         self.wake()
@@ -220,6 +207,67 @@ class CallBroker:
             if not call.future.done():
                 self._cancel(call)
             raise
+
+    def _new_call(
+        self,
+        caller: CallChannel,
+        tool_name: str,
+        tool: Tool | None,
+        text: str,
+        params: dict[str, Any],
+        *,
+        timeout_s: float = 0.0,
+        max_attempts: int = 1,
+    ) -> ChildCall:
+        """A call recorded under its step (numbered in the order the script made them)."""
+        siblings = self.by_step.setdefault(caller.step_id, [])
+        call = ChildCall(
+            call_id=f"{caller.step_id}.{len(siblings) + 1}",
+            step_id=caller.step_id,
+            tool_name=tool_name,
+            tool=tool,
+            input=text,
+            params=params,
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+            caller=caller,
+            future=asyncio.get_running_loop().create_future(),
+            step_attempt=caller.attempt,
+            parent_call=caller.parent_call,
+        )
+        # Mark the outcome as seen even when the caller has gone away meanwhile.
+        call.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        siblings.append(call)
+        caller.calls.append(call)
+        return call
+
+    def _refusal(self, tool_name: str, timeout_s: float | None) -> EvolverError | None:
+        """Why a call cannot start at all, if it cannot."""
+        if tool_name not in self.tools:
+            return ToolNotFound(
+                f"unknown tool {tool_name!r}{did_you_mean(tool_name, self.tools)}; "
+                "see `evolve tools`"
+            )
+        if self.stopped:
+            return CallRefused("the run is stopping; no more tool calls")
+        if timeout_s is not None and timeout_s <= 0:
+            return StepTimeout(f"timed out: the call was given {timeout_s:g}s")
+        return None
+
+    def _record_refused(
+        self,
+        caller: CallChannel,
+        tool_name: str,
+        text: str,
+        params: dict[str, Any],
+        error: EvolverError,
+    ) -> None:
+        """A call that could not even start is still part of the step's record."""
+        call = self._new_call(caller, tool_name, None, text, params)
+        status = StepStatus.TIMED_OUT if isinstance(error, StepTimeout) else StepStatus.FAILED
+        call.status, call.error = status, str(error)
+        call.future.set_exception(error)
+        self._emit_finished(call, status.value)
 
     def dispatch(self) -> None:
         """Start pending calls, oldest first, while their gates and a slot allow: on the
@@ -255,6 +303,7 @@ class CallBroker:
         tool_call = ToolCall(call.input, call.params, call.call_id, call.attempts, call.channel)
         output: Output | None
         error: StepError | None
+        assert call.tool is not None, "refused calls never start"
         try:
             output, error = await attempt(call.tool, tool_call, call.timeout_s)
         finally:

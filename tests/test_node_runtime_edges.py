@@ -21,7 +21,7 @@ from code_evolver.calls import CallBroker
 from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.display import LiveView
-from code_evolver.errors import StepTimeout, ToolFailed
+from code_evolver.errors import StepTimeout, ToolFailed, ToolNotFound
 from code_evolver.events import EventBus
 from code_evolver.organizer import organize
 from code_evolver.plan import Plan
@@ -364,3 +364,32 @@ def test_a_refusal_wins_over_the_hang_up_that_follows_it() -> None:
         future.result(timeout=5)
     assert info.value.kind == "ChannelClosed"
     client.close()
+
+
+def test_calls_refused_before_they_start_are_in_the_record_too() -> None:
+    seen: list[events.Event] = []
+    broker = broker_for({"work": Recorder().tool("work")})
+    broker.bus.subscribe(seen.append)
+
+    async def main() -> None:
+        channel = broker.channel("s")
+        await channel.call("work", "one")
+        with pytest.raises(ToolNotFound, match="unknown tool 'wrok' \\(did you mean 'work'\\?\\)"):
+            await channel.call("wrok", "two")
+        with pytest.raises(StepTimeout):
+            await channel.call("work", "three", timeout_s=0)
+        await channel.call("work", "four")
+
+    asyncio.run(main())
+    records = [record.to_json() for record in broker.records("s")]
+    assert [(r["call_id"], r["tool"], r["status"]) for r in records] == [
+        ("s.1", "work", "succeeded"),
+        ("s.2", "wrok", "failed"),
+        ("s.3", "work", "timed_out"),
+        ("s.4", "work", "succeeded"),
+    ]
+    assert "unknown tool 'wrok'" in records[1]["error"]
+    assert records[1]["attempts"] == 0
+    finished = [e.status for e in seen if isinstance(e, events.CallFinished)]
+    assert finished == ["succeeded", "failed", "timed_out", "succeeded"]
+    assert broker.active == 0
