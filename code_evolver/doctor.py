@@ -1,12 +1,15 @@
 """``evolve doctor``: which backend would be used, where the model is, and what is missing.
 
-Every check says what it found and, when it failed, the command that fixes it. Nothing here
-loads a model; it only looks for files and asks servers what they have.
+Every check says what it found and, when it failed, the command that fixes it. The model of
+the backend that would be used is loaded once (a damaged file must not pass as "ready"); other
+backends are only looked up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -51,16 +54,31 @@ class Report:
 
 async def diagnose(config: Config) -> Report:
     llm = config.llm
+    choice = await choose_backend(llm)
     checks = [Check("config", True, str(config.path or "built-in defaults"))]
-    checks += _embedded_checks(config)
+    checks += await _embedded_checks(config, load=choice.backend == "embedded")
     checks += await _ollama_checks(config)
     if llm.backend == "openai":
         checks.append(await _openai_check(config))
-    checks.append(Check("EVOLVE_HOME", True, str(evolve_home())))
-    return Report(await choose_backend(llm), checks)
+    checks.append(_home_check())
+    return Report(choice, checks)
 
 
-def _embedded_checks(config: Config) -> list[Check]:
+def _home_check() -> Check:
+    """Whether state (the plan cache) can be kept; runs work either way."""
+    fix = "set EVOLVE_HOME to a writable folder"
+    try:
+        home = evolve_home()
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except (OSError, RuntimeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return Check("EVOLVE_HOME", False, f"not writable ({detail}); runs work without state", fix)
+    return Check("EVOLVE_HOME", True, str(home))
+
+
+async def _embedded_checks(config: Config, *, load: bool) -> list[Check]:
     if xllamacpp_available():
         xl = Check("xllamacpp", True, f"version {_version('xllamacpp')}")
     else:
@@ -74,7 +92,22 @@ def _embedded_checks(config: Config) -> list[Check]:
         fix = INSTALL_HINT if not settings.model_path else "fix llm.embedded.model_path"
         return [xl, Check("embedded model", False, str(exc), fix)]
     size_mb = path.stat().st_size / 2**20
-    return [xl, Check("embedded model", True, f"{path} ({size_mb:.0f} MB)")]
+    found = f"{path} ({size_mb:.0f} MB)"
+    if not (load and xl.ok):
+        return [xl, Check("embedded model", True, found)]
+    from code_evolver.llm.embedded import EmbeddedBackend
+
+    backend = EmbeddedBackend(settings)
+    started = time.perf_counter()
+    try:
+        await backend.check()
+    except BackendError as exc:
+        fix = INSTALL_HINT if not settings.model_path else "fix llm.embedded.model_path"
+        return [xl, Check("embedded model", False, str(exc), fix)]
+    finally:
+        await backend.close()
+    took = time.perf_counter() - started
+    return [xl, Check("embedded model", True, f"{found}, loads in {took:.1f}s")]
 
 
 async def _ollama_checks(config: Config) -> list[Check]:

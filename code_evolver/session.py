@@ -64,7 +64,27 @@ class Session:
         self._interrupted = False
 
     async def plan(self, request: str, *, use_cache: bool = True) -> PlanOutcome:
-        return await self.planner.plan(request, use_cache=use_cache)
+        """Plan ``request`` without running it; :meth:`interrupt` stops the planning."""
+        return await self._plan(request, use_cache, None)
+
+    async def _plan(
+        self, request: str, use_cache: bool, on_partial: Callable[[OrganizedPlan], None] | None
+    ) -> PlanOutcome:
+        """The planner in a task of its own, so that :meth:`interrupt` can cancel it (and, with
+        it, the model's generation)."""
+        if self._interrupted:
+            raise Interrupted("interrupted before planning; nothing ran")
+        self._planning = asyncio.ensure_future(
+            self.planner.plan(request, use_cache=use_cache, on_partial=on_partial)
+        )
+        try:
+            return await self._planning
+        except asyncio.CancelledError:
+            if self._interrupted:
+                raise Interrupted("interrupted while planning; nothing ran") from None
+            raise
+        finally:
+            self._planning = None
 
     async def run(
         self, organized: OrganizedPlan, *, reuse: Mapping[str, StepResult] | None = None
@@ -100,22 +120,20 @@ class Session:
                 streamed.extend(prefix)
 
         can_stream = self.config.execution.scheduling == "eager"
-        self._planning = asyncio.ensure_future(
-            self.planner.plan(
-                request, use_cache=use_cache, on_partial=on_partial if can_stream else None
-            )
-        )
         try:
-            outcome = await self._planning
+            outcome = await self._plan(request, use_cache, on_partial if can_stream else None)
         except BaseException as exc:
-            if streamed is not None and streamed_run is not None:
-                streamed.stop(RunStatus.INTERRUPTED if self._interrupted else RunStatus.CANCELLED)
-                await asyncio.gather(streamed_run, return_exceptions=True)
-            if isinstance(exc, asyncio.CancelledError) and self._interrupted:
-                raise Interrupted("interrupted while planning; nothing ran") from None
+            if streamed is None or streamed_run is None:
+                raise
+            streamed.stop(RunStatus.INTERRUPTED if self._interrupted else RunStatus.CANCELLED)
+            results = await asyncio.gather(streamed_run, return_exceptions=True)
+            if isinstance(exc, Interrupted) and isinstance(results[0], RunResult):
+                # Steps of the streamed plan ran: keep and show them, as for any interrupt.
+                partial = PlanOutcome(
+                    streamed.organized, "llm", ("interrupted while planning",), 1
+                )
+                return Answer(request, partial, results[0])
             raise
-        finally:
-            self._planning = None
         if on_plan is not None:
             on_plan(outcome)
         if streamed is None or streamed_run is None:

@@ -10,6 +10,10 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -19,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from code_evolver.errors import ModelMissing
+from code_evolver.errors import BackendError, ModelMissing
 from code_evolver.llm import base as llm_base
 from code_evolver.llm.base import user
 from code_evolver.llm.embedded import EmbeddedBackend, bundled_model_path
@@ -200,6 +204,121 @@ def test_close_releases_the_model_threads_and_the_backend() -> None:
     ) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert left == []
+
+
+@pytest.mark.integration
+def test_cancelling_a_complete_call_stops_its_generation(backend: EmbeddedBackend) -> None:
+    """complete() streams underneath, so a cancelled call (Ctrl-C, a timeout) frees its slot at
+    the next token instead of generating to max_tokens."""
+
+    async def cancel_midway() -> float:
+        await backend.complete(PROMPT, max_tokens=1)  # loaded
+        tokens = backend.completion_tokens
+        task = asyncio.ensure_future(
+            backend.complete([user("Tell me a very long story.")], max_tokens=2000)
+        )
+        await asyncio.sleep(1.0)
+        assert backend.completion_tokens > tokens, "no token after a second"
+        task.cancel()
+        started = time.monotonic()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return time.monotonic() - started
+
+    assert asyncio.run(cancel_midway()) < 3, "the generation ran on after the call was cancelled"
+    assert not backend._generating
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("damage", ["truncated", "not a model"])
+def test_a_damaged_model_is_a_backend_error_naming_the_file(tmp_path: Path, damage: str) -> None:
+    needs_model()
+    bundled = bundled_model_path()
+    assert bundled is not None
+    broken = tmp_path / "broken.gguf"
+    if damage == "truncated":
+        broken.write_bytes(bundled.read_bytes()[:2_000_000])
+        expected = r"broken\.gguf \(1\.9 MB\) is damaged or truncated"
+    else:
+        broken.write_bytes(b"<html>not found</html>" * 100)
+        expected = r"broken\.gguf is not a GGUF model file \(it starts with b'<htm'\)"
+    backend = EmbeddedBackend(EmbeddedSettings(model_path=str(broken), n_threads=1))
+
+    async def check() -> None:
+        try:
+            await backend.check()
+        finally:
+            await backend.close()
+
+    with pytest.raises(BackendError, match=expected):
+        asyncio.run(check())
+
+
+@pytest.mark.integration
+def test_doctor_and_a_run_stop_on_a_damaged_model_with_exit_3(tmp_path: Path) -> None:
+    needs_model()
+    bundled = bundled_model_path()
+    assert bundled is not None
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(bundled.read_bytes()[:2_000_000])
+    env = os.environ | {"EVOLVE_HOME": str(tmp_path / "home"), "OLLAMA_HOST": "127.0.0.1:9"}
+    common = ["--backend", "embedded", "--model", str(broken)]
+    doctor = subprocess.run(
+        [sys.executable, "-m", "code_evolver", "doctor", *common],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert doctor.returncode == 3
+    assert "damaged or truncated" in doctor.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "code_evolver", "write a joke and translate it to french", *common],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 3
+    assert run.stderr.count("error: cannot load the embedded model") == 1
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_the_model_plans_exits_130_within_seconds(tmp_path: Path) -> None:
+    needs_model()
+    env = os.environ | {"EVOLVE_HOME": str(tmp_path / "home"), "OLLAMA_HOST": "127.0.0.1:9"}
+    request = "summarize the history of rome and write a poem about venice"
+    for second_signal in (False, True):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "code_evolver",
+                "plan",
+                request,
+                "--planner",
+                "llm",
+                "--backend",
+                "embedded",
+                "--no-cache",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stderr is not None
+        time.sleep(4)  # the model is loaded and planning by now (or still loading: also fine)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        if second_signal:
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert took < 10, f"exited {took:.1f}s after Ctrl-C"  # was minutes
 
 
 # No model needed

