@@ -38,6 +38,7 @@ def test_run_accepts_callables_as_tools_and_returns_a_typed_result() -> None:
     }
 
 
+@pytest.mark.integration  # the example plan runs command tools
 def test_arun_in_async_code_with_listeners_and_overrides() -> None:
     seen: list[str] = []
 

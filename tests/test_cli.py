@@ -34,6 +34,7 @@ def no_traceback(result: Result) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.integration  # runs command tools
 def test_run_example_plan_shows_outputs_and_summary() -> None:
     result = invoke("run", TEXT_REPORT, "--config", CONFIG)
     assert result.exit_code == 0, result.output
@@ -53,6 +54,7 @@ def test_run_example_plan_shows_outputs_and_summary() -> None:
     assert "✓ report" in result.stderr
 
 
+@pytest.mark.integration  # runs command tools
 def test_run_json_is_one_document_with_the_contract_fields() -> None:
     result = invoke("run", TEXT_REPORT, "--config", CONFIG, "--json")
     assert result.exit_code == 0
@@ -71,6 +73,7 @@ def test_run_json_is_one_document_with_the_contract_fields() -> None:
     assert result.stderr == ""
 
 
+@pytest.mark.integration  # runs command tools
 def test_failed_step_exits_1_and_keeps_the_rest(tmp_path: Path) -> None:
     plan = write_plan(
         tmp_path,
@@ -241,6 +244,7 @@ def test_help_and_version() -> None:
     assert "evolve, version" in invoke("--version").stdout
 
 
+@pytest.mark.integration  # runs command tools
 def test_cli_function_returns_exit_codes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

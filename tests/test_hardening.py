@@ -509,6 +509,7 @@ def test_missing_command_cwd_is_a_config_error_naming_the_key(tmp_path: Path) ->
     assert any("tools.lister.cwd" in p for p in caught.value.problems)
 
 
+@pytest.mark.integration  # starts processes
 def test_an_argument_too_long_to_start_fails_once() -> None:
     tools = {"work": CommandTool("work", ["echo", "{input}"], retries=2)}
     result = execute(plan(step("a", input="x" * 3_000_000)), tools)
@@ -627,6 +628,7 @@ def test_deeply_nested_config_is_a_config_error() -> None:
         parse_config("[" * 100_000)
 
 
+@pytest.mark.integration  # starts processes
 def test_a_nul_byte_in_an_argument_fails_once() -> None:
     tool = CommandTool("w", ["echo", "{input}"], retries=2)
     result = execute(plan(step("a", tool="w", input="x\0y")), {"w": tool})
@@ -634,6 +636,7 @@ def test_a_nul_byte_in_an_argument_fails_once() -> None:
     assert "cannot start echo" in (result.steps["a"].error or "")
 
 
+@pytest.mark.integration  # starts processes
 def test_the_output_cap_is_per_tool_and_named_in_the_error() -> None:
     tool = CommandTool("yes", ["yes"], max_stdout=10_000)
     result = execute(plan(step("a", tool="yes")), {"yes": tool})

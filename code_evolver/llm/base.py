@@ -78,7 +78,7 @@ class LLMBackend(abc.ABC):
 
 
 def guard_real_request(backend: LLMBackend) -> None:
-    """Refuse real model calls while tests have switched them off."""
+    """Refuse real model calls and server probes while tests have switched them off."""
     if not ALLOW_MODEL_REQUESTS:
         raise RuntimeError(
             f"a unit test tried to call the real {backend.name} backend; use "

@@ -30,6 +30,7 @@ class OllamaBackend(LLMBackend):
 
     async def installed_models(self) -> list[str]:
         """Model names the server has; raises BackendUnavailable when it does not answer."""
+        guard_real_request(self)
         try:
             listing = await self._client.list()
         except (httpx.HTTPError, ConnectionError, OSError) as exc:

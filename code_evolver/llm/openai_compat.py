@@ -36,6 +36,7 @@ class OpenAIBackend(LLMBackend):
 
     async def models(self) -> list[str]:
         """The model ids the server lists at ``/models``."""
+        guard_real_request(self)
         try:
             response = await self._client.get("/models")
         except httpx.HTTPError as exc:
