@@ -255,6 +255,7 @@ def test_a_damaged_model_is_a_backend_error_naming_the_file(tmp_path: Path, dama
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(270)  # two subprocesses of 120 s each
 def test_doctor_and_a_run_stop_on_a_damaged_model_with_exit_3(tmp_path: Path) -> None:
     needs_model()
     bundled = bundled_model_path()

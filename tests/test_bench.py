@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(330)  # the subprocess's own bound (300 s) must be the one that applies
 @pytest.mark.parametrize(
     ("script", "expected"),
     [

@@ -367,7 +367,7 @@ def _standalone(tmp_path: Path, script: Path, payload: dict[str, Any]) -> dict[s
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,  # within pytest's own 120 s per test
         check=False,
     )
     assert proc.returncode == 0, proc.stderr

@@ -166,6 +166,7 @@ def test_the_default_concurrency_fits_the_descriptor_limit(monkeypatch: pytest.M
 
 
 @integration
+@pytest.mark.timeout(270)  # the subprocess's own bound applies
 def test_too_many_open_files_is_back_pressure_not_failure(tmp_path: Path) -> None:
     """A run of many `true` steps under `ulimit -n 64` at --max-parallel 64: every step waits
     for descriptors instead of failing."""
