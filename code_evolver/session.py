@@ -129,9 +129,7 @@ class Session:
             results = await asyncio.gather(streamed_run, return_exceptions=True)
             if isinstance(exc, Interrupted) and isinstance(results[0], RunResult):
                 # Steps of the streamed plan ran: keep and show them, as for any interrupt.
-                partial = PlanOutcome(
-                    streamed.organized, "llm", ("interrupted while planning",), 1
-                )
+                partial = PlanOutcome(streamed.organized, "llm", ("interrupted while planning",), 1)
                 return Answer(request, partial, results[0])
             raise
         if on_plan is not None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: plan shorthand and an instrumented tool."""
+"""Helpers shared by the tests: plan shorthand, an instrumented tool, one tool call run alone."""
 
 from __future__ import annotations
 
@@ -113,6 +113,11 @@ def execute(
     bus = EventBus(events.append) if events is not None else EventBus()
     executor = Executor(organized, tools, ExecutionSettings(**settings), bus=bus)
     return asyncio.run(executor.run())
+
+
+def run_tool(tool: Tool, text: str = "", **params: Any) -> Output:
+    """One call of ``tool`` run to its end outside any plan, as step ``s1``."""
+    return asyncio.run(tool.run(ToolCall(text, params, "s1")))
 
 
 def echo_model(request: Any) -> str:

@@ -1,3 +1,6 @@
+"""The `evolve` command line: outputs and summaries, --json as one clean document, exit codes,
+one-line errors, plan and tool listings, and ending well on Ctrl-C, SIGTERM and closed pipes."""
+
 from __future__ import annotations
 
 import json
@@ -5,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,83 @@ def write_plan(tmp_path: Path, *steps: dict[str, Any], name: str = "plan.json") 
 def no_traceback(result: Result) -> None:
     assert "Traceback" not in result.output
     assert "Traceback" not in result.stderr
+
+
+# Function tools for the CLI tests, in a module written beside a tmp config.yaml. The lone
+# surrogate is written as an escape so that the module itself is valid UTF-8.
+TOOLS_MODULE = r"""
+import asyncio, datetime, sys
+
+def dated(text):
+    return {"when": datetime.date(2024, 1, 2)}
+
+def nan(text):
+    return {"x": float("nan")}
+
+def surrogate(text):
+    return "bad \ud800 text"
+
+def chatty(text):
+    print("debug")
+    return "quiet"
+
+def exits(text):
+    sys.exit(3)
+
+async def exits_async(text):
+    await asyncio.sleep(0)
+    sys.exit(3)
+
+def interrupts(text):
+    raise KeyboardInterrupt
+
+async def interrupts_async(text):
+    await asyncio.sleep(0)
+    raise KeyboardInterrupt
+"""
+FUNCTIONS = (
+    "dated",
+    "nan",
+    "surrogate",
+    "chatty",
+    "exits",
+    "exits_async",
+    "interrupts",
+    "interrupts_async",
+)
+
+
+def function_config(tmp_path: Path) -> Path:
+    """A config.yaml whose function tools live in a module beside it.
+
+    The module name is unique per test: the CLI runs in-process, and ``import_function`` would
+    otherwise get another test's module from ``sys.modules``.
+    """
+    module = f"cli_tools_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{module}.py").write_text(TOOLS_MODULE, encoding="utf-8")
+    tools = "\n".join(
+        f"  {name}: {{kind: function, function: '{module}:{name}', retries: 2}}"
+        for name in FUNCTIONS
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"execution: {{retry_backoff_s: 0.001}}\ntools:\n  combine: {{kind: template}}\n{tools}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def invoke_run(tmp_path: Path, *steps: dict[str, Any], as_json: bool = True) -> Result:
+    """`evolve run` of these steps in-process, with the function tools above."""
+    config = function_config(tmp_path)
+    args = ["run", write_plan(tmp_path, *steps), "--config", str(config)]
+    return CliRunner().invoke(
+        main_group, [*args, "--json"] if as_json else args, catch_exceptions=False
+    )
+
+
+def function_step(step_id: str, tool: str) -> dict[str, Any]:
+    return {"step_id": step_id, "tool": tool, "input": step_id}
 
 
 @pytest.mark.integration  # runs command tools
@@ -293,3 +375,164 @@ def test_ctrl_c_exits_130_keeps_finished_work_and_leaves_no_process(tmp_path: Pa
     while time.monotonic() < deadline and os.path.exists(f"/proc/{hang_pid}"):
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{hang_pid}"), "the hanging command outlived the run"
+
+
+# ----------------------------------------------------------------- awkward tool outputs
+
+
+def test_run_json_prints_valid_json_for_awkward_outputs(tmp_path: Path) -> None:
+    result = invoke_run(
+        tmp_path,
+        function_step("dated", "dated"),
+        function_step("nan", "nan"),
+        function_step("surrogate", "surrogate"),
+    )
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    steps = doc["steps"]
+    assert steps["dated"]["output"] == {"when": "2024-01-02"}
+    assert steps["nan"]["status"] == "failed"
+    assert "not JSON" in steps["nan"]["error"]
+    assert steps["nan"]["attempts"] == 1
+    assert steps["surrogate"]["status"] == "succeeded"
+    assert steps["surrogate"]["output"].startswith("bad ")
+    assert "\ud800" not in steps["surrogate"]["output"]
+
+
+def test_json_mode_sends_tool_prints_to_stderr(tmp_path: Path) -> None:
+    result = invoke_run(tmp_path, function_step("c", "chatty"))
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # exactly one JSON document
+    assert doc["steps"]["c"]["output"] == "quiet"
+    assert "debug" not in result.stdout
+    assert "debug" in result.stderr
+
+
+@pytest.mark.parametrize("tool", ["exits", "exits_async", "interrupts", "interrupts_async"])
+def test_cli_exit_code_is_not_the_tools(tmp_path: Path, tool: str) -> None:
+    result = invoke_run(
+        tmp_path,
+        function_step("bad", tool),
+        {"step_id": "ok", "tool": "combine", "input": "still here"},
+        as_json=False,
+    )
+    assert result.exit_code == 1, result.output
+    assert "still here" in result.stdout
+
+
+# ------------------------------------------------------------------------ broken pipes
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("flags", [[], ["--json"]])
+def test_closed_stdout_is_not_an_error(flags: list[str]) -> None:
+    # The reader is gone before evolve writes anything, so every write meets a broken pipe
+    # (`evolve run ... | head -0`); reading a line first could leave the rest in the pipe buffer.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "code_evolver",
+            "run",
+            TEXT_REPORT,
+            "--config",
+            CONFIG,
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+
+
+@pytest.mark.integration
+def test_head_one_keeps_exit_status_zero() -> None:
+    command = (
+        f"{sys.executable} -m code_evolver run {TEXT_REPORT} --config {CONFIG} 2>&1 "
+        '| head -1 >/dev/null; echo "${PIPESTATUS[0]}"'
+    )
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.stdout.strip() == "0", done.stderr
+
+
+@pytest.mark.integration
+def test_a_closed_stderr_does_not_lose_the_results() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "code_evolver",
+            "run",
+            TEXT_REPORT,
+            "--config",
+            CONFIG,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    proc.stderr.close()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert b"24 words on 3 lines." in out
+
+
+# ----------------------------------------------------------------------------- SIGTERM
+
+
+@pytest.mark.integration
+def test_sigterm_exits_130_and_kills_the_running_command(tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """\
+            tools:
+              sleeper:
+                kind: command
+                command:
+                  - python3
+                  - -c
+                  - |
+                    import os, sys, time
+                    open(sys.argv[1], "w").write(str(os.getpid()))
+                    time.sleep(60)
+                  - "{params.pidfile}"
+            """
+        )
+    )
+    plan_file = write_plan(
+        tmp_path,
+        {"step_id": "s", "tool": "sleeper", "input": "", "params": {"pidfile": str(pidfile)}},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "code_evolver", "run", plan_file, "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sleeper = int(pidfile.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{sleeper}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{sleeper}"), "the step's process outlived the run"

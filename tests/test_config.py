@@ -217,3 +217,41 @@ def test_the_cli_reports_a_module_exiting_on_import_with_exit_code_2(tmp_path: P
     result = CliRunner().invoke(main_group, ["tools", "--config", str(path)])
     assert result.exit_code == 2
     assert "it raised SystemExit(0)" in result.stderr
+
+
+# --------------------------------------------------------------- strict parsing and paths
+
+
+def test_config_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"# caf\xe9 in latin-1\ntools: {}\n")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(path)
+
+
+def test_yaml_dates_in_tool_params_are_rejected() -> None:
+    text = "tools:\n  c:\n    kind: template\n    params: {since: 2020-01-01}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert any(
+        "tools.c.params" in p and "params must be JSON values" in p for p in caught.value.problems
+    )
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
+def test_infinite_execution_settings_are_rejected(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"execution\.retry_backoff_s"):
+        parse_config(f"execution: {{retry_backoff_s: {value}}}\n")
+
+
+def test_deeply_nested_config_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_config("[" * 100_000)
+
+
+def test_missing_command_cwd_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  lister:\n    kind: command\n    command: [ls]\n    cwd: nope\n")
+    with pytest.raises(ConfigError) as caught:
+        ToolRegistry.from_config(load_config(path))
+    assert any("tools.lister.cwd" in p for p in caught.value.problems)

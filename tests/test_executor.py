@@ -437,3 +437,66 @@ def test_an_unexpected_error_while_rendering_ends_the_step_not_the_run(
         result.steps["a"].error or ""
     )
     assert result.steps["b"].status is StepStatus.SUCCEEDED
+
+
+# ---------------------------------------------------------- stopping before the run starts
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"),
+    [
+        (lambda ex: ex.interrupt(), RunStatus.INTERRUPTED),
+        (lambda ex: ex.stop(RunStatus.CANCELLED), RunStatus.CANCELLED),
+    ],
+)
+def test_stop_before_run_cancels_every_step(stop: Any, status: RunStatus) -> None:
+    rec = Recorder()
+    tools = {"work": rec.tool()}
+    the_plan = plan(step("a"), step("b", "a"), step("c"))
+    executor = Executor(organize(the_plan, tools), tools, ExecutionSettings())
+    stop(executor)
+    result = asyncio.run(asyncio.wait_for(executor.run(), 5))
+    assert result.status is status
+    assert {s.status for s in result.steps.values()} == {StepStatus.CANCELLED}
+    assert rec.starts == []
+
+
+# ------------------------------------------------------------------------ the event bus
+
+
+def test_a_listener_error_does_not_poison_the_next_run() -> None:
+    rec = Recorder()
+    tools = {"work": rec.tool()}
+    bus = EventBus()
+
+    def broken(event: events.Event) -> None:
+        raise RuntimeError("listener broke")
+
+    unsubscribe = bus.subscribe(broken)
+    first = Executor(organize(plan(step("a")), tools), tools, ExecutionSettings(), bus=bus)
+    with pytest.raises(RuntimeError, match="listener broke"):
+        asyncio.run(first.run())
+    assert rec.ended_ok() == {"a"}  # the run finished before the error was raised
+    unsubscribe()
+    seen: list[events.Event] = []
+    bus.subscribe(seen.append)
+    second = Executor(organize(plan(step("b")), tools), tools, ExecutionSettings(), bus=bus)
+    result = asyncio.run(second.run())
+    assert result.ok
+    assert isinstance(seen[-1], events.RunFinished)
+
+
+def test_a_listener_unsubscribing_itself_does_not_hide_the_event_from_the_next() -> None:
+    bus = EventBus()
+    received: list[events.Event] = []
+
+    def once(event: events.Event) -> None:
+        unsubscribe()
+
+    unsubscribe = bus.subscribe(once)
+    bus.subscribe(received.append)
+    first = events.StepSkipped("a", "b", 0.0)
+    second = events.StepSkipped("c", "d", 1.0)
+    bus.emit(first)
+    bus.emit(second)
+    assert received == [first, second]

@@ -160,3 +160,37 @@ def test_numbers_too_long_for_text_are_rejected_where_the_plan_is_read() -> None
         {"steps": [{"step_id": "a", "tool": "t", "input": "x", "params": {"n": 10**63}}]}
     )
     assert ok.steps[0].params == {"n": 10**63}
+
+
+# ------------------------------------------------------------------- strict JSON parsing
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_plan_json_constants_are_rejected(constant: str) -> None:
+    text = (
+        '{"steps": [{"step_id": "a", "tool": "t", "input": "x", '
+        f'"params": {{"n": {constant}}}}}]}}'
+    )
+    with pytest.raises(PlanError, match="not a JSON number"):
+        Plan.from_json(text)
+
+
+def test_huge_numbers_in_plans_are_rejected() -> None:
+    with pytest.raises(PlanError, match="too large for a number"):
+        Plan.from_json('{"steps":[{"step_id":"a","tool":"t","input":"x","params":{"n":1e999}}]}')
+
+
+def test_deeply_nested_plan_json_is_a_plan_error(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="nested too deeply"):
+        Plan.from_json("[" * 100_000)
+    path = tmp_path / "deep.json"
+    path.write_text('{"steps": ' + "[" * 100_000, encoding="utf-8")
+    with pytest.raises(PlanError):
+        load_plan(path)
+
+
+def test_plan_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    data = {"steps": [{"step_id": "a", "tool": "t", "input": "x"}]}
+    path.write_text("\ufeff" + json.dumps(data), encoding="utf-8")
+    assert load_plan(path).step_ids == ["a"]

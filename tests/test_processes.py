@@ -1,14 +1,18 @@
-"""Child processes: timeouts and cancellation kill the whole process group, nothing is left;
-running out of descriptors waits instead of failing; every kind of process ends alike."""
+"""Child processes: timeouts and cancellation kill the whole process group, nothing is left, and
+a cancel is never swallowed, even while waiting for pipes that another session holds; output
+past the cap stops the writer; running out of descriptors waits instead of failing; every kind
+of process ends alike."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -106,6 +110,43 @@ def test_background_grandchild_does_not_hold_the_step_open() -> None:
     assert result.returncode == 0
     assert result.stdout.strip() == b"done"
     assert time.monotonic() - started < 30
+
+
+@integration
+def test_cancel_while_waiting_for_pipes_held_by_another_session(tmp_path: Path) -> None:
+    # The background sleep leaves the process group (setsid) but keeps stdout open, so after sh
+    # exits run_process waits for the pipes; a cancel arriving then must still propagate.
+    pidfile = tmp_path / "escaped.pid"
+    script = (
+        f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 3' & "
+        f"while [ ! -s {pidfile} ]; do sleep 0.01; done; echo hi"
+    )
+
+    async def scenario() -> float:
+        task = asyncio.ensure_future(run_process(["sh", "-c", script]))
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        task.cancel()
+        began = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - began
+
+    try:
+        assert asyncio.run(scenario()) < 1.0
+    finally:
+        if pidfile.exists() and pidfile.read_text().strip():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+@integration
+def test_run_process_stops_a_runaway_writer() -> None:
+    began = time.monotonic()
+    result = asyncio.run(run_process(["yes"], max_stdout=1_000_000))
+    assert result.overflowed
+    assert len(result.stdout) == 1_000_000
+    assert time.monotonic() - began < 5
 
 
 def test_describe_exit_and_tail() -> None:

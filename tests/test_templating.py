@@ -1,17 +1,26 @@
+"""Step input templates: {step} references, doubled braces as literal text (so JSON and Go
+templates pass through), key paths into outputs, and escape() as the inverse of parse()."""
+
 from __future__ import annotations
 
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import execute, plan, step
 
+from code_evolver.organizer import organize
 from code_evolver.templating import (
     MissingKey,
     Ref,
+    escape,
     lookup_path,
     parse,
     render_value,
     to_text,
 )
+from code_evolver.tools.template import TemplateTool
 
 
 def resolve(ref: Ref) -> str:
@@ -85,3 +94,47 @@ def test_to_text() -> None:
     assert to_text("x") == "x"
     assert to_text({"é": 1}) == '{"é": 1}'
     assert to_text(3) == "3"
+
+
+def test_json_and_go_templates_pass_through_step_inputs() -> None:
+    json_text = '{"user": {"tags": [{"k": 1}]}}'
+    go_text = "{{ .Values.x }} and {{.Values.y}}"
+    tools = {"combine": TemplateTool("combine")}
+    the_plan = plan(
+        step("json", tool="combine", input=json_text),
+        step("go", tool="combine", input=go_text),
+    )
+    result = execute(the_plan, tools)
+    assert result.outputs == {"json": json_text, "go": go_text}
+    assert result.organized.warnings == ()
+
+
+def test_doubled_braces_render_literally_and_add_no_dependency() -> None:
+    tools = {"combine": TemplateTool("combine")}
+    the_plan = plan(
+        step("step1", tool="combine", input="one"),
+        step("literal", tool="combine", input="{{step1}}"),
+        step("both", tool="combine", input="{{step1}} is {step1}"),
+    )
+    organized = organize(the_plan, tools)
+    assert organized.dependencies("literal") == []
+    assert organized.dependencies("both") == ["step1"]
+    result = execute(the_plan, tools)
+    assert result.steps["literal"].output == "{step1}"
+    assert result.steps["both"].output == "{step1} is one"
+
+
+def _no_refs(ref: Ref) -> str:
+    raise AssertionError(f"escaped text has a placeholder: {ref}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet="{}ab1._- \n"),
+        st.lists(st.sampled_from(["{", "}", "{{", "}}", "a", "b.c", ".", "-", " "])).map("".join),
+    )
+)
+def test_escape_then_parse_renders_the_text_back(text: str) -> None:
+    assert parse(escape(text)).render(_no_refs) == text
