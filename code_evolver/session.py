@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from code_evolver.config import Config
 from code_evolver.errors import Interrupted
@@ -33,7 +34,7 @@ class Answer:
     outcome: PlanOutcome
     result: RunResult
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return self.result.to_json() | {
             "plan": self.outcome.organized.plan.model_dump(exclude_defaults=True),
             "planner": {

@@ -12,6 +12,7 @@ from code_evolver.config import ExecutionSettings
 from code_evolver.errors import ToolFailed
 from code_evolver.events import Event, EventBus
 from code_evolver.executor import Executor
+from code_evolver.llm.base import Request
 from code_evolver.organizer import organize
 from code_evolver.plan import Plan
 from code_evolver.result import RunResult
@@ -120,7 +121,7 @@ def run_tool(tool: Tool, text: str = "", **params: Any) -> Output:
     return asyncio.run(tool.run(ToolCall(text, params, "s1")))
 
 
-def echo_model(request: Any) -> str:
+def echo_model(request: Request) -> str:
     """A scripted model for tool calls: says what it was asked, recognisably."""
     prompt = request.messages[-1]["content"]
     if prompt.startswith("Translate the following text into "):

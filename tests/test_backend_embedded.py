@@ -17,9 +17,9 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -166,7 +166,10 @@ def test_two_concurrent_requests_both_answer(backend: EmbeddedBackend) -> None:
 def test_leaving_a_stream_early_stops_the_generation(backend: EmbeddedBackend) -> None:
     async def two_pieces_then_leave() -> tuple[list[str], float]:
         pieces: list[str] = []
-        stream = backend.stream([user("Tell me a long story.")], max_tokens=400)
+        stream = cast(
+            AsyncGenerator[str, None],
+            backend.stream([user("Tell me a long story.")], max_tokens=400),
+        )
         async with contextlib.aclosing(stream):
             async for piece in stream:
                 pieces.append(piece)

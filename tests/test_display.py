@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from typing import cast
 
 from rich.console import Console
 from support import Behaviour, Recorder, execute, plan, step
@@ -14,7 +15,7 @@ from code_evolver.organizer import organize
 def render(renderable: object, width: int = 100) -> str:
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
     console.print(renderable)
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    return cast(io.StringIO, console.file).getvalue()
 
 
 def test_live_view_tracks_every_state() -> None:

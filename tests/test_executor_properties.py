@@ -125,7 +125,7 @@ def test_invariants_hold_on_random_dags(sc: dict[str, Any]) -> None:
         elif record.status is StepStatus.SKIPPED:
             raise AssertionError("fail_fast cancels instead of skipping")
         if record.ok:
-            expected_output = "+".join(result.outputs[d] for d in deps[step_id]) or step_id
+            expected_output = "+".join(str(result.outputs[d]) for d in deps[step_id]) or step_id
             assert record.output == f"<{expected_output}>"
 
     all_ok = all(s.ok for s in result.steps.values())

@@ -102,7 +102,7 @@ def test_fan_out_results_come_back_in_order_and_are_recorded(tmp_path: Path) -> 
     assert [c.call_id for c in calls] == [f"a.{i}" for i in range(1, 11)]
     assert {c.tool for c in calls} == {"work"}
     assert all(c.status is StepStatus.SUCCEEDED for c in calls)
-    assert sorted(c.output for c in calls) == sorted(output["outputs"])
+    assert sorted(str(c.output) for c in calls) == sorted(output["outputs"])
     assert result.to_json()["steps"]["a"]["calls"][0]["tool"] == "work"
 
 

@@ -1,9 +1,11 @@
 """Test node: an oversized call fails alone; the channel keeps working."""
 
+from typing import Any
+
 from node_runtime import ToolCallError, call_tool, run_node
 
 
-def main(text):
+def main(text: str) -> Any:
     try:
         call_tool("work", "x" * (17 * 1024 * 1024))
         big = "sent"

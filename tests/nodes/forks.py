@@ -1,11 +1,12 @@
 """Test node: a forked child must not use the parent's channel."""
 
 import os
+from typing import Any
 
 from node_runtime import ToolCallError, call_tool, run_node
 
 
-def main(text):
+def main(text: str) -> Any:
     first = call_tool("work", text)  # the client exists before the fork
     read, write = os.pipe()
     pid = os.fork()

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from typing import Any
 
 from node_runtime import run_node
 
@@ -15,7 +16,7 @@ except ToolCallError as exc:
 """
 
 
-def main(text):
+def main(text: str) -> Any:
     import os
 
     from node_runtime.protocol import ENV_FD
