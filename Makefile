@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/planner.py
 	$(BIN)/python bench/runtime.py
+	$(BIN)/python bench/embedded.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

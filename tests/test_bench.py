@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("scheduler.py", ("Part A: parallelism", "Part B: scale", "skewed", "random")),
         ("planner.py", ("scripted   first step", "Rules planner:")),
         ("runtime.py", ("call_tools_parallel", "brokered")),
+        ("embedded.py", ("threads 1", "+2 busy", "no collapse")),
     ],
 )
 def test_benchmark_quick_run_prints_its_figures(script: str, expected: tuple[str, ...]) -> None:
