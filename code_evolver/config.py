@@ -232,6 +232,8 @@ def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Iterable[st
             yield f"{key}: unknown setting{_suggest_key(err['loc'])}"
         elif kind == "missing":
             yield f"{key}: required setting is missing"
+        elif kind == "value_error" and "error" in err.get("ctx", {}):
+            yield f"{key}: {err['ctx']['error']}"  # our own validators' words, unprefixed
         else:
             yield f"{key}: {err['msg']}"
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from code_evolver.config import Config
-from code_evolver.errors import BackendError
+from code_evolver.errors import BackendError, ConfigError
 from code_evolver.home import evolve_home
 from code_evolver.llm.embedded import INSTALL_HINT, resolve_model_path, xllamacpp_available
 from code_evolver.llm.service import Choice, choose_backend
+from code_evolver.llm.settings import OLLAMA_HOST_ENV
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,10 @@ async def _embedded_checks(config: Config, *, load: bool) -> list[Check]:
 async def _ollama_checks(config: Config) -> list[Check]:
     from code_evolver.llm.ollama import OllamaBackend, model_matches
 
-    backend = OllamaBackend(config.llm.ollama, config.llm.model)
+    try:
+        backend = OllamaBackend(config.llm.ollama, config.llm.model)
+    except ConfigError as exc:
+        return [Check("ollama server", False, str(exc), f"fix or unset ${OLLAMA_HOST_ENV}")]
     try:
         installed = await asyncio.wait_for(backend.installed_models(), config.llm.probe_timeout_s)
     except (BackendError, TimeoutError) as exc:

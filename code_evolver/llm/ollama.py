@@ -7,15 +7,38 @@ Plans use ``format=<JSON schema>``, so Ollama decodes them under a grammar. Olla
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import ollama
 
 from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
 from code_evolver.llm.base import LLMBackend, Message, guard_real_request
-from code_evolver.llm.settings import OllamaSettings
+from code_evolver.llm.settings import OLLAMA_HOST_ENV, OllamaSettings
+
+
+def _import_ollama() -> ModuleType:
+    """``import ollama``, which builds a default client from ``$OLLAMA_HOST`` at import time
+    and so raises ValueError when that is malformed; we check the address ourselves
+    (``OllamaSettings.resolved_host``) and pass it explicitly, so import without it."""
+    try:
+        return importlib.import_module("ollama")
+    except ValueError:
+        saved = os.environ.pop(OLLAMA_HOST_ENV, None)
+        try:
+            return importlib.import_module("ollama")
+        finally:
+            if saved is not None:
+                os.environ[OLLAMA_HOST_ENV] = saved
+
+
+if TYPE_CHECKING:
+    import ollama
+else:
+    ollama = _import_ollama()
 
 
 class OllamaBackend(LLMBackend):

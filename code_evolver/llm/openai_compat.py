@@ -7,7 +7,6 @@ that ``llm.openai.api_key_env`` names, never from the config file.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ class OpenAIBackend(LLMBackend):
         self.model = model or settings.model
         self.max_concurrency = settings.max_concurrency
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+        key = settings.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._client = httpx.AsyncClient(

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from code_evolver.errors import BackendError
+from code_evolver.errors import BackendError, ConfigError
+from code_evolver.home import warn_once
 from code_evolver.llm.base import LLMBackend, Message
 from code_evolver.llm.settings import LlmSettings
 
@@ -51,7 +52,11 @@ async def choose_backend(settings: LlmSettings) -> Choice:
         return Choice(settings.backend, [f"llm.backend is {settings.backend}"])
     from code_evolver.llm.ollama import OllamaBackend, model_matches
 
-    ollama = OllamaBackend(settings.ollama, settings.model)
+    try:
+        ollama = OllamaBackend(settings.ollama, settings.model)
+    except ConfigError as exc:  # a malformed $OLLAMA_HOST: auto can do without Ollama
+        warn_once("ollama-host", f"{exc}; using the embedded model")
+        return Choice("embedded", [f"Ollama not used: {exc}"])
     try:
         installed = await asyncio.wait_for(ollama.installed_models(), settings.probe_timeout_s)
     except (BackendError, TimeoutError) as exc:

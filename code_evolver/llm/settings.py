@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from code_evolver.errors import ConfigError
+from code_evolver.llm.addresses import api_key_problem, http_url, ollama_url
 
 BackendName = Literal["auto", "ollama", "embedded", "openai"]
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+OLLAMA_HOST_ENV = "OLLAMA_HOST"
 
 
 class _Section(BaseModel):
@@ -22,7 +26,17 @@ class EmbeddedSettings(_Section):
     """Slots: requests served at once, batched continuously by llama.cpp."""
     n_ctx: int = Field(default=8192, ge=512)
     """Total context, shared by the slots."""
-    n_threads: int | None = Field(default=None, ge=1)
+    n_threads: int | None = Field(default=1, ge=1)
+    """llama.cpp threads; null: one per core. One by default, so that the model degrades gracefully.
+
+    llama.cpp's threads meet at a spinning barrier after every operation of every token: when
+    another process takes the core of one of them, the others spin until it runs again. Measured
+    on 2 cores (bench/embedded.py): idle, two threads are 1.45-1.8x faster than one, but beside
+    busy processes or another copy of the model they keep 0.17-0.3x their idle speed and at times
+    collapse to 0.1-0.3 tokens/s; one thread has no barrier, keeps a fair share of the CPU and
+    never fell below 6 tokens/s. Concurrent requests gain speed from slots (``n_parallel``,
+    batched into one pass: 1.5x with 4 requests) instead of threads.
+    """
 
 
 class OllamaSettings(_Section):
@@ -34,9 +48,25 @@ class OllamaSettings(_Section):
     keep_alive: str | None = "5m"
     timeout_s: float = Field(default=300.0, gt=0)
 
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str | None) -> str | None:
+        return ollama_url(value) if value else None
+
     def resolved_host(self) -> str:
-        host = self.host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
-        return host if "://" in host else f"http://{host}"
+        """The server's URL; ConfigError names ``$OLLAMA_HOST`` when that is malformed."""
+        if self.host:
+            return self.host
+        from_env = os.environ.get(OLLAMA_HOST_ENV)
+        if not from_env:
+            return DEFAULT_OLLAMA_HOST
+        try:
+            return ollama_url(from_env)
+        except ValueError as exc:
+            raise ConfigError(
+                f"${OLLAMA_HOST_ENV}: {exc}; set it to host:port (e.g. 127.0.0.1:11434), "
+                "or unset it"
+            ) from None
 
 
 class OpenAISettings(_Section):
@@ -46,6 +76,23 @@ class OpenAISettings(_Section):
     """Name of the environment variable holding the API key (none needed for local servers)."""
     max_concurrency: int = Field(default=4, ge=1)
     timeout_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str) -> str:
+        return http_url(value)
+
+    def api_key(self) -> str | None:
+        """The key from ``$<api_key_env>``; ConfigError when it cannot go into a header."""
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if key and (problem := api_key_problem(key)):
+            raise ConfigError(
+                f"${self.api_key_env} (llm.openai.api_key_env): the API key {problem}; "
+                "set it again without it"
+            )
+        return key or None
 
 
 class LlmSettings(_Section):
@@ -60,3 +107,14 @@ class LlmSettings(_Section):
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+
+    @model_validator(mode="after")
+    def _environment_of_the_chosen_backend(self) -> LlmSettings:
+        """What the environment adds to the chosen backend is checked with the config, so a
+        bad ``$OLLAMA_HOST`` or key is a config error before anything runs (``auto`` only
+        reports a bad ``$OLLAMA_HOST``: it can do without Ollama)."""
+        if self.backend == "ollama":
+            self.ollama.resolved_host()
+        elif self.backend == "openai":
+            self.openai.api_key()
+        return self

@@ -1,0 +1,82 @@
+"""Checking where the LLM servers are, and the API key, when the config is read.
+
+A malformed ``OLLAMA_HOST`` or ``base_url`` used to surface as a ValueError (or httpx's
+InvalidURL) from deep inside a client on the first request, and a key with a stray newline as a
+misleading "no server answers". Each is a one-line problem here, naming the setting and the fix,
+before anything runs.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit
+
+import httpx
+
+OLLAMA_PORT = 11434
+
+
+def ollama_url(value: str) -> str:
+    """``OLLAMA_HOST`` as Ollama reads it (``host``, ``host:port``, ``[::1]:port``, a URL), made
+    a full URL; ValueError says what is wrong with it."""
+    text = value.strip()
+    if not text:
+        return f"http://127.0.0.1:{OLLAMA_PORT}"
+    if "://" not in text:
+        text = f"http://{text}"
+    parts = _split(text, value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r} is not an http(s) address")
+    port = _port(parts, value)
+    default = OLLAMA_PORT if "://" not in value else (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"{parts.scheme}://{host}:{port or default}{parts.path.rstrip('/')}"
+    return _checked(url, value)
+
+
+def http_url(value: str) -> str:
+    """A base URL such as ``http://127.0.0.1:8000/v1``; ValueError says what is wrong."""
+    parts = _split(value.strip(), value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1"
+        )
+    _port(parts, value)
+    return _checked(value.strip(), value)
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be sent in an HTTP header, if it cannot."""
+    if any(char in key for char in "\r\n"):
+        return "contains a line break (a newline copied with it?)"
+    if not key.isascii():
+        return "contains non-ASCII characters"
+    if not key.isprintable():
+        return "contains control characters"
+    return None
+
+
+def _split(text: str, original: str) -> SplitResult:
+    try:
+        return urlsplit(text)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise ValueError(f"{original!r} is not a valid address ({exc})") from None
+
+
+def _port(parts: SplitResult, original: str) -> int | None:
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{original!r} has a bad port; use a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError(f"{original!r} has port 0; use a number from 1 to 65535")
+    return port
+
+
+def _checked(url: str, original: str) -> str:
+    try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"{original!r} is not a valid address ({exc})") from None
+    return url
