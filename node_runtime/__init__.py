@@ -17,6 +17,7 @@ Node scripts read ``{"input": ..., "params": {...}}`` on stdin and print ``{"res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -48,8 +49,12 @@ class _Client(Protocol):
     ) -> Future[Any]: ...
 
 
-# The channel belongs to this process only: child processes must not inherit its address.
+# The channel belongs to this process only: child processes must inherit neither its address
+# nor its descriptor (the workflow passed it inheritable, as passing a descriptor requires).
 _CHANNEL = (os.environ.pop(ENV_FD, None), os.environ.pop(ENV_TOKEN, None))
+if _CHANNEL[0] is not None and _CHANNEL[0].isdigit():
+    with contextlib.suppress(OSError):  # not open here: the client says so at the first call
+        os.set_inheritable(int(_CHANNEL[0]), False)
 _client: _Client | None = None
 _client_lock = threading.Lock()
 _SAFETY_S = 5.0

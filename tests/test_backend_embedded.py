@@ -360,3 +360,12 @@ def test_unit_tests_cannot_call_the_real_model(tmp_path: Path, how: str) -> None
     with pytest.raises(RuntimeError, match="ScriptedBackend"):
         asyncio.run(call())
     assert backend.model == "never-loaded.gguf"
+
+
+def test_one_thread_is_the_default_everywhere(repo: Path) -> None:
+    """Two threads collapse beside any competing process (bench/embedded.py): the default is
+    one, in the settings and in the packaged config alike."""
+    from code_evolver.config import load_config
+
+    assert EmbeddedSettings().n_threads == 1
+    assert load_config(repo / "config.yaml").llm.embedded.n_threads == 1

@@ -239,7 +239,11 @@ def test_a_forked_child_is_refused_and_the_parent_goes_on(tmp_path: Path) -> Non
 @pytest.mark.integration
 def test_a_subprocess_of_the_script_inherits_no_channel(tmp_path: Path) -> None:
     output = run(tmp_path, "grandchild").steps["a"].output
-    assert output == {"inherited": False, "child": output["child"]}
+    assert output == {
+        "inherited": False,
+        "child": output["child"],
+        "shell_sees_channel": "closed",
+    }
     assert output["child"] != "called"
 
 
