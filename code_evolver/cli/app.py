@@ -9,6 +9,7 @@ problem and the exit code of DESIGN.md: 0 success, 1 the run had failed steps, 2
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,5 +90,17 @@ def cli(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console-script entry point: the only place that exits the process."""
-    raise SystemExit(cli())
+    """Console-script entry point: the only place that exits the process.
+
+    Everything is printed by now. A thread still busy at this point is work that was given up
+    (a model reading a prompt when Ctrl-C came: llama.cpp cannot stop mid-prompt); waiting for
+    it would hold the exit for seconds, so the process leaves without waiting.
+    """
+    code = cli()
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        terminal.leave_now(code)
+    raise SystemExit(code)

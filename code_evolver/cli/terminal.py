@@ -174,13 +174,21 @@ def _hard_exit_from_now_on() -> None:
 def hard_exit() -> None:
     """A second Ctrl-C: kill every process we started, restore the cursor and leave with 130
     at once, without waiting for model threads and without a traceback."""
-    kill_all_groups()
     with contextlib.suppress(Exception):
         if sys.stderr.isatty():
             sys.stderr.write("\x1b[?25h")  # a live view may have hidden the cursor
         sys.stderr.write("\ninterrupted\n")
-        sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED)
+    leave_now(EXIT_INTERRUPTED)
+
+
+def leave_now(code: int) -> None:
+    """End the process with ``code`` without waiting for threads: kill our process groups,
+    flush what was printed, and skip the interpreter's teardown."""
+    kill_all_groups()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 @contextlib.contextmanager

@@ -209,23 +209,33 @@ class EmbeddedBackend(LLMBackend):
                 self.completion_tokens += 1  # llama.cpp streams one token per chunk
                 yield piece
         finally:
+            # Not waited for: a prompt still being read cannot be stopped (llama.cpp asks the
+            # callback only per token), and the caller must not wait for it. The thread ends
+            # on its own at the next token; until then it holds the model alive.
             stop.set()
             self._generating.discard(stop)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(producer)
+            producer.add_done_callback(_retrieve)
 
     async def close(self) -> None:
-        """Stop every generation still running, then free the model (in a worker thread: the
-        Server's destructor stops llama.cpp's loop, which must not block the event loop)."""
+        """Stop every generation, then free the model. The Server's destructor stops llama.cpp's
+        loop, so it runs in a worker thread, never on the event loop: here when nothing is
+        generating, else in the generation's own thread when it lets go of the model."""
         for stop in list(self._generating):
             stop.set()
-        if self._server is None:
-            self._threads.shutdown(wait=False)
-            return
-        holder, self._server = [self._server], None
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._threads, holder.clear)
+        server, self._server = self._server, None
+        if server is not None and not self._generating:
+            holder = [server]
+            del server
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: nothing to free
+                await loop.run_in_executor(self._threads, holder.clear)
         self._threads.shutdown(wait=False)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark an abandoned generation's outcome as seen (it was delivered, or nobody asks)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def describe_damage(path: Path) -> str:
