@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from code_evolver.calls import CallBroker
+from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import ToolFailed
 from code_evolver.events import Event, EventBus
@@ -130,3 +133,26 @@ def echo_model(request: Request) -> str:
     if prompt.startswith("Summarize"):
         return "summary of " + prompt.rsplit("\n\n", 1)[-1][:20]
     return f"reply to: {prompt}"
+
+
+def make_broker(
+    tools: Mapping[str, Tool],
+    max_parallel: int = 4,
+    broker_type: type[CallBroker] = CallBroker,
+    *,
+    backoff_s: float = 0.0,
+    **settings: Any,
+) -> CallBroker:
+    """A call broker on its own, as a run would make it, dispatching on every wake."""
+    capacity = Capacity(max_parallel)
+    capacity.open(tools)
+    broker: CallBroker = broker_type(
+        tools,
+        ExecutionSettings(**settings),
+        capacity,
+        EventBus(),
+        time.perf_counter,
+        lambda attempt: backoff_s,
+        lambda: broker.dispatch(),
+    )
+    return broker

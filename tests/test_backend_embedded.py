@@ -266,23 +266,30 @@ def test_doctor_and_a_run_stop_on_a_damaged_model_with_exit_3(tmp_path: Path) ->
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(bundled.read_bytes()[:2_000_000])
     env = os.environ | {"EVOLVE_HOME": str(tmp_path / "home"), "OLLAMA_HOST": "127.0.0.1:9"}
-    common = ["--backend", "embedded", "--model", str(broken)]
-    doctor = subprocess.run(
-        [sys.executable, "-m", "code_evolver", "doctor", *common],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+
+    def evolve(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "code_evolver",
+                *args,
+                "--backend",
+                "embedded",
+                "--model",
+                str(broken),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    doctor = evolve("doctor")
     assert doctor.returncode == 3
     assert "damaged or truncated" in doctor.stdout
-    run = subprocess.run(
-        [sys.executable, "-m", "code_evolver", "write a joke and translate it to french", *common],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    run = evolve("write a joke and translate it to french")
     assert run.returncode == 3
     assert run.stderr.count("error: cannot load the embedded model") == 1
 

@@ -19,14 +19,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import Recorder
+from support import Recorder, make_broker
 
 import node_runtime
 from code_evolver.calls import CallBroker, ChildCall
 from code_evolver.capacity import Capacity, Gate
-from code_evolver.config import ExecutionSettings
 from code_evolver.errors import StepTimeout
-from code_evolver.events import EventBus
 from code_evolver.result import StepStatus
 from code_evolver.tools.base import Output, Tool, ToolCall
 from node_runtime import ToolCallError, call_tools_parallel
@@ -56,23 +54,6 @@ class SharedHeld(Held):
     @property
     def resource_capacity(self) -> int | None:
         return 2
-
-
-def make_broker(
-    tools: dict[str, Tool], max_parallel: int, broker_type: type[CallBroker] = CallBroker
-) -> CallBroker:
-    capacity = Capacity(max_parallel)
-    capacity.open(tools)
-    broker: CallBroker = broker_type(
-        tools,
-        ExecutionSettings(),
-        capacity,
-        EventBus(),
-        time.perf_counter,
-        lambda attempt: 0.0,
-        lambda: broker.dispatch(),
-    )
-    return broker
 
 
 async def settle() -> None:

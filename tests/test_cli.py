@@ -22,6 +22,7 @@ from code_evolver.cli import cli, main_group
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = str(REPO / "config.yaml")
 TEXT_REPORT = str(REPO / "examples" / "plans" / "text_report.json")
+RUN_TEXT_REPORT = [sys.executable, "-m", "code_evolver", "run", TEXT_REPORT, "--config", CONFIG]
 
 
 def invoke(*args: str) -> Result:
@@ -429,16 +430,7 @@ def test_closed_stdout_is_not_an_error(flags: list[str]) -> None:
     # The reader is gone before evolve writes anything, so every write meets a broken pipe
     # (`evolve run ... | head -0`); reading a line first could leave the rest in the pipe buffer.
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "code_evolver",
-            "run",
-            TEXT_REPORT,
-            "--config",
-            CONFIG,
-            *flags,
-        ],
+        [*RUN_TEXT_REPORT, *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -466,15 +458,7 @@ def test_head_one_keeps_exit_status_zero() -> None:
 @pytest.mark.integration
 def test_a_closed_stderr_does_not_lose_the_results() -> None:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "code_evolver",
-            "run",
-            TEXT_REPORT,
-            "--config",
-            CONFIG,
-        ],
+        RUN_TEXT_REPORT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Behaviour, Recorder
+from support import Behaviour, Recorder, make_broker
 
 import code_evolver
 from code_evolver import events
@@ -238,23 +238,9 @@ def test_a_killed_node_leaves_no_process_and_its_call_is_cancelled(tmp_path: Pat
 
 
 def test_a_channel_refuses_calls_after_its_attempt() -> None:
-    from code_evolver.calls import CallBroker
-    from code_evolver.capacity import Capacity
-    from code_evolver.config import ExecutionSettings
-    from code_evolver.events import EventBus
 
     tools = {"work": Recorder().tool()}
-    capacity = Capacity(2)
-    capacity.open(tools)
-    broker = CallBroker(
-        tools,
-        ExecutionSettings(),
-        capacity,
-        EventBus(),
-        time.perf_counter,
-        lambda attempt: 0.0,
-        lambda: broker.dispatch(),
-    )
+    broker = make_broker(tools, max_parallel=2)
     channel = broker.channel("s")
 
     async def main() -> None:

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Behaviour, Recorder
+from support import Behaviour, Recorder, make_broker
 
 import code_evolver
 from code_evolver import events
 from code_evolver.calls import CallBroker
-from code_evolver.capacity import Capacity
-from code_evolver.config import ExecutionSettings
 from code_evolver.display import LiveView
 from code_evolver.errors import StepTimeout, ToolFailed, ToolNotFound
 from code_evolver.events import EventBus
@@ -35,18 +33,7 @@ PYCMD = NODES / "python_command.py"
 
 
 def broker_for(tools: dict[str, Tool], **settings: Any) -> CallBroker:
-    capacity = Capacity(settings.pop("max_parallel", 4))
-    capacity.open(tools)
-    broker: CallBroker = CallBroker(
-        tools,
-        ExecutionSettings(**settings),
-        capacity,
-        EventBus(),
-        time.perf_counter,
-        lambda attempt: 0.01,
-        lambda: broker.dispatch(),
-    )
-    return broker
+    return make_broker(tools, settings.pop("max_parallel", 4), backoff_s=0.01, **settings)
 
 
 class SwallowsCancel(Tool):
