@@ -1,6 +1,6 @@
 """Tool calls made by running steps: a node script's ``call_tool()``, run under the run's limits.
 
-The parent process receives a script's calls (``code_evolver.runtime_host``) and submits them
+The parent process receives a script's calls (``launch.runtime_host``) and submits them
 through the :class:`CallChannel` of the step attempt that runs the script. Each call is
 scheduled like a step: its tool's gate (``max_concurrency``, a shared LLM backend), a global
 slot, the tool's timeout and retries; it is recorded under its step and shown under it.

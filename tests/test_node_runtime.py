@@ -18,9 +18,9 @@ from support import Behaviour, Recorder, make_broker
 import code_evolver
 from code_evolver import events
 from code_evolver.calls import CallRefused
-from code_evolver.processes import run_process
+from code_evolver.launch.processes import run_process
+from code_evolver.launch.runtime_host import serve
 from code_evolver.result import RunResult, StepStatus
-from code_evolver.runtime_host import serve
 from node_runtime import call_tools_parallel
 from node_runtime._items import to_call
 from node_runtime.protocol import ENV_FD, ENV_TOKEN

@@ -23,7 +23,7 @@ import pytest
 from code_evolver import home
 from code_evolver.config import default_max_parallel
 from code_evolver.errors import ToolFailed
-from code_evolver.processes import describe_exit, run_process, tail, when_resources_allow
+from code_evolver.launch.processes import describe_exit, run_process, tail, when_resources_allow
 
 integration = pytest.mark.integration  # starts real processes
 

@@ -25,8 +25,8 @@ from code_evolver.display import LineProgress, LiveView
 from code_evolver.display.safe import json_safe, shown, without_controls
 from code_evolver.errors import EvolverError, UserError
 from code_evolver.events import EventBus
+from code_evolver.launch.processes import kill_all_groups
 from code_evolver.organizer import OrganizedPlan
-from code_evolver.processes import kill_all_groups
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import ToolFailed
-from code_evolver.launcher import run_child
-from code_evolver.processes import MAX_STDOUT, check_ending
+from code_evolver.launch.launcher import run_child
+from code_evolver.launch.processes import MAX_STDOUT, check_ending
 from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
 
 

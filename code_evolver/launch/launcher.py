@@ -1,9 +1,9 @@
 """Starting a tool's child process: the one path that command and node tools share.
 
 A child gets the run's runtime channel (so a script's ``node_runtime`` calls obey this run) and
-is run to its end by :func:`code_evolver.processes.run_process`. Running out of descriptors or
-processes while starting is back-pressure: the whole start (channel and spawn) is undone and
-tried again later, so a step that waits holds no descriptor that the others need.
+is run to its end by :func:`code_evolver.launch.processes.run_process`. Running out of
+descriptors or processes while starting is back-pressure: the whole start (channel and spawn)
+is undone and tried again later, so a step that waits holds no descriptor the others need.
 """
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from code_evolver.processes import MAX_STDOUT, ProcessResult, run_process, when_resources_allow
-from code_evolver.runtime_host import RuntimeChannel
+from code_evolver.launch.processes import (
+    MAX_STDOUT,
+    ProcessResult,
+    run_process,
+    when_resources_allow,
+)
+from code_evolver.launch.runtime_host import RuntimeChannel
 from code_evolver.tools.base import Caller
 
 
