@@ -3,9 +3,16 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: test lint pytest bench install clean
+.PHONY: test lint pytest bench install system-deps clean
 
-test: lint pytest
+test: system-deps lint pytest
+
+# bubblewrap makes the sandboxes (strict nodes, contained commands) that the tests check.
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo -n"; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq bubblewrap; } \
+	|| { echo "bubblewrap is missing and could not be installed: install it (apt-get install bubblewrap)"; exit 1; }
 
 install: $(VENV)/.installed
 

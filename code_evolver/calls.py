@@ -29,10 +29,13 @@ from code_evolver.call_queue import CallQueue
 from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import EvolverError, StepError, StepTimeout, ToolNotFound
+from code_evolver.launch.launcher import Launcher
+from code_evolver.outputs import OutputBudget, Spilled
 from code_evolver.result import CallRecord, StepStatus
 from code_evolver.run_state import attempt, first_set
 from code_evolver.suggest import did_you_mean
 from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
+from code_evolver.tools.process import ProcessTool
 
 
 class CallRefused(StepError):
@@ -60,7 +63,7 @@ class ChildCall:
     attempts: int = 0
     busy_s: float = 0.0
     began: float = 0.0
-    output: Output | None = None
+    output: Output | Spilled | None = None
     error: str | None = None
     queued_as: int = 0
     """Its number in the queue of waiting calls; 0 when it is not waiting there."""
@@ -72,16 +75,18 @@ class ChildCall:
     channel: CallChannel | None = None
 
     def record(self) -> CallRecord:
+        output = self.output if self.status is StepStatus.SUCCEEDED else None
         return CallRecord(
             self.call_id,
             self.tool_name,
             self.status,
             self.attempts,
             self.busy_s,
-            self.output if self.status is StepStatus.SUCCEEDED else None,
+            None if isinstance(output, Spilled) else output,
             self.error,
             self.step_attempt,
             self.parent_call,
+            output if isinstance(output, Spilled) else None,
         )
 
 
@@ -96,6 +101,7 @@ class CallChannel:
         *,
         attempt: int = 1,
         parent_call: str | None = None,
+        depth: int = 0,
     ) -> None:
         self._broker = broker
         self.step_id = step_id
@@ -103,6 +109,8 @@ class CallChannel:
         """The caller's own tool, whose gate it lends to calls of the same tool."""
         self.attempt = attempt
         self.parent_call = parent_call
+        self.depth = depth
+        """0 for a step; 1 for a call the step made; 2 for that call's own calls, ..."""
         self.closed = False
         self.lent_slot_free = True
         self.calls: list[ChildCall] = []
@@ -149,6 +157,10 @@ class CallBroker:
 
     prepared: set[str] = field(default_factory=set)
     """Tools whose ``prepare()`` has run (the executor prepares the plan's own tools)."""
+    launcher: Launcher | None = None
+    """How the run's tools start processes (None: the defaults)."""
+    outputs: OutputBudget | None = None
+    """The run's output budget; the records of call outputs past it point at files."""
 
     def __post_init__(self) -> None:
         self.queue = CallQueue(self.capacity)
@@ -159,9 +171,17 @@ class CallBroker:
         return self.queue.calls()
 
     def channel(
-        self, step_id: str, tool: str = "", *, attempt: int = 1, parent_call: str | None = None
+        self,
+        step_id: str,
+        tool: str = "",
+        *,
+        attempt: int = 1,
+        parent_call: str | None = None,
+        depth: int = 0,
     ) -> CallChannel:
-        return CallChannel(self, step_id, tool, attempt=attempt, parent_call=parent_call)
+        return CallChannel(
+            self, step_id, tool, attempt=attempt, parent_call=parent_call, depth=depth
+        )
 
     def records(self, step_id: str) -> tuple[CallRecord, ...]:
         return tuple(call.record() for call in self.by_step.get(step_id, ()))
@@ -175,13 +195,15 @@ class CallBroker:
         timeout_s: float | None,
     ) -> Output:
         tool = self.tools.get(tool_name)
-        refusal = self._refusal(tool_name, timeout_s)
+        refusal = self._refusal(tool_name, timeout_s, caller.depth + 1)
         if refusal is not None:
             self._record_refused(caller, tool_name, text, params, refusal)
             raise refusal
         assert tool is not None
         if tool_name not in self.prepared:
             await tool.prepare()  # e.g. choose the LLM backend, whose capacity sizes the gate
+            if isinstance(tool, ProcessTool) and self.launcher is not None:
+                await self.launcher.ensure(tool.isolation(self.launcher))
             self.prepared.add(tool_name)
             self.capacity.refresh(self.tools, tool_name)
         limit = first_set(tool.timeout_s, self.settings.timeout_s)
@@ -241,8 +263,13 @@ class CallBroker:
         caller.calls.append(call)
         return call
 
-    def _refusal(self, tool_name: str, timeout_s: float | None) -> EvolverError | None:
+    def _refusal(self, tool_name: str, timeout_s: float | None, depth: int) -> EvolverError | None:
         """Why a call cannot start at all, if it cannot."""
+        if depth > self.settings.max_call_depth:
+            return CallRefused(
+                f"calls nested {depth} deep; execution.max_call_depth allows "
+                f"{self.settings.max_call_depth} (a node calling itself without end?)"
+            )
         if tool_name not in self.tools:
             return ToolNotFound(
                 f"unknown tool {tool_name!r}{did_you_mean(tool_name, self.tools)}; "
@@ -282,6 +309,8 @@ class CallBroker:
 
     def _start(self, call: ChildCall) -> None:
         call.status = StepStatus.RUNNING
+        if call.on_lent_slot:
+            self.capacity.lend()
         if not call.on_lent_gate:
             self.capacity.take(call.tool_name, slot=not call.on_lent_slot)
         call.began = time.perf_counter()
@@ -298,9 +327,15 @@ class CallBroker:
                 )
             )
         call.channel = self.channel(  # for a node calling further tools
-            call.step_id, call.tool_name, attempt=call.step_attempt, parent_call=call.call_id
+            call.step_id,
+            call.tool_name,
+            attempt=call.step_attempt,
+            parent_call=call.call_id,
+            depth=call.caller.depth + 1,
         )
-        tool_call = ToolCall(call.input, call.params, call.call_id, call.attempts, call.channel)
+        tool_call = ToolCall(
+            call.input, call.params, call.call_id, call.attempts, call.channel, self.launcher
+        )
         output: Output | None
         error: StepError | None
         assert call.tool is not None, "refused calls never start"
@@ -353,6 +388,7 @@ class CallBroker:
         if not call.on_lent_gate:
             self.capacity.release(call.tool_name, slot=not call.on_lent_slot)
         if call.on_lent_slot:
+            self.capacity.unlend()
             call.caller.lent_slot_free = True
             self.queue.lent_slot_freed(call.caller)
         call.on_lent_slot = call.on_lent_gate = False
@@ -366,7 +402,8 @@ class CallBroker:
         error: StepError | None = None,
     ) -> None:
         call.status = status
-        call.output = output
+        kept = self.outputs.keep(call.call_id, output) if self.outputs and output else output
+        call.output = kept
         call.error = str(error) if error is not None else None
         self.active -= 1
         if not call.future.done():

@@ -44,7 +44,10 @@ class Capacity:
         self.max_parallel = max_parallel
         self.running = 0
         """Global slots in use."""
+        self.lent = 0
+        """Calls running on a slot lent by their waiting caller (no slot of their own)."""
         self.peak = 0
+        """The most steps and calls running at once, on slots of their own or lent ones."""
         self.gates: dict[str, Gate] = {}
 
     def open(self, tools: Mapping[str, Tool]) -> None:
@@ -77,9 +80,17 @@ class Capacity:
         self.gates[tool].take()
         if slot:
             self.running += 1
-            self.peak = max(self.peak, self.running)
+            self.peak = max(self.peak, self.running + self.lent)
 
     def release(self, tool: str, *, slot: bool = True) -> None:
         self.gates[tool].release()
         if slot:
             self.running -= 1
+
+    def lend(self) -> None:
+        """A call starts on its caller's lent slot."""
+        self.lent += 1
+        self.peak = max(self.peak, self.running + self.lent)
+
+    def unlend(self) -> None:
+        self.lent -= 1

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from code_evolver.bounded import TooLarge, load_yaml
 from code_evolver.errors import ConfigError
+from code_evolver.launch.limits import Limits
 from code_evolver.llm.settings import LlmSettings
 from code_evolver.resources import default_config_path
 from code_evolver.suggest import did_you_mean
@@ -30,6 +31,7 @@ CONFIG_ENV = "CODE_EVOLVER_CONFIG"
 Scheduling = Literal["eager", "waves"]
 OnFailure = Literal["continue", "fail_fast"]
 PlannerMode = Literal["auto", "rules", "llm"]
+SandboxSetting = Literal["auto", "strict", "contain", "none"]
 
 
 DEFAULT_MAX_PARALLEL = 8
@@ -63,6 +65,17 @@ class ExecutionSettings(BaseModel):
     retry_backoff_s: float = Field(default=0.5, ge=0)
     """Delay before the first retry; it doubles per attempt, with jitter."""
     retry_backoff_max_s: float = Field(default=30.0, ge=0)
+    sandbox: SandboxSetting = "auto"
+    """Isolation of tool processes: ``auto`` is ``strict`` for nodes, ``contain`` for commands;
+    a tool's own ``sandbox:`` wins."""
+    bubblewrap: str = "bwrap"
+    """The bubblewrap program (a name on PATH, or a path)."""
+    limits: Limits = Field(default_factory=Limits)
+    """Resource limits of every tool process (tighter defaults apply to strict ones)."""
+    max_call_depth: int = Field(default=4, ge=1, le=32)
+    """How deep node scripts may nest their tool calls (a call's call's call...)."""
+    max_output_bytes_total: int = Field(default=256 * 1024 * 1024, ge=1024)
+    """Outputs a run keeps in memory; beyond it they are written to files in the run's folder."""
 
     def retry_delay(self, attempts: int, rng: random.Random) -> float:
         """Delay after ``attempts`` failed attempts: exponential, capped, with equal jitter

@@ -8,6 +8,7 @@ backends are only looked up.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from importlib import metadata
 from code_evolver.config import Config
 from code_evolver.errors import BackendError, ConfigError
 from code_evolver.home import evolve_home
+from code_evolver.launch import bubblewrap, cgroups
 from code_evolver.llm.embedded import INSTALL_HINT, resolve_model_path, xllamacpp_available
 from code_evolver.llm.service import Choice, choose_backend
 from code_evolver.llm.settings import OLLAMA_HOST_ENV
@@ -62,7 +64,42 @@ async def diagnose(config: Config) -> Report:
     if llm.backend == "openai":
         checks.append(await _openai_check(config))
     checks.append(_home_check())
+    checks += await asyncio.to_thread(_isolation_checks, config)
     return Report(choice, checks)
+
+
+def _isolation_checks(config: Config) -> list[Check]:
+    """Which isolation levels work here, and why not (they never decide ``usable``)."""
+    execution = config.execution
+    available = bubblewrap.probe(execution.bubblewrap)
+    if available.ok:
+        checks = [
+            Check("sandbox strict", True, f"{available.detail}: namespaces, no network"),
+            Check("sandbox contain", True, "own pid namespace: dies with its step and evolve"),
+        ]
+    else:
+        checks = [
+            Check("sandbox strict", False, f"refused: {available.detail}", available.fix),
+            Check(
+                "sandbox contain",
+                False,
+                "fallback: leftovers killed when a step ends, not when evolve is killed",
+                available.fix,
+            ),
+        ]
+    if os.geteuid() == 0:
+        where = cgroups.pids_root()
+        checks.append(
+            Check("process limits", True, f"enforced by pids cgroups in {where}")
+            if where
+            else Check(
+                "process limits",
+                False,
+                "not enforced for root (the kernel exempts root; no pids cgroup can be made)",
+                "run evolve as a normal user, or give it a pids cgroup",
+            )
+        )
+    return checks
 
 
 def _home_check() -> Check:

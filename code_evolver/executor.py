@@ -32,11 +32,14 @@ from code_evolver.calls import CallBroker
 from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import RenderError, StepError, StepTimeout
+from code_evolver.launch.launcher import Launcher
 from code_evolver.organizer import OrganizedPlan
+from code_evolver.outputs import OutputBudget, Spilled
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
 from code_evolver.run_state import NOT_OK, StepRun, attempt, first_set, utc
 from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
 from code_evolver.tools.base import Output, Tool, ToolCall
+from code_evolver.tools.process import ProcessTool
 
 
 class Executor:
@@ -69,6 +72,8 @@ class Executor:
         self._reuse = dict(reuse or {})
         self._tools = tools
         self._capacity = Capacity(self.settings.max_parallel)
+        self._launcher = Launcher(self.settings)
+        self._outputs = OutputBudget(self.settings.max_output_bytes_total, self.run_id)
         self._calls = CallBroker(
             tools,
             self.settings,
@@ -77,6 +82,8 @@ class Executor:
             self._now,
             self._backoff,
             self._call_settled,
+            launcher=self._launcher,
+            outputs=self._outputs,
         )
         self._ready: dict[str, list[tuple[tuple[int, int], StepRun]]] = {}
         self._runs: dict[str, StepRun] = {}
@@ -100,7 +107,10 @@ class Executor:
         self._done = asyncio.Event()
         self.bus.listener_error = None
         for name in dict.fromkeys(s.tool for s in self.organized.plan.steps):
-            await self._tools[name].prepare()
+            tool = self._tools[name]
+            await tool.prepare()
+            if isinstance(tool, ProcessTool):
+                await self._launcher.ensure(tool.isolation(self._launcher))
             self._calls.prepared.add(name)
         self._capacity.open(self._tools)
         self._t0 = time.perf_counter()
@@ -223,7 +233,7 @@ class Executor:
 
     def _carry_over(self, run: StepRun, earlier: StepResult) -> None:
         """A step that succeeded in an earlier run of the same step: keep its result."""
-        run.output = earlier.output
+        run.output = earlier.spilled or earlier.output
         run.attempts = earlier.attempts
         run.busy_s = earlier.duration_s
         run.started_wall = earlier.started_at.timestamp() if earlier.started_at else None
@@ -319,7 +329,12 @@ class Executor:
             params.update(render_value(step.params, resolve))
         run.channel = self._calls.channel(step.step_id, step.tool, attempt=run.attempts)
         return ToolCall(
-            run.template.render(resolve), params, step.step_id, run.attempts, run.channel
+            run.template.render(resolve),
+            params,
+            step.step_id,
+            run.attempts,
+            run.channel,
+            self._launcher,
         )
 
     def _resolver(self, step_id: str) -> Any:
@@ -327,6 +342,8 @@ class Executor:
 
         def resolve(ref: Ref) -> str:
             value = runs[ref.name].output
+            if isinstance(value, Spilled):
+                value = value.load()
             if not ref.path:
                 return to_text(value)
             try:
@@ -339,7 +356,7 @@ class Executor:
     # -------------------------------------------------------------- outcomes
 
     def _succeeded(self, run: StepRun, output: Output) -> None:
-        run.output = output
+        run.output = self._outputs.keep(run.step.step_id, output)
         for dependent in run.dependents:
             dependent.waiting -= 1
         self._finish(run, StepStatus.SUCCEEDED)  # in waves mode, may release the next wave
@@ -459,9 +476,15 @@ class Executor:
                 started_at=utc(run.started_wall),
                 finished_at=utc(run.finished_wall),
                 duration_s=run.busy_s,
-                output=run.output,
+                output=None if isinstance(run.output, Spilled) else run.output,
                 error=None if run.status is StepStatus.SUCCEEDED else run.error,
                 calls=self._calls.records(step_id),
+                spilled=run.output if isinstance(run.output, Spilled) else None,
+                isolation=(
+                    run.tool.isolation(self._launcher)
+                    if isinstance(run.tool, ProcessTool)
+                    else None
+                ),
             )
             for step_id, run in self._runs.items()
         }

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from code_evolver.organizer import OrganizedPlan
+from code_evolver.outputs import Spilled
 from code_evolver.tools.base import Output
 
 
@@ -58,6 +59,7 @@ class CallRecord:
     """Which attempt of the step made the call."""
     parent_call: str | None = None
     """The call whose node made this one, for calls nested in calls."""
+    spilled: Spilled | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class CallRecord:
             "attempts": self.attempts,
             "duration_s": round(self.duration_s, 6),
             "output": self.output,
+            **_spill_fields(self.spilled),
             "error": self.error,
         }
 
@@ -87,21 +90,31 @@ class StepResult:
     error: str | None = None
     calls: tuple[CallRecord, ...] = ()
     """Tool calls the step's script made, in the order it made them."""
+    spilled: Spilled | None = None
+    """Where the output went instead of memory (``output`` is None then)."""
+    isolation: str | None = None
+    """How the step's processes ran (strict, contain, none); None for in-process tools."""
 
     @property
     def ok(self) -> bool:
         return self.status is StepStatus.SUCCEEDED
 
+    def full_output(self) -> Output | None:
+        """The output, read back from its file when it was spilled."""
+        return self.spilled.load() if self.spilled is not None else self.output
+
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status.value,
             "output": self.output,
+            **_spill_fields(self.spilled),
             "error": self.error,
             "attempts": self.attempts,
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "duration_s": round(self.duration_s, 6),
             "tool": self.tool,
+            "isolation": self.isolation,
             "calls": [call.to_json() for call in self.calls],
         }
 
@@ -130,7 +143,11 @@ class RunResult:
     @property
     def outputs(self) -> dict[str, Output]:
         """Outputs of the steps that succeeded, by step id."""
-        return {k: s.output for k, s in self.steps.items() if s.ok and s.output is not None}
+        return {
+            k: output
+            for k, s in self.steps.items()
+            if s.ok and (output := s.full_output()) is not None
+        }
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -160,6 +177,11 @@ class RunResult:
     def efficiency(self) -> float:
         return min(1.0, self.critical_path_s / self.wall_s) if self.wall_s > 0 else 1.0
 
+    @property
+    def unsandboxed(self) -> list[str]:
+        """Steps whose processes ran with ``sandbox: none`` (tools the user trusts)."""
+        return [k for k, s in self.steps.items() if s.isolation == "none" and s.attempts]
+
     def count(self, status: StepStatus) -> int:
         return sum(1 for s in self.steps.values() if s.status is status)
 
@@ -178,11 +200,19 @@ class RunResult:
             "peak_concurrency": self.peak_concurrency,
             "started_at": _iso(self.started_at),
             "warnings": list(self.warnings),
+            "unsandboxed": self.unsandboxed,
             "steps": {k: s.to_json() for k, s in self.steps.items()},
         }
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), ensure_ascii=False, indent=2)
+
+
+def _spill_fields(spilled: Spilled | None) -> dict[str, Any]:
+    """``output_file`` and ``output_bytes`` for an output kept in a file, else nothing."""
+    if spilled is None:
+        return {}
+    return {"output_file": str(spilled.path), "output_bytes": spilled.size}
 
 
 def _iso(moment: datetime | None) -> str | None:

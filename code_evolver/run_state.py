@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from code_evolver.errors import StepError, StepTimeout, ToolFailed
+from code_evolver.outputs import Spilled
 from code_evolver.plan import Step
 from code_evolver.result import StepStatus
 from code_evolver.templating import Template
@@ -37,7 +38,8 @@ class StepRun:
     max_attempts: int
     status: StepStatus = StepStatus.PENDING
     attempts: int = 0
-    output: Output | None = None
+    output: Output | Spilled | None = None
+    """The output, or where it went when the run's output budget was spent."""
     error: str | None = None
     started_wall: float | None = None
     finished_wall: float | None = None

@@ -36,6 +36,7 @@ class BrokeredClient:
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closed: str | None = None
+        self._token = token
         self._reader_done = threading.Event()
         self._reader = threading.Thread(target=self._read, name="node-runtime-reader", daemon=True)
         self._reader.start()
@@ -52,6 +53,7 @@ class BrokeredClient:
                 return future
             self._pending[call_id] = (tool, future)
         request = {
+            "token": self._token,
             "id": call_id,
             "tool": tool,
             "input": prompt,
@@ -79,7 +81,7 @@ class BrokeredClient:
         with self._pending_lock:
             known = self._pending.pop(call_id, None) is not None
         if known:
-            self._send({"cancel": call_id})
+            self._send({"token": self._token, "cancel": call_id})
 
     def _send(self, message: dict[str, Any]) -> None:
         self._send_bytes(encode(message))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from code_evolver.calls import CallBroker
@@ -156,3 +158,30 @@ def make_broker(
         lambda: broker.dispatch(),
     )
     return broker
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids (as this process sees them) of live processes whose command line contains
+    ``marker``: how tests find a step's processes, which may live in a pid namespace of their
+    own where the pid they would report is not ours."""
+    found = []
+    needle = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if needle in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def wait_until_gone(marker: str, seconds: float = 5.0) -> list[int]:
+    """The processes with ``marker`` still alive after waiting up to ``seconds`` for them."""
+    deadline = time.monotonic() + seconds
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left

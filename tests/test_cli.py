@@ -4,7 +4,6 @@ one-line errors, plan and tool listings, and ending well on Ctrl-C, SIGTERM and 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from support import processes_with, wait_until_gone
 
 from code_evolver.cli import cli, main_group
 
@@ -365,17 +365,14 @@ def test_ctrl_c_exits_130_keeps_finished_work_and_leaves_no_process(tmp_path: Pa
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    hang_pid = int(pidfile.read_text())
+    assert processes_with(str(pidfile)), "the hanging command is not running"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "finished before Ctrl-C" in stdout
     assert "interrupted" in stdout
     assert "Traceback" not in stderr
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and os.path.exists(f"/proc/{hang_pid}"):
-        time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{hang_pid}"), "the hanging command outlived the run"
+    assert wait_until_gone(str(pidfile)) == [], "the hanging command outlived the run"
 
 
 # ----------------------------------------------------------------- awkward tool outputs
@@ -507,7 +504,7 @@ def test_sigterm_exits_130_and_kills_the_running_command(tmp_path: Path) -> None
         deadline = time.monotonic() + 30
         while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        sleeper = int(pidfile.read_text())
+        assert processes_with(str(pidfile)), "the step's process is not running"
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     finally:
@@ -516,7 +513,4 @@ def test_sigterm_exits_130_and_kills_the_running_command(tmp_path: Path) -> None
             proc.wait()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and os.path.exists(f"/proc/{sleeper}"):
-        time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{sleeper}"), "the step's process outlived the run"
+    assert wait_until_gone(str(pidfile)) == [], "the step's process outlived the run"

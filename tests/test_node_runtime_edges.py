@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Behaviour, Recorder, make_broker
+from support import Behaviour, Recorder, make_broker, wait_until_gone
 
 import code_evolver
 from code_evolver import events
@@ -292,11 +292,8 @@ def test_standalone_exit_leaves_no_process_behind(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "ToolCallError" in proc.stderr
-    pid = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{pid}").exists()
+    assert pidfile.read_text()  # it ran
+    assert wait_until_gone(str(pidfile)) == []
 
 
 @pytest.mark.integration
@@ -384,3 +381,34 @@ def test_calls_refused_before_they_start_are_in_the_record_too() -> None:
     finished = [e.status for e in seen if isinstance(e, events.CallFinished)]
     assert finished == ["succeeded", "failed", "timed_out", "succeeded"]
     assert broker.active == 0
+
+
+class Recursive(Tool):
+    """Calls itself through its channel until ``params.depth`` reaches 0 (a node would do it
+    with ``call_tool``)."""
+
+    async def run(self, call: ToolCall) -> Output:
+        depth = int(call.params.get("depth", 0))
+        if depth <= 0:
+            return "bottom"
+        assert call.calls is not None
+        return await call.calls.call(self.name, call.input, {"depth": depth - 1})
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(4, True), (9, False)])
+def test_calls_may_nest_only_as_deep_as_max_call_depth(depth: int, ok: bool) -> None:
+    result = code_evolver.run(
+        {"steps": [{"step_id": "a", "tool": "rec", "input": "x", "params": {"depth": depth}}]},
+        tools={"rec": Recursive("rec")},
+        max_call_depth=4,
+    )
+    assert result.ok is ok
+    calls = result.steps["a"].calls
+    if ok:
+        assert result.steps["a"].output == "bottom"
+        assert len(calls) == 4
+    else:
+        assert len(calls) == 5  # four that ran, the fifth refused
+        assert calls[-1].status is StepStatus.FAILED
+        assert "calls nested 5 deep; execution.max_call_depth allows 4" in (calls[-1].error or "")
+        assert "max_call_depth" in (result.steps["a"].error or "")

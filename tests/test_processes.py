@@ -31,7 +31,7 @@ integration = pytest.mark.integration  # starts real processes
 # then hangs. Only killing the group stops both.
 HANG_WITH_GRANDCHILD = """
 import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", sys.argv[1]])
 open(sys.argv[1], "w").write(str(child.pid))
 time.sleep(600)
 """
@@ -158,7 +158,7 @@ def test_describe_exit_and_tail() -> None:
 
 @integration
 def test_step_timeout_kills_a_hanging_command_and_its_children(tmp_path: Path) -> None:
-    from support import execute, plan, step
+    from support import execute, plan, step, wait_until_gone
 
     from code_evolver.result import StepStatus
     from code_evolver.tools.command import CommandTool
@@ -168,7 +168,8 @@ def test_step_timeout_kills_a_hanging_command_and_its_children(tmp_path: Path) -
     result = execute(plan(step("h", tool="hang", timeout_s=1.0)), tools, retries=0)
     assert result.steps["h"].status is StepStatus.TIMED_OUT
     assert result.steps["h"].error == "timed out after 1s"
-    assert wait_gone([int(pidfile.read_text())]) == []
+    assert pidfile.read_text()  # the grandchild ran (its pid is its namespace's)
+    assert wait_until_gone(str(pidfile)) == []
 
 
 def test_running_out_of_descriptors_waits_and_tries_again(

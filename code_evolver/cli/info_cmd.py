@@ -12,6 +12,8 @@ from code_evolver.display import tools_table
 from code_evolver.display.safe import shown
 from code_evolver.doctor import diagnose
 from code_evolver.errors import BackendUnavailable
+from code_evolver.launch.launcher import Launcher
+from code_evolver.tools.process import ProcessTool
 from code_evolver.tools.registry import ToolRegistry
 
 
@@ -22,6 +24,7 @@ def tools_command() -> None:
     opts = options.current()
     config = opts.config()
     registry = ToolRegistry.from_config(config)
+    launcher = Launcher(config.execution)
     if opts.as_json:
         terminal.emit_json(
             {
@@ -32,13 +35,16 @@ def tools_command() -> None:
                     "timeout_s": tool.timeout_s,
                     "required_params": sorted(tool.required_params),
                     "default_params": dict(tool.default_params),
+                    "sandbox": (
+                        tool.isolation(launcher) if isinstance(tool, ProcessTool) else None
+                    ),
                 }
                 for name, tool in sorted(registry.items())
             }
         )
         return
     console = terminal.stdout_console()
-    console.print(tools_table(registry))
+    console.print(tools_table(registry, launcher))
     console.print(f"[dim]from {config.path or 'built-in settings'}[/]")
 
 

@@ -58,7 +58,12 @@ def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
         failed = sum(1 for c in step.calls if c.status is not StepStatus.SUCCEEDED)
         title += f" · {len(step.calls)} tool calls" + (f" ({failed} failed)" if failed else "")
     body: RenderableType
-    if step.ok:
+    if step.ok and step.spilled is not None:
+        limit = _FINAL_CHARS if full else _INTERMEDIATE_CHARS
+        head, _ = _clip(step.spilled.preview(limit), None if full else _INTERMEDIATE_LINES, limit)
+        where = f"\n… the whole output ({step.spilled.size:,} bytes) is in {step.spilled.path}"
+        body = Text(terminal_safe(head) + terminal_safe(where))
+    elif step.ok:
         text = to_text(step.output if step.output is not None else "")
         clipped = terminal_safe(
             clip_output(
@@ -79,10 +84,16 @@ def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
 
 
 def clip_output(text: str, lines: int | None, chars: int) -> str:
-    """At most ``lines`` lines and ``chars`` characters of ``text``, saying what was left out.
+    """At most ``lines`` lines and ``chars`` characters of ``text``, saying what was left out."""
+    kept, notes = _clip(text, lines, chars)
+    if not notes:
+        return kept
+    return f"{kept}\n… {', '.join(notes)}; --json has every output in full"
 
-    Linear in the text's length whatever its shape (no split of a 10 MB line into pieces).
-    """
+
+def _clip(text: str, lines: int | None, chars: int) -> tuple[str, list[str]]:
+    """The clipped text and what was left out. Linear in the text's length whatever its shape
+    (no split of a 10 MB line into pieces)."""
     notes = []
     if lines is not None:
         end = -1
@@ -98,9 +109,7 @@ def clip_output(text: str, lines: int | None, chars: int) -> str:
     if len(text) > chars:
         notes.append(f"{len(text) - chars:,} more characters")
         text = text[:chars]
-    if not notes:
-        return text
-    return f"{text}\n… {', '.join(notes)}; --json has every output in full"
+    return text, notes
 
 
 def summary_line(result: RunResult) -> str:
@@ -122,4 +131,10 @@ def summary_line(result: RunResult) -> str:
         f"efficiency {result.efficiency:.0%}",
         f"peak concurrency {result.peak_concurrency}",
     ]
-    return " · ".join(parts)
+    line = " · ".join(parts)
+    if unsandboxed := result.unsandboxed:
+        names = ", ".join(unsandboxed[:5]) + (
+            f" and {len(unsandboxed) - 5} more" * (len(unsandboxed) > 5)
+        )
+        line += f"\n[yellow]unsandboxed[/] (sandbox: none): {shown(names)}"
+    return line

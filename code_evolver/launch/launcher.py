@@ -1,47 +1,164 @@
-"""Starting a tool's child process: the one path that command and node tools share.
+"""The one launcher every tool process goes through (command and node tools, later generated
+nodes).
 
-A child gets the run's runtime channel (so a script's ``node_runtime`` calls obey this run) and
-is run to its end by :func:`code_evolver.launch.processes.run_process`. Running out of
-descriptors or processes while starting is back-pressure: the whole start (channel and spawn)
-is undone and tried again later, so a step that waits holds no descriptor the others need.
+A :class:`Launcher` belongs to a run: it knows the run's isolation default, the bubblewrap
+binary and the default limits. For each child it opens the runtime channel (so a script's
+``node_runtime`` calls obey this run), wraps the program for its isolation level
+(``launch.sandbox``), runs it to its end (``launch.processes``), undoes what the wrapping made
+(work folder, cgroup, leftover processes) and maps every ending to one vocabulary of errors:
+too much output, a resource limit hit, an exit status or a signal (a timeout is the
+executor's: it cancels the attempt, which kills the process tree).
+
+Running out of descriptors or processes while starting is back-pressure: the whole start
+(channel and spawn) is undone and tried again later, so a step that waits holds no
+descriptor that the others need.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+import asyncio
+from dataclasses import dataclass
 
+from code_evolver.config import ExecutionSettings
+from code_evolver.errors import ToolFailed
+from code_evolver.launch import bubblewrap, sandbox
+from code_evolver.launch.limits import STRICT_LIMITS, LimitOverrides, Limits, limit_hit
 from code_evolver.launch.processes import (
     MAX_STDOUT,
     ProcessResult,
+    describe_exit,
     run_process,
+    tail,
     when_resources_allow,
 )
 from code_evolver.launch.runtime_host import RuntimeChannel
+from code_evolver.launch.sandbox import Isolation, Request
 from code_evolver.tools.base import Caller
 
 
-async def run_child(
-    argv: Sequence[str],
-    *,
-    stdin: bytes,
-    env: Mapping[str, str],
-    cwd: str | os.PathLike[str] | None = None,
-    caller: Caller | None = None,
-    max_stdout: int = MAX_STDOUT,
-) -> ProcessResult:
-    """Run ``argv`` as a step's child process; raises OSError when it cannot be started."""
+@dataclass(frozen=True)
+class Ending:
+    """How a child ended, with what the sandbox learned about it."""
 
-    async def start_and_wait() -> ProcessResult:
-        async with RuntimeChannel(caller) as channel:
-            return await run_process(
-                argv,
-                stdin=stdin,
-                cwd=cwd,
-                env={**env, **channel.env},
-                pass_fds=channel.pass_fds,
-                max_stdout=max_stdout,
-                started=channel.child_started,
-            )
+    result: ProcessResult
+    level: Isolation
+    limit: str | None = None
+    """The resource limit it hit, named (``memory limit 512 MB exceeded``), if any."""
 
-    return await when_resources_allow(start_and_wait)
+
+class Launcher:
+    """Starts the tool processes of one run, under the run's ``execution:`` settings."""
+
+    def __init__(self, settings: ExecutionSettings | None = None) -> None:
+        self.settings = settings or ExecutionSettings()
+
+    def isolation(self, wanted: Isolation | None, kind_default: Isolation) -> Isolation:
+        """A tool's own ``sandbox:``, else the run's (unless ``auto``), else its kind's."""
+        if wanted is not None:
+            return wanted
+        if self.settings.sandbox != "auto":
+            return self.settings.sandbox
+        return kind_default
+
+    def limits(self, overrides: LimitOverrides | None, isolation: Isolation) -> Limits:
+        """The run's limits (tighter ones for strict isolation unless the run set its own),
+        with a tool's own ``limits:`` on top."""
+        base = self.settings.limits
+        if isolation == "strict" and "limits" not in self.settings.model_fields_set:
+            base = STRICT_LIMITS
+        return base.merged(overrides)
+
+    async def ensure(self, isolation: Isolation) -> None:
+        """Check before a run that ``isolation`` can be made here: strict without bubblewrap
+        raises SandboxUnavailable at once (not at the first step); contain without it warns."""
+        if isolation == "none":
+            return
+        available = await asyncio.to_thread(bubblewrap.probe, self.settings.bubblewrap)
+        if isolation == "strict":
+            sandbox.require_strict(available)
+        elif not available.ok:
+            sandbox.Fallback.announce(available)
+
+    async def run(
+        self,
+        request: Request,
+        *,
+        stdin: bytes,
+        isolation: Isolation,
+        limits: Limits | None = None,
+        caller: Caller | None = None,
+        max_stdout: int = MAX_STDOUT,
+    ) -> Ending:
+        """Run ``request`` as a step's child under ``isolation``; raises OSError when the
+        program cannot be started (FileNotFoundError: no such program) and
+        SandboxUnavailable when the isolation cannot be made here."""
+        applied = limits or self.limits(None, isolation)
+
+        async def start_and_wait() -> Ending:
+            async with RuntimeChannel(caller) as channel:
+                wired = Request(
+                    request.argv,
+                    request.cwd,
+                    request.env,
+                    {**request.internal_env, **channel.env},
+                    request.readable,
+                )
+                prepared = sandbox.prepare(
+                    wired, isolation, applied, bwrap=self.settings.bubblewrap
+                )
+                try:
+                    result = await run_process(
+                        prepared.argv,
+                        stdin=stdin,
+                        cwd=prepared.cwd,
+                        env=prepared.env,
+                        pass_fds=channel.pass_fds,
+                        max_stdout=max_stdout,
+                        started=channel.child_started,
+                    )
+                finally:
+                    await _undo(prepared)
+                hit = limit_hit(
+                    applied,
+                    returncode=result.returncode,
+                    cpu_s=getattr(result, "cpu_s", 0.0),
+                    stderr=tail(result.stderr, lines=40, chars=4000),
+                    processes_hit=prepared.cgroup is not None and prepared.cgroup.limit_was_hit(),
+                )
+                return Ending(result, prepared.level, hit)
+
+        return await when_resources_allow(start_and_wait)
+
+
+def check(ending: Ending, what: str, tool: str, max_stdout: int = MAX_STDOUT) -> None:
+    """Raise ToolFailed for a child that ended badly, the same way for every kind of tool.
+
+    ``what`` names the child (``the command``, ``the node script``), ``tool`` the tool whose
+    settings fix it. Too much output and a limit hit are not retried: they would only
+    happen again.
+    """
+    result = ending.result
+    if result.overflowed:
+        raise ToolFailed(
+            f"{what} wrote more than {max_stdout:,} bytes to stdout and was stopped",
+            retryable=False,
+        )
+    if ending.limit is not None:
+        raise ToolFailed(
+            f"{what} stopped: {ending.limit} (tools.{tool}.limits to change it)", retryable=False
+        )
+    if result.returncode != 0:
+        returncode = result.returncode
+        if ending.level != "none" and returncode > 128:
+            returncode = 128 - returncode  # bubblewrap reports its child's signal as 128 + n
+        detail = tail(result.stderr) or tail(result.stdout) or "no output"
+        raise ToolFailed(f"{what} {describe_exit(returncode)}: {detail}")
+
+
+async def _undo(prepared: sandbox.Prepared) -> None:
+    """Remove what the sandbox made for one child, whatever happened to it."""
+    if prepared.mark is not None:
+        sandbox.Fallback.sweep(prepared.mark)
+    sandbox.cleanup_workdir(prepared.workdir)
+    if prepared.cgroup is not None:
+        await asyncio.shield(prepared.cgroup.remove())

@@ -1,8 +1,9 @@
 """The parent's end of the runtime channel: serves a child process's tool calls.
 
 Each step attempt that runs a Python script gets its own socketpair and a fresh secret
-(``node_runtime.protocol``). The first line from the child must carry that secret, so a
-script holding another run's descriptor (or a stray connection) gets nothing. Every request is
+(``node_runtime.protocol``). Every line from the child must carry that secret, so a script
+holding another run's descriptor, or a process that inherited this one's (a subprocess of the
+script, which never sees the secret), gets nothing: the channel hangs up on it. Every request is
 submitted through the attempt's call channel (``code_evolver.calls``) and answered when done;
 closing the channel when the attempt ends cuts the child off.
 """
@@ -82,16 +83,18 @@ async def serve(sock: socket.socket, token: str, caller: Caller) -> None:
     handlers: dict[Any, asyncio.Task[None]] = {}
     try:
         if not _authentic(await reader.readline(), token):
-            # Said before hanging up, so the script can tell a refusal from a crash.
-            writer.write(encode({"refused": "this channel belongs to another run or step"}))
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
+            await _refuse(writer, "this channel belongs to another run or step")
             return
         while line := await reader.readline():
             try:
                 request = decode(line)
             except ValueError:
                 continue
+            if not _signed(request, token):
+                # Someone without the secret writes on the channel (a process that inherited
+                # the descriptor): the channel is no longer the script's alone.
+                await _refuse(writer, "a message without this step's secret arrived")
+                return
             if "cancel" in request:  # the script gave up on a call
                 if (handler := handlers.get(request["cancel"])) is not None:
                     handler.cancel()
@@ -117,6 +120,18 @@ def _authentic(line: bytes, token: str) -> bool:
         return False
     given = str(hello.get("hello", ""))
     return hello.get("version") == VERSION and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _signed(message: dict[str, Any], token: str) -> bool:
+    """Every message after the hello carries the secret too (``node_runtime.protocol``)."""
+    return hmac.compare_digest(str(message.get("token", "")).encode(), token.encode())
+
+
+async def _refuse(writer: asyncio.StreamWriter, why: str) -> None:
+    """Say why before hanging up, so the script can tell a refusal from a crash."""
+    writer.write(encode({"refused": why}))
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
 
 
 async def _answer(request: dict[str, Any], caller: Caller, writer: asyncio.StreamWriter) -> None:

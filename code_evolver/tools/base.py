@@ -17,10 +17,13 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from code_evolver.errors import RenderError, ToolFailed
 from code_evolver.templating import MissingKey, Ref, Template, lookup_path, parse, to_text
+
+if TYPE_CHECKING:
+    from code_evolver.launch.launcher import Launcher
 
 Output = str | dict[str, Any] | list[Any]
 
@@ -49,6 +52,8 @@ class ToolCall:
     attempt: int = 1
     calls: Caller | None = None
     """Where the tool's own tool calls go (node scripts); None outside a run."""
+    launcher: Launcher | None = None
+    """How the run starts processes (isolation, limits); None: the defaults."""
 
 
 class Tool(abc.ABC):

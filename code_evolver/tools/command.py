@@ -6,51 +6,37 @@ items, so a value with spaces or quotes stays one argument and is never interpre
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import ToolFailed
-from code_evolver.launch.launcher import run_child
-from code_evolver.launch.processes import MAX_STDOUT, check_ending
 from code_evolver.templating import Template
 from code_evolver.tools.base import (
     Output,
-    Tool,
     ToolCall,
     params_used,
     parse_tool_template,
     tool_resolver,
 )
+from code_evolver.tools.process import ProcessTool
 
 # The interpreter Code Evolver runs on: the same venv, and no pyenv shim (~90 ms) in front of it.
 _PYTHON_NAMES = frozenset({"python", "python3"})
 
 
-class CommandTool(Tool):
+class CommandTool(ProcessTool):
     kind = "command"
+    default_isolation = "contain"
 
     def __init__(
-        self,
-        name: str,
-        command: list[str],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        max_stdout: int = MAX_STDOUT,
-        config_path: Path | None = None,
-        **settings: Any,
+        self, name: str, command: list[str], *, cwd: Path | None = None, **settings: Any
     ) -> None:
         super().__init__(name, **settings)
         if not command:
             raise ValueError("command must have at least the program name")
         self.argv: list[Template] = [parse_tool_template(item) for item in command]
         self.cwd = cwd
-        self.env = dict(env or {})
-        self.max_stdout = max_stdout
-        self.config_path = config_path
 
     @property
     def required_params(self) -> frozenset[str]:
@@ -65,19 +51,11 @@ class CommandTool(Tool):
         argv = [item.render(resolve) for item in self.argv]
         if argv[0] in _PYTHON_NAMES:
             argv[0] = sys.executable
-        env = os.environ | self.env | {"CODE_EVOLVER_STEP_ID": call.step_id}
-        # Any program may be a Python script using node_runtime: offer it the run's channel
-        # (a socketpair; cheap) and the config, so its calls obey this run.
-        if self.config_path is not None:
-            env["CODE_EVOLVER_CONFIG"] = str(self.config_path)
+        # Any program may be a Python script using node_runtime: it gets the run's channel
+        # (a socketpair; cheap), so its calls obey this run.
         try:
-            result = await run_child(
-                argv,
-                stdin=_as_text_lines(call.input),
-                cwd=self.cwd,
-                env=env,
-                caller=call.calls,
-                max_stdout=self.max_stdout,
+            result = await self.launch(
+                call, argv, stdin=_as_text_lines(call.input), what="the command", cwd=self.cwd
             )
         except FileNotFoundError:
             if self.cwd is not None and not self.cwd.is_dir():
@@ -90,7 +68,6 @@ class CommandTool(Tool):
         except (OSError, ValueError) as exc:  # NotADirectoryError, E2BIG, a NUL in an argument
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ToolFailed(f"cannot start {argv[0]}: {detail}", retryable=False) from None
-        check_ending(result, "the command", self.max_stdout)
         return result.stdout.decode("utf-8", errors="replace").strip()
 
 

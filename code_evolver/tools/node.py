@@ -9,56 +9,41 @@ step, showing how the output began.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import ToolFailed
-from code_evolver.launch.launcher import run_child
-from code_evolver.launch.processes import MAX_STDOUT, check_ending
-from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
+from code_evolver.tools.base import Output, ToolCall, output_to_json
+from code_evolver.tools.process import ProcessTool
 
 
-class NodeTool(Tool):
+class NodeTool(ProcessTool):
     kind = "node"
+    default_isolation = "strict"
 
-    def __init__(
-        self,
-        name: str,
-        script: Path,
-        *,
-        env: Mapping[str, str] | None = None,
-        max_stdout: int = MAX_STDOUT,
-        config_path: Path | None = None,
-        **settings: Any,
-    ) -> None:
+    def __init__(self, name: str, script: Path, **settings: Any) -> None:
         super().__init__(name, **settings)
         self.script = script
-        self.max_stdout = max_stdout
-        self.env = dict(env or {})
-        self.config_path = config_path
 
     async def run(self, call: ToolCall) -> Output:
         payload = json.dumps({"input": call.input, "params": dict(call.params)}).encode()
-        env = os.environ | self.env | {"CODE_EVOLVER_STEP_ID": call.step_id}
-        if self.config_path is not None:  # a script on its own finds the same tools
-            env["CODE_EVOLVER_CONFIG"] = str(self.config_path)
+        # Strict: the script's folder (read-only, for modules beside it) and its own private
+        # work folder; otherwise it runs in its folder as before.
+        strict = self.isolation(call.launcher) == "strict"
         try:
-            result = await run_child(
+            result = await self.launch(
+                call,
                 [sys.executable, str(self.script)],
                 stdin=payload,
-                cwd=self.script.parent,
-                env=env,
-                caller=call.calls,
-                max_stdout=self.max_stdout,
+                what="the node script",
+                cwd=None if strict else self.script.parent,
+                readable=[self.script.parent],
             )
         except OSError as exc:
             raise ToolFailed(
                 f"cannot start node {self.script}: {exc.strerror or exc}", retryable=False
             ) from None
-        check_ending(result, "the node script", self.max_stdout)
         return output_to_json(node_result(result.stdout.decode("utf-8", errors="replace")))
 
 

@@ -20,6 +20,7 @@ from code_evolver.tools.specs import (
     FunctionSpec,
     LlmSpec,
     NodeSpec,
+    ProcessSpec,
     TemplateSpec,
     ToolSpecBase,
 )
@@ -128,9 +129,7 @@ def build_tool(
         cwd = base_dir / spec.cwd if spec.cwd else base_dir
         if not cwd.is_dir():
             raise SpecError("cwd", f"no such directory: {cwd}")
-        return CommandTool(
-            name, spec.command, cwd=cwd, env=spec.env, config_path=config_path, **settings
-        )
+        return CommandTool(name, spec.command, cwd=cwd, **_process(spec, config_path), **settings)
     if isinstance(spec, FunctionSpec):
         try:
             function = import_function(spec.function, base_dir)
@@ -141,7 +140,7 @@ def build_tool(
         script = base_dir / spec.script
         if not script.is_file():
             raise SpecError("script", f"no such file: {script}")
-        return NodeTool(name, script, env=spec.env, config_path=config_path, **settings)
+        return NodeTool(name, script, **_process(spec, config_path), **settings)
     if isinstance(spec, TemplateSpec):
         return TemplateTool(name, **settings)
     if isinstance(spec, LlmSpec):
@@ -163,6 +162,16 @@ def build_tool(
             **settings,
         )
     raise SpecError("kind", f"no tool implementation for {type(spec).__name__}")
+
+
+def _process(spec: ProcessSpec, config_path: Path | None) -> dict[str, Any]:
+    """The settings every process tool takes from its spec."""
+    return {
+        "sandbox": spec.sandbox,
+        "limits": spec.limits,
+        "env": spec.env_mapping,
+        "config_path": config_path,
+    }
 
 
 def _source(config: Config) -> str:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from code_evolver.launch.limits import LimitOverrides
+
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 
@@ -39,15 +41,37 @@ class ToolSpecBase(BaseModel):
         return params
 
 
-class CommandSpec(ToolSpecBase):
+EnvSetting = dict[str, str | None] | list[str]
+"""A tool's ``env:``: names passed through from evolve's environment (a list, or ``NAME: null``)
+and variables set to a value (``NAME: value``)."""
+
+
+class ProcessSpec(ToolSpecBase):
+    """What every tool that runs a process may also say: isolation, limits, environment."""
+
+    sandbox: Literal["strict", "contain", "none"] | None = None
+    """Isolation of the tool's processes; default: ``execution.sandbox`` (``auto``: strict for
+    nodes, contain for commands)."""
+    limits: LimitOverrides | None = None
+    """Resource limits replacing ``execution.limits`` key by key."""
+    env: EnvSetting = Field(default_factory=dict)
+    """Environment variables beyond the allow-list every child gets (PATH, HOME, LANG, LC_*,
+    TZ, TMPDIR)."""
+
+    @property
+    def env_mapping(self) -> dict[str, str | None]:
+        if isinstance(self.env, list):
+            return dict.fromkeys(self.env)
+        return dict(self.env)
+
+
+class CommandSpec(ProcessSpec):
     """A program run with an argv list (never a shell); input on stdin, output from stdout."""
 
     kind: Literal["command"]
     command: list[str] = Field(min_length=1)
     cwd: str | None = None
     """Working directory, relative to the config file's folder (the default)."""
-    env: dict[str, str] = Field(default_factory=dict)
-    """Extra environment variables, added to the inherited environment."""
 
 
 class FunctionSpec(ToolSpecBase):
@@ -75,14 +99,13 @@ class LlmSpec(ToolSpecBase):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 
-class NodeSpec(ToolSpecBase):
+class NodeSpec(ProcessSpec):
     """A Python script with the node contract (stdin ``{"input", "params"}``, stdout
     ``{"result"}``) whose ``node_runtime`` calls are brokered by the run."""
 
     kind: Literal["node"]
     script: str
     """Path of the script, relative to the config file's folder."""
-    env: dict[str, str] = Field(default_factory=dict)
 
 
 ToolSpec = Annotated[

@@ -1,0 +1,87 @@
+"""A ``pids`` cgroup per child process, where evolve may make one (as root, usually).
+
+The kernel never applies ``RLIMIT_NPROC`` to processes whose user is root outside their
+namespace, so for root the process limit of a tool is a cgroup's ``pids.max``: its fork
+bomb stops at the limit, and ``pids.events`` says that the limit was hit. Both cgroup
+versions are handled: v1's ``pids`` hierarchy, or a v2 hierarchy whose ``pids`` controller is
+enabled. Where no such cgroup can be made, :func:`pids_root` is None and the process limit
+of root's tools is not enforced (``evolve doctor`` says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import os
+from pathlib import Path
+
+_V1 = Path("/sys/fs/cgroup/pids")
+_V2 = Path("/sys/fs/cgroup")
+_numbers = itertools.count(1)
+
+
+@functools.cache
+def pids_root() -> Path | None:
+    """A folder in which this process may make pids cgroups, or None."""
+    for base in _candidates():
+        parent = base / "code_evolver"
+        try:
+            parent.mkdir(exist_ok=True)
+            probe = parent / f"probe-{os.getpid()}"
+            probe.mkdir()
+            usable = (probe / "pids.max").exists()
+            probe.rmdir()
+        except OSError:
+            continue
+        if usable:
+            if base == _V2:  # children of ``parent`` need the controller delegated to them
+                with contextlib.suppress(OSError):
+                    (parent / "cgroup.subtree_control").write_text("+pids")
+            return parent
+    return None
+
+
+def _candidates() -> list[Path]:
+    if (_V1 / "cgroup.procs").exists():
+        return [_V1]
+    controllers = _V2 / "cgroup.controllers"
+    if controllers.exists() and "pids" in controllers.read_text().split():
+        return [_V2]
+    return []
+
+
+class PidsCgroup:
+    """One child's cgroup: created with its limit, entered by the child, removed after."""
+
+    def __init__(self, root: Path, limit: int) -> None:
+        self.path = root / f"{os.getpid()}-{next(_numbers)}"
+        self.path.mkdir()
+        (self.path / "pids.max").write_text(str(limit))
+
+    def enter_argv(self) -> list[str]:
+        """A prefix that moves the child into this cgroup before it runs anything else."""
+        procs = self.path / "cgroup.procs"
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs)]
+
+    def limit_was_hit(self) -> bool:
+        """Whether a fork was refused because of ``pids.max``."""
+        try:
+            events = (self.path / "pids.events").read_text()
+        except OSError:
+            return False
+        counts = dict(line.split(maxsplit=1) for line in events.splitlines() if " " in line)
+        return counts.get("max", "0").strip() != "0"
+
+    async def remove(self) -> None:
+        """Remove the cgroup once it is empty (killed processes take a moment to go)."""
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+            except FileNotFoundError:
+                return
+            except OSError:
+                await asyncio.sleep(0.02)
+            else:
+                return
