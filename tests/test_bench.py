@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("planner.py", ("scripted   first step", "Rules planner:")),
         ("runtime.py", ("call_tools_parallel", "brokered")),
         ("embedded.py", ("threads 1", "+2 busy", "no collapse")),
+        ("sandbox.py", ("Part A: spawning", "wide-50", "layered-120", "floor:")),
     ],
 )
 def test_benchmark_quick_run_prints_its_figures(script: str, expected: tuple[str, ...]) -> None:

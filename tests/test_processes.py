@@ -15,6 +15,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,9 +24,11 @@ import pytest
 from code_evolver import home
 from code_evolver.config import default_max_parallel
 from code_evolver.errors import ToolFailed
+from code_evolver.launch import processes, spawn
 from code_evolver.launch.processes import describe_exit, run_process, tail, when_resources_allow
 
 integration = pytest.mark.integration  # starts real processes
+STRATEGIES = ["pidfd", "asyncio"] if spawn.AVAILABLE else ["asyncio"]
 
 # A child that starts a grandchild (both in the same process group), writes the grandchild's pid,
 # then hangs. Only killing the group stops both.
@@ -257,3 +260,130 @@ def test_a_node_writing_too_much_is_stopped_with_the_output_cap_message(tmp_path
         "the node script wrote more than 100,000 bytes to stdout and was stopped"
     )
     assert not info.value.retryable
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way of starting children that works here: the pidfd one and asyncio's fallback."""
+    monkeypatch.setattr(processes, "STRATEGY", request.param)
+    return str(request.param)
+
+
+LIST_OPEN_FDS = """
+import os
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+print(" ".join(str(fd) for fd in range(3, 4096) if is_open(fd)))
+"""
+
+
+@integration
+def test_only_pass_fds_reach_the_child(strategy: str) -> None:
+    inheritable = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(inheritable, True)  # what a careless library (or our own parent) leaves
+    private = os.open(os.devnull, os.O_RDONLY)
+    passed, kept = os.pipe()
+    try:
+        result = asyncio.run(
+            run_process([sys.executable, "-S", "-c", LIST_OPEN_FDS], pass_fds=[passed])
+        )
+    finally:
+        for fd in (inheritable, private, passed, kept):
+            os.close(fd)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(passed).encode()]
+
+
+@integration
+def test_the_child_leads_a_new_session_and_process_group(strategy: str) -> None:
+    script = "import os; print(os.getpid(), os.getpgid(0), os.getsid(0))"
+    result = asyncio.run(run_process([sys.executable, "-S", "-c", script]))
+    pid, pgid, sid = result.stdout.split()
+    assert pid == pgid == sid
+    assert int(sid) != os.getsid(0)
+
+
+BURN_CPU = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+
+
+@pytest.fixture
+def pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not spawn.AVAILABLE:
+        pytest.skip("no pidfd here: asyncio's path runs")
+    monkeypatch.setattr(processes, "STRATEGY", "pidfd")
+
+
+@integration
+@pytest.mark.usefixtures("pidfd")
+def test_resource_usage_is_reported() -> None:
+    result = asyncio.run(run_process([sys.executable, "-S", "-c", BURN_CPU]))
+    assert result.cpu_s > 0.1
+    assert result.max_rss_kb > 1000  # an interpreter holds a few MB at least
+
+
+@integration
+@pytest.mark.usefixtures("pidfd")
+def test_resource_usage_counts_the_descendants_the_child_waited_for() -> None:
+    script = f"{sys.executable} -S -c '{BURN_CPU}'; echo done"
+    result = asyncio.run(run_process(["sh", "-c", script]))
+    assert result.stdout.strip() == b"done"
+    assert result.cpu_s > 0.1
+
+
+@integration
+def test_the_fallback_reports_no_resource_usage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processes, "STRATEGY", "asyncio")
+    result = asyncio.run(run_process(["true"]))
+    assert (result.returncode, result.cpu_s, result.max_rss_kb) == (0, 0.0, 0)
+
+
+@integration
+def test_start_errors_stay_what_subprocess_raises(tmp_path: Path, strategy: str) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(run_process(["no-such-program-xyz"]))
+    with pytest.raises(PermissionError):
+        asyncio.run(run_process([str(script)]))
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(run_process(["true"], cwd=tmp_path / "missing"))
+    script.chmod(0o755)
+    result = asyncio.run(run_process(["./script.sh"], cwd=tmp_path))
+    assert result.stdout == b"hi\n"
+
+
+@integration
+@pytest.mark.usefixtures("pidfd")
+def test_a_start_cancelled_in_its_spawn_thread_leaves_no_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelled while a worker thread starts the child: the start is seen through, and what
+    it started is killed and reaped before the cancellation goes on."""
+    monkeypatch.setattr(processes, "SPAWN_THREADS", 2)
+    real_spawn = spawn.spawn
+    entered = threading.Event()
+    pids: list[int] = []
+
+    def slow_spawn(*args: object, **kwargs: object) -> spawn.Spawned:
+        entered.set()
+        time.sleep(0.3)  # the cancel arrives meanwhile
+        child = real_spawn(*args, **kwargs)  # type: ignore[arg-type]
+        pids.append(child.pid)
+        return child
+
+    monkeypatch.setattr(spawn, "spawn", slow_spawn)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(run_process(["sleep", "30"]))
+        await asyncio.to_thread(entered.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    (pid,) = pids
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped, not a zombie
