@@ -70,8 +70,9 @@ class ExecutionSettings(BaseModel):
     a tool's own ``sandbox:`` wins."""
     bubblewrap: str = "bwrap"
     """The bubblewrap program (a name on PATH, or a path)."""
-    limits: Limits = Field(default_factory=Limits)
-    """Resource limits of every tool process (tighter defaults apply to strict ones)."""
+    limits: Limits | None = None
+    """Resource limits of every tool process; unset: 4 GB, 600 s, ... and tighter ones for
+    strict isolation (``launch.limits``)."""
     max_call_depth: int = Field(default=4, ge=1, le=32)
     """How deep node scripts may nest their tool calls (a call's call's call...)."""
     max_output_bytes_total: int = Field(default=256 * 1024 * 1024, ge=1024)

@@ -52,6 +52,7 @@ class OutputBudget:
         self.held = 0
         """Bytes of outputs held in memory."""
         self._folder: Path | None = None
+        self._files = 0
 
     def keep(self, name: str, output: Output) -> Output | Spilled:
         """``output`` itself, or a pointer to the file it was written to."""
@@ -60,7 +61,9 @@ class OutputBudget:
         if self.held + size <= self.limit:
             self.held += size
             return output
-        path = self.folder() / f"{_safe(name)}.{'txt' if isinstance(output, str) else 'json'}"
+        self._files += 1  # numbered: two long names clipped alike must not share a file
+        suffix = "txt" if isinstance(output, str) else "json"
+        path = self.folder() / f"{self._files:05d}-{_safe(name)}.{suffix}"
         path.write_text(text, encoding="utf-8", errors="replace")
         return Spilled(path, size, not isinstance(output, str))
 

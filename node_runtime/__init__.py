@@ -43,6 +43,22 @@ __all__ = [
 ]
 
 
+def _seal_process() -> None:
+    """Keep the secret from this script's other processes: the environment it started with
+    stays readable in ``/proc/PID/environ`` (popping it changes only a copy), and a process of
+    the same user may read that, or take the descriptor with ``pidfd_getfd``, unless this
+    process is not "dumpable" (Linux; no core dumps and no tracing by the same user either)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        pr_set_dumpable = 4
+        libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
+
+
 class _Client(Protocol):
     def submit(
         self, tool: str, prompt: str, params: dict[str, Any], timeout_s: float | None
@@ -55,6 +71,7 @@ _CHANNEL = (os.environ.pop(ENV_FD, None), os.environ.pop(ENV_TOKEN, None))
 if _CHANNEL[0] is not None and _CHANNEL[0].isdigit():
     with contextlib.suppress(OSError):  # not open here: the client says so at the first call
         os.set_inheritable(int(_CHANNEL[0]), False)
+    _seal_process()
 _client: _Client | None = None
 _client_lock = threading.Lock()
 _SAFETY_S = 5.0

@@ -38,7 +38,8 @@ def write_config(tmp_path: Path, extra: str = "", max_parallel: int = 8) -> Path
         f"  bad: {{kind: node, script: {NODES / 'bad_output.py'}}}\n"
         f"  waits: {{kind: node, script: {NODES / 'hang_in_call.py'}, timeout_s: 1,"
         " sandbox: contain}\n"
-        f"  pycmd: {{kind: command, command: [python3, {NODES / 'python_command.py'}]}}\n" + extra
+        f"  pycmd: {{kind: command, command: [python3, {NODES / 'python_command.py'}],"
+        " runtime: true}\n" + extra
     )
     return config
 

@@ -185,7 +185,9 @@ def config(tmp_path: Path) -> Path:
         f"  grandchild: {{kind: node, script: {NODES / 'grandchild.py'}}}\n"
         f"  big: {{kind: node, script: {NODES / 'big_call.py'}}}\n"
         f"  fan: {{kind: node, script: {NODES / 'fan_out.py'}}}\n"
-        f"  envpy: {{kind: command, command: [/usr/bin/env, {sys.executable}, {PYCMD}]}}\n"
+        f"  envpy: {{kind: command, command: [/usr/bin/env, {sys.executable}, {PYCMD}],"
+        " runtime: true}\n"
+        f"  noenv: {{kind: command, command: [/usr/bin/env, {sys.executable}, {PYCMD}]}}\n"
     )
     return path
 
@@ -255,13 +257,21 @@ def test_the_first_failure_cancels_the_calls_still_in_flight(tmp_path: Path) -> 
 
 
 @pytest.mark.integration
-def test_any_command_gets_the_channel(tmp_path: Path) -> None:
+def test_a_command_gets_the_channel_when_it_asks_for_it(tmp_path: Path) -> None:
+    rec = Recorder()
     result = code_evolver.run(
-        {"steps": [{"step_id": "a", "tool": "envpy", "input": "hi"}]},
+        {
+            "steps": [
+                {"step_id": "a", "tool": "envpy", "input": "hi"},
+                {"step_id": "b", "tool": "noenv", "input": "hi"},
+            ]
+        },
         config=config(tmp_path),
-        tools={"work": Recorder().tool("work")},
+        tools={"work": rec.tool("work")},
     )
-    assert result.steps["a"].output == "<hi>"
+    assert result.steps["a"].output == "<hi>"  # runtime: true
+    assert result.steps["b"].status is StepStatus.FAILED  # no channel: it ran on its own
+    assert [c.input for c in rec.calls] == ["hi"]
 
 
 @pytest.mark.integration

@@ -106,7 +106,8 @@ def test_a_strict_node_sees_no_secret_of_the_parent(
     assert "hunter2" not in json.dumps(seen)
     assert "sk-never-to-be-seen" not in json.dumps(seen)
     assert set(seen["env"]) <= {
-        "PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "TZ", "TERM", "PWD", "CODE_EVOLVER_STEP_ID",
+        "PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "TZ", "TERM", "PWD", "PYTHONPATH",
+        "CODE_EVOLVER_STEP_ID",
     } | {k for k in seen["env"] if k.startswith("LC_")}  # fmt: skip
     assert seen["env"]["HOME"] == seen["cwd"]  # a private home: its work folder
     assert seen["uid"] == 65534
@@ -304,3 +305,92 @@ def test_contain_falls_back_without_bubblewrap_and_still_sweeps_leftovers(
     assert wait_until_gone(marker) == []  # swept when the step ended
     (warning,) = [r.getMessage() for r in caplog.records if "fall back" in r.getMessage()]
     assert "not if evolve itself is killed with SIGKILL" in warning
+
+
+STEALER = r"""
+import ctypes, json, os, socket, sys
+ppid = os.getppid()
+try:
+    environ = open(f"/proc/{ppid}/environ", "rb").read().split(b"\0")
+    token = next(v.split(b"=", 1)[1].decode() for v in environ
+                 if v.startswith(b"CODE_EVOLVER_RUNTIME_TOKEN="))
+    fd_number = int(next(v.split(b"=", 1)[1] for v in environ
+                         if v.startswith(b"CODE_EVOLVER_RUNTIME_FD=")))
+except (OSError, StopIteration) as exc:
+    print(f"no secret: {exc}"); sys.exit(0)
+libc = ctypes.CDLL(None, use_errno=True)
+pidfd = os.pidfd_open(ppid)
+stolen = libc.syscall(438, pidfd, fd_number, 0)  # pidfd_getfd
+if stolen < 0:
+    print(f"no descriptor: errno {ctypes.get_errno()}"); sys.exit(0)
+call = {"token": token, "id": 1, "tool": "work", "input": "forged", "params": {}}
+os.write(stolen, json.dumps(call).encode() + b"\n")
+print("sent a forged call")
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["strict", "contain"])
+def test_a_subprocess_of_a_node_cannot_steal_the_channel(tmp_path: Path, sandbox: str) -> None:
+    """A child of the script reading the secret from /proc/PPID/environ and taking the
+    descriptor with pidfd_getfd gets neither: the script is not dumpable."""
+    script = tmp_path / "thief.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "from node_runtime import call_tool, run_node\n"
+        f"STEALER = {STEALER!r}\n"
+        "def main(text: str) -> object:\n"
+        "    out = subprocess.run([sys.executable, '-c', STEALER], capture_output=True,\n"
+        "                         text=True)\n"
+        "    time.sleep(0.3)\n"
+        "    return {'stealer': out.stdout.strip() or out.stderr[-300:],\n"
+        "            'mine': call_tool('work', 'legit')}\n"
+        "run_node(main)\n"
+    )
+    rec = Recorder()
+    path = tmp_path / "config.yaml"
+    path.write_text(f"tools:\n  thief: {{kind: node, script: {script}, sandbox: {sandbox}}}\n")
+    result = code_evolver.run(
+        {"steps": [{"step_id": "a", "tool": "thief", "input": ""}]},
+        config=path,
+        tools={"work": rec.tool("work")},
+    )
+    assert result.ok, result.steps["a"].error
+    out = result.steps["a"].output
+    assert isinstance(out, dict)
+    assert out["stealer"].startswith(("no secret", "no descriptor")), out["stealer"]
+    assert out["mine"] == "<legit>"
+    assert [c.input for c in rec.calls] == ["legit"]
+
+
+def test_a_contained_command_cannot_uncover_evolves_environment(tmp_path: Path) -> None:
+    """Under contain, /proc shows only the step's processes; unmounting it (root could, with
+    its capabilities) must fail, so evolve's environment stays out of reach. evolve runs as a
+    process of its own here: /proc shows a process's environment as it started."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "tools:\n  peek: {kind: command, command: [sh, -c, 'umount -l /proc 2>/dev/null; "
+        'for p in /proc/[0-9]*; do tr "\\0" "\\n" < $p/environ 2>/dev/null; done '
+        "| grep -c hunter2 || true']}\n"
+    )
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"steps": [{"step_id": "a", "tool": "peek", "input": ""}]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "code_evolver", "run", str(plan), "--config", str(path), "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=os.environ | {"EVOLVE_TEST_SECRET": "hunter2", "EVOLVE_HOME": str(tmp_path / "h")},
+    )  # fmt: skip
+    step = json.loads(done.stdout)["steps"]["a"]
+    assert step["isolation"] == "contain"
+    assert step["output"] == "0", "evolve's environment was readable"
+
+
+def test_a_tool_path_without_the_helpers_still_runs(tmp_path: Path) -> None:
+    """prlimit and bubblewrap are evolve's helpers, found on evolve's PATH, not the tool's."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "tools:\n  echo: {kind: command, command: [/bin/echo, fine], env: {PATH: /nowhere}}\n"
+    )
+    result = code_evolver.run(
+        {"steps": [{"step_id": "a", "tool": "echo", "input": ""}]}, config=path
+    )
+    assert result.steps["a"].output == "fine"

@@ -4,7 +4,9 @@ gets."""
 
 from __future__ import annotations
 
+import resource
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -25,47 +27,61 @@ LIMITS = Limits(memory_mb=256, cpu_s=2, file_size_mb=10, open_files=64, processe
 
 
 @pytest.mark.parametrize(
-    ("returncode", "cpu_s", "stderr", "expected"),
+    ("returncode", "signum", "cpu_s", "stderr", "expected"),
     [
-        (-signal.SIGXCPU, 2.0, "", "CPU limit 2s exceeded"),
-        (128 + signal.SIGXCPU, 2.0, "", "CPU limit 2s exceeded"),  # as bubblewrap reports it
-        (-signal.SIGKILL, 3.1, "", "CPU limit 2s exceeded"),
-        (-signal.SIGKILL, 0.1, "", None),  # killed, but not for its CPU time
-        (1, 0.1, "Traceback ...\nMemoryError", "memory limit 256 MB exceeded"),
-        (
-            1,
-            0.1,
-            "BlockingIOError: [Errno 11] Resource temporarily unavailable",
-            "process limit 16 exceeded",
-        ),
-        (2, 0.1, "sh: fork: retry: Resource temporarily unavailable", "process limit 16 exceeded"),
-        (1, 0.1, "OSError: [Errno 24] Too many open files", "open files limit 64 exceeded"),
-        (-signal.SIGXFSZ, 0.1, "", "file size limit 10 MB exceeded"),
-        (1, 0.1, "OSError: [Errno 27] File too large", "file size limit 10 MB exceeded"),
-        (1, 0.1, "ValueError: bad input", None),
-        (0, 0.1, "MemoryError (caught and handled)", None),
+        (-signal.SIGXCPU, signal.SIGXCPU, 2.0, "", "CPU limit 2s exceeded"),
+        (128 + signal.SIGXCPU, signal.SIGXCPU, 2.0, "", "CPU limit 2s exceeded"),
+        (-signal.SIGKILL, signal.SIGKILL, 3.1, "", "CPU limit 2s exceeded"),
+        (-signal.SIGKILL, signal.SIGKILL, 0.1, "", None),  # killed, not for its CPU time
+        (1, 0, 0.1, "Traceback ...\nMemoryError", "memory limit 256 MB exceeded"),
+        (1, 0, 0.1, "BlockingIOError: [Errno 11] Resource temporarily unavailable",
+         "process limit 16 exceeded"),
+        (2, 0, 0.1, "sh: 1: Cannot fork", "process limit 16 exceeded"),
+        (1, 0, 0.1, "OSError: [Errno 24] Too many open files: 'x'", "open files limit 64 exceeded"),
+        (-signal.SIGXFSZ, signal.SIGXFSZ, 0.1, "", "file size limit 10 MB exceeded"),
+        (1, 0, 0.1, "OSError: [Errno 27] File too large", "file size limit 10 MB exceeded"),
+        (1, 0, 0.1, "ValueError: bad input", None),
+        (0, 0, 0.1, "File too large\nMemoryError", None),  # it succeeded: nothing was hit
+        (1, 0, 0.1, "MemoryError was caught\nValueError: something else", None),  # last words
+        (152, 0, 0.1, "", None),  # exit status 152, not wrapped: not SIGXCPU
     ],
-)
+)  # fmt: skip
 def test_a_limit_hit_is_told_from_an_ending(
-    returncode: int, cpu_s: float, stderr: str, expected: str | None
+    returncode: int, signum: int, cpu_s: float, stderr: str, expected: str | None
 ) -> None:
-    assert limit_hit(LIMITS, returncode=returncode, cpu_s=cpu_s, stderr=stderr) == expected
+    hit = limit_hit(LIMITS, returncode=returncode, signum=signum, cpu_s=cpu_s, stderr=stderr)
+    assert hit == expected
 
 
 def test_a_pids_cgroup_record_names_the_process_limit() -> None:
-    assert limit_hit(LIMITS, returncode=1, cpu_s=0, stderr="", processes_hit=True) == (
-        "process limit 16 exceeded"
-    )
+    hit = limit_hit(LIMITS, returncode=1, signum=0, cpu_s=0, stderr="", processes_hit=True)
+    assert hit == "process limit 16 exceeded"
 
 
-def test_prlimit_sets_every_limit_and_cpu_warns_before_it_kills() -> None:
-    assert prlimit_argv(LIMITS) == [
-        "prlimit", f"--as={256 * 1024 * 1024}", "--cpu=2:3", f"--fsize={10 * 1024 * 1024}",
-        "--nofile=64", "--nproc=16", "--",
+def test_prlimit_sets_every_limit_and_cpu_warns_before_it_kills(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
+    assert prlimit_argv("/usr/bin/prlimit", LIMITS) == [
+        "/usr/bin/prlimit", f"--data={256 * 1024 * 1024}", "--cpu=2:3",
+        f"--fsize={10 * 1024 * 1024}", "--nofile=64", "--nproc=16", "--",
     ]  # fmt: skip
-    assert "--nproc=16" not in prlimit_argv(LIMITS, processes=False)
+    assert "--nproc=16" not in prlimit_argv("prlimit", LIMITS, processes=False)
     none = Limits(memory_mb=None, cpu_s=None, file_size_mb=None, open_files=None, processes=None)
-    assert prlimit_argv(none) == []
+    assert prlimit_argv("prlimit", none) == []
+    assert prlimit_argv(None, LIMITS) == []  # no prlimit here: doctor says so
+
+
+def test_a_limit_is_never_raised_above_evolves_own_hard_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hard = {resource.RLIMIT_NOFILE: 32, resource.RLIMIT_CPU: 2}
+    monkeypatch.setattr(
+        resource, "getrlimit", lambda which: (hard.get(which, -1), hard.get(which, -1))
+    )
+    argv = prlimit_argv("prlimit", Limits(open_files=1024, cpu_s=600))
+    assert "--nofile=32" in argv  # `ulimit -Hn 32`: a child cannot be given more
+    assert "--cpu=2:2" in argv
 
 
 def test_a_tools_limits_replace_the_defaults_key_by_key() -> None:
@@ -90,31 +106,35 @@ def test_the_environment_is_an_allow_list_plus_what_the_tool_names() -> None:
     assert child_environment({}, inherit_all=True, source=parent) == parent
 
 
-def test_strict_asks_for_every_namespace_and_binds_only_what_it_is_given(tmp_path: object) -> None:
-    from pathlib import Path
-
-    work = Path(str(tmp_path))
+def test_strict_asks_for_every_namespace_and_binds_only_what_it_is_given(tmp_path: Path) -> None:
+    work = tmp_path
     argv = bubblewrap.strict_argv(
-        "bwrap", readable=[Path("/opt/lib"), Path("/usr/lib/x")], workdir=work, env={"A": "1"}
+        "bwrap", readable=[Path("/opt/lib"), Path("/usr/lib/x")], workdir=work, tmp_bytes=1000
     )
-    assert argv[:8] == [
-        "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-        "--uid", "65534",
+    assert argv[:10] == [
+        "bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+        "--new-session", "--cap-drop", "ALL", "--uid", "65534",
     ]  # fmt: skip
-    assert argv[10:14] == ["--clearenv", "--setenv", "A", "1"]
     assert "--share-net" not in argv
+    assert "--setenv" not in argv  # secrets never go on a command line others can read
+    tmpfs = argv.index("--tmpfs")
+    assert argv[tmpfs - 2 : tmpfs + 2] == ["--size", "1000", "--tmpfs", "/tmp"]
+    dev = argv.index("--dev")
+    assert argv[dev : dev + 4] == ["--dev", "/dev", "--remount-ro", "/dev"]
     assert ["--bind", str(work), str(work), "--chdir", str(work)] == argv[-6:-1]
     assert argv[-1] == "--"
     assert "/usr/lib/x" not in argv  # already visible through /usr
 
 
 def test_contain_keeps_the_file_system_and_gives_a_pid_namespace() -> None:
-    argv = bubblewrap.contain_argv("bwrap", own_user_namespace=False)
+    argv = bubblewrap.contain_argv("bwrap", root=False)
     assert argv == [
-        "bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
+        "bwrap", "--unshare-user", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
         "--die-with-parent", "--new-session", "--",
     ]  # fmt: skip
-    assert "--unshare-user" in bubblewrap.contain_argv("bwrap", own_user_namespace=True)
+    as_root = bubblewrap.contain_argv("bwrap", root=True)
+    assert "--unshare-user" not in as_root  # root keeps its file rights...
+    assert as_root[1:3] == ["--cap-drop", "CAP_SYS_ADMIN"]  # ...not the power to unmount /proc
 
 
 def test_which_isolation_a_tool_gets() -> None:
@@ -133,3 +153,10 @@ def test_strict_never_falls_back() -> None:
     missing = bubblewrap.Availability(False, "bubblewrap is not installed (bwrap not found)", "x")
     with pytest.raises(SandboxUnavailable, match="strict isolation cannot run; x, or set"):
         require_strict(missing)
+
+
+def test_an_execution_override_does_not_loosen_the_strict_limits() -> None:
+    from code_evolver.config import Config
+
+    config = Config().with_execution(max_parallel=2)  # e.g. --max-parallel 2
+    assert Launcher(config.execution).limits(None, "strict") == STRICT_LIMITS

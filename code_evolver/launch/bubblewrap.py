@@ -4,12 +4,16 @@
 of its own whose init is bubblewrap: when the step's program ends, when the step is killed,
 and when evolve dies (``--die-with-parent``, ``kill -9`` included), the kernel kills every
 process left in it, daemons that called ``setsid`` included. A fresh ``/proc`` shows only the
-step's own processes, so evolve's environment cannot be read from ``/proc/PPID/environ``.
+step's own processes, so evolve's environment cannot be read from ``/proc/PPID/environ``; for
+root the capabilities that could undo that (unmounting ``/proc``, tracing) are dropped.
 
 ``strict`` adds every other namespace (user, network, ipc, uts, cgroup): no network at all,
-no capabilities, user 65534, a root file system that holds only read-only views of the system
-libraries, the interpreter and the folders a tool needs, plus a private writable work folder
-and ``/tmp``.
+no capabilities, no further user namespaces, user 65534, a root file system that holds only
+read-only views of the system libraries, the interpreter and what a tool needs, a private
+writable work folder, a size-bounded ``/tmp`` and a read-only ``/dev``.
+
+Nothing secret goes on bubblewrap's command line (which every local user can read): the
+environment inside is the one bubblewrap itself is started with.
 
 Measured by ``bench/sandbox.py``: each level adds a few milliseconds to a process start, so
 every step gets its own sandbox (no shared fork server is needed to keep spawns cheap).
@@ -21,7 +25,8 @@ import functools
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +42,8 @@ USERNS_HINT = (
 SANDBOX_UID = 65534
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives")
+_ROOT_DROPS = ("CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_SYS_RAWIO")
+"""What root loses inside ``contain``: remounting (``/proc``), tracing, kernel modules."""
 
 
 @dataclass(frozen=True)
@@ -51,35 +58,41 @@ class Availability:
 
 @functools.cache
 def probe(binary: str) -> Availability:
-    """Try bubblewrap once per process: a strict sandbox running ``true``."""
+    """Try, once per process, what strict isolation needs: this interpreter importing
+    ``node_runtime`` inside a strict sandbox."""
     path = shutil.which(binary)
     if path is None:
         return Availability(
             False, f"bubblewrap is not installed ({binary} not found)", INSTALL_HINT
         )
-    argv = [*strict_argv(path, readable=(), workdir=None, env={}), "true"]
+    python = [sys.executable, "-c", "import node_runtime"]
+    argv = [*strict_argv(path, readable=python_paths(), workdir=None), *python]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, check=False, env=python_env()
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Availability(False, f"bubblewrap does not run: {exc}", INSTALL_HINT, path)
     if done.returncode != 0:
-        reason = " ".join(done.stderr.split())[:300] or f"exit status {done.returncode}"
-        return Availability(
-            False, f"bubblewrap cannot make a sandbox here: {reason}", USERNS_HINT, path
-        )
+        reason = " ".join(done.stderr.split())[-300:] or f"exit status {done.returncode}"
+        fix = USERNS_HINT if "bwrap:" in done.stderr else "report it: the sandbox lacks a path"
+        return Availability(False, f"bubblewrap cannot make a sandbox here: {reason}", fix, path)
     version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     return Availability(True, version.stdout.strip() or "bubblewrap", path=path)
 
 
-def contain_argv(bwrap: str, *, own_user_namespace: bool) -> list[str]:
+def contain_argv(bwrap: str, *, root: bool) -> list[str]:
     """The prefix that runs a command contained: its own pid namespace, the rest as is.
 
-    ``own_user_namespace``: also a user namespace (mapping the user to itself), so that a
-    process limit counts only the step's processes (not for root: it would lose root's
-    rights to other users' files, and the kernel exempts root from that limit anyway).
+    Not root: also a user namespace (mapping the user to itself), so that a process limit
+    counts only the step's processes. Root keeps its file rights (a user namespace would take
+    them on other users' files) but loses the capabilities that could reach outside.
     """
     argv = [bwrap]
-    if own_user_namespace:
+    if root:
+        for cap in _ROOT_DROPS:
+            argv += ["--cap-drop", cap]
+    else:
         argv.append("--unshare-user")
     return [
         *argv,
@@ -97,26 +110,25 @@ def strict_argv(
     *,
     readable: Iterable[Path],
     workdir: Path | None,
-    env: Mapping[str, str],
+    tmp_bytes: int = 64 * 1024 * 1024,
 ) -> list[str]:
     """The prefix that runs a command in the strict sandbox.
 
-    ``readable``: folders or files the command needs (the interpreter, its libraries, the
+    ``readable``: files or folders the command needs (the interpreter, its libraries, the
     script), bound read-only at the same paths. ``workdir``: the private writable folder, also
-    the working directory. ``env``: the whole environment inside.
+    the working directory. ``tmp_bytes``: the size of ``/tmp`` (memory: it is a tmpfs).
     """
     argv = [
         bwrap,
         "--unshare-all",
+        "--unshare-user",  # not just "-try": the sandbox's own user is part of strict
+        "--disable-userns",
         "--die-with-parent",
         "--new-session",
         "--cap-drop", "ALL",
         "--uid", str(SANDBOX_UID),
         "--gid", str(SANDBOX_UID),
-        "--clearenv",
     ]  # fmt: skip
-    for name, value in env.items():
-        argv += ["--setenv", name, value]
     for system in _SYSTEM_DIRS:
         if os.path.islink(system):  # merged /usr: /bin -> usr/bin
             argv += ["--symlink", os.readlink(system), system]
@@ -124,7 +136,8 @@ def strict_argv(
             argv += ["--ro-bind", system, system]
     for system in _SYSTEM_FILES:
         argv += ["--ro-bind-try", system, system]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
+    argv += ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     for path in _outside_system(readable):
         argv += ["--ro-bind", str(path), str(path)]
     if workdir is not None:
@@ -132,14 +145,53 @@ def strict_argv(
     return [*argv, "--"]
 
 
+def python_paths() -> list[Path]:
+    """What a Python node needs to see of this interpreter, and nothing around it: the
+    executable as it is named (a venv's ``python``, with its ``pyvenv.cfg``), the standard
+    library, the site-packages folders, the interpreter's own library folder (libpython) and
+    the ``node_runtime`` package."""
+    import sysconfig
+
+    import node_runtime
+
+    paths = [Path(sys.executable), Path(os.path.realpath(sys.executable))]
+    venv_cfg = Path(sys.prefix) / "pyvenv.cfg"
+    if venv_cfg.exists():
+        paths.append(venv_cfg)
+    found = sysconfig.get_paths()
+    paths += [Path(found[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    if libdir := sysconfig.get_config_var("LIBDIR"):
+        paths.append(Path(libdir))
+    paths.append(Path(node_runtime.__file__).resolve().parent)
+    return paths
+
+
+def python_env() -> dict[str, str]:
+    """The variables a Python node needs inside the sandbox: where ``node_runtime`` is, in
+    case it is importable only through ``PYTHONPATH`` or an editable install's folder."""
+    import node_runtime
+
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(node_runtime.__file__).resolve().parent.parent),
+    }
+
+
 def _outside_system(paths: Iterable[Path]) -> list[Path]:
     """The paths not already visible through the system folders, each once, parents first."""
     kept: list[Path] = []
-    for path in sorted({Path(p) for p in paths}, key=lambda p: len(p.parts)):
-        if any(path.is_relative_to(d) for d in _SYSTEM_DIRS if os.path.isdir(d)):
+    system = [Path(d) for d in _SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    for path in sorted({Path(os.path.abspath(p)) for p in paths}, key=lambda p: len(p.parts)):
+        if any(path.is_relative_to(d) for d in system):
             continue
         if any(path.is_relative_to(k) for k in kept):
             continue
         if path.exists():
             kept.append(path)
     return kept
+
+
+def tool_path(name: str) -> str | None:
+    """A helper program (``prlimit``, ``setpriv``) found on evolve's own PATH, absolute: a
+    tool's environment may set a PATH that lacks it."""
+    return shutil.which(name)

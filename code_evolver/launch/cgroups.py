@@ -24,11 +24,14 @@ _numbers = itertools.count(1)
 
 @functools.cache
 def pids_root() -> Path | None:
-    """A folder in which this process may make pids cgroups, or None."""
+    """A folder in which this process may make pids cgroups, or None. Cgroups left behind by
+    evolve processes that are gone (killed with SIGKILL) are removed on the way."""
     for base in _candidates():
         parent = base / "code_evolver"
         try:
             parent.mkdir(exist_ok=True)
+            if base == _V2:  # children of ``parent`` need the controller delegated to them
+                (parent / "cgroup.subtree_control").write_text("+pids")
             probe = parent / f"probe-{os.getpid()}"
             probe.mkdir()
             usable = (probe / "pids.max").exists()
@@ -36,11 +39,18 @@ def pids_root() -> Path | None:
         except OSError:
             continue
         if usable:
-            if base == _V2:  # children of ``parent`` need the controller delegated to them
-                with contextlib.suppress(OSError):
-                    (parent / "cgroup.subtree_control").write_text("+pids")
+            sweep_stale(parent)
             return parent
     return None
+
+
+def sweep_stale(parent: Path) -> None:
+    """Remove the cgroups of evolve processes that no longer exist."""
+    for child in parent.iterdir():
+        owner = child.name.split("-", 1)[0]
+        if child.is_dir() and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            with contextlib.suppress(OSError):
+                child.rmdir()
 
 
 def _candidates() -> list[Path]:
@@ -58,12 +68,22 @@ class PidsCgroup:
     def __init__(self, root: Path, limit: int) -> None:
         self.path = root / f"{os.getpid()}-{next(_numbers)}"
         self.path.mkdir()
-        (self.path / "pids.max").write_text(str(limit))
+        try:
+            (self.path / "pids.max").write_text(str(limit))
+        except OSError:
+            self.try_remove()
+            raise
 
     def enter_argv(self) -> list[str]:
         """A prefix that moves the child into this cgroup before it runs anything else."""
         procs = self.path / "cgroup.procs"
-        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs)]
+        return [
+            "/bin/sh",
+            "-c",
+            'echo $$ > "$1" && shift && exec "$@"',
+            "evolve-cgroup",
+            str(procs),
+        ]
 
     def limit_was_hit(self) -> bool:
         """Whether a fork was refused because of ``pids.max``."""
@@ -74,14 +94,20 @@ class PidsCgroup:
         counts = dict(line.split(maxsplit=1) for line in events.splitlines() if " " in line)
         return counts.get("max", "0").strip() != "0"
 
+    def try_remove(self) -> bool:
+        """Remove the cgroup if it is empty; whether it is gone."""
+        try:
+            self.path.rmdir()
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return True
+
     async def remove(self) -> None:
-        """Remove the cgroup once it is empty (killed processes take a moment to go)."""
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-            except FileNotFoundError:
+        """Remove the cgroup once it is empty (killed processes take a moment to leave); one
+        still busy after two seconds is left to :func:`sweep_stale` of a later run."""
+        for _ in range(100):
+            if self.try_remove():
                 return
-            except OSError:
-                await asyncio.sleep(0.02)
-            else:
-                return
+            await asyncio.sleep(0.02)

@@ -17,12 +17,19 @@ descriptor that the others need.
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import dataclass
 
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import ToolFailed
 from code_evolver.launch import bubblewrap, sandbox
-from code_evolver.launch.limits import STRICT_LIMITS, LimitOverrides, Limits, limit_hit
+from code_evolver.launch.limits import (
+    DEFAULT_LIMITS,
+    STRICT_LIMITS,
+    LimitOverrides,
+    Limits,
+    limit_hit,
+)
 from code_evolver.launch.processes import (
     MAX_STDOUT,
     ProcessResult,
@@ -44,6 +51,8 @@ class Ending:
     level: Isolation
     limit: str | None = None
     """The resource limit it hit, named (``memory limit 512 MB exceeded``), if any."""
+    signum: int = 0
+    """The signal that ended the program, if one did (also through bubblewrap)."""
 
 
 class Launcher:
@@ -64,8 +73,8 @@ class Launcher:
         """The run's limits (tighter ones for strict isolation unless the run set its own),
         with a tool's own ``limits:`` on top."""
         base = self.settings.limits
-        if isolation == "strict" and "limits" not in self.settings.model_fields_set:
-            base = STRICT_LIMITS
+        if base is None:
+            base = STRICT_LIMITS if isolation == "strict" else DEFAULT_LIMITS
         return base.merged(overrides)
 
     async def ensure(self, isolation: Isolation) -> None:
@@ -116,16 +125,19 @@ class Launcher:
                         max_stdout=max_stdout,
                         started=channel.child_started,
                     )
+                    processes_hit = prepared.cgroup is not None and prepared.cgroup.limit_was_hit()
                 finally:
-                    await _undo(prepared)
+                    await asyncio.shield(sandbox.undo(prepared))
+                signum = _signal_of(result.returncode, wrapped=prepared.wrapped)
                 hit = limit_hit(
                     applied,
                     returncode=result.returncode,
-                    cpu_s=getattr(result, "cpu_s", 0.0),
-                    stderr=tail(result.stderr, lines=40, chars=4000),
-                    processes_hit=prepared.cgroup is not None and prepared.cgroup.limit_was_hit(),
+                    signum=signum,
+                    cpu_s=result.cpu_s,
+                    stderr=result.stderr.decode("utf-8", errors="replace")[-4000:],
+                    processes_hit=processes_hit,
                 )
-                return Ending(result, prepared.level, hit)
+                return Ending(result, prepared.level, hit, signum)
 
         return await when_resources_allow(start_and_wait)
 
@@ -148,17 +160,16 @@ def check(ending: Ending, what: str, tool: str, max_stdout: int = MAX_STDOUT) ->
             f"{what} stopped: {ending.limit} (tools.{tool}.limits to change it)", retryable=False
         )
     if result.returncode != 0:
-        returncode = result.returncode
-        if ending.level != "none" and returncode > 128:
-            returncode = 128 - returncode  # bubblewrap reports its child's signal as 128 + n
+        returncode = -ending.signum if ending.signum else result.returncode
         detail = tail(result.stderr) or tail(result.stdout) or "no output"
         raise ToolFailed(f"{what} {describe_exit(returncode)}: {detail}")
 
 
-async def _undo(prepared: sandbox.Prepared) -> None:
-    """Remove what the sandbox made for one child, whatever happened to it."""
-    if prepared.mark is not None:
-        sandbox.Fallback.sweep(prepared.mark)
-    sandbox.cleanup_workdir(prepared.workdir)
-    if prepared.cgroup is not None:
-        await asyncio.shield(prepared.cgroup.remove())
+def _signal_of(returncode: int, *, wrapped: bool) -> int:
+    """The signal that ended a child: its own (a negative status), or, through bubblewrap,
+    an exit status of 128 + N (which a program could also choose: only where it ran wrapped)."""
+    if returncode < 0:
+        return -returncode
+    if wrapped and 128 < returncode <= 128 + signal.SIGRTMAX:
+        return returncode - 128
+    return 0

@@ -82,7 +82,10 @@ async def serve(sock: socket.socket, token: str, caller: Caller) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_MESSAGE)
     handlers: dict[Any, asyncio.Task[None]] = {}
     try:
-        if not _authentic(await reader.readline(), token):
+        hello = await reader.readline()
+        if not hello:  # the child never used the channel: nobody to answer
+            return
+        if not _authentic(hello, token):
             await _refuse(writer, "this channel belongs to another run or step")
             return
         while line := await reader.readline():
@@ -129,8 +132,8 @@ def _signed(message: dict[str, Any], token: str) -> bool:
 
 async def _refuse(writer: asyncio.StreamWriter, why: str) -> None:
     """Say why before hanging up, so the script can tell a refusal from a crash."""
-    writer.write(encode({"refused": why}))
     with contextlib.suppress(ConnectionError):
+        writer.write(encode({"refused": why}))
         await writer.drain()
 
 

@@ -24,6 +24,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from code_evolver.errors import UserError
 from code_evolver.home import warn_once
 from code_evolver.launch import bubblewrap, cgroups
 from code_evolver.launch.environment import child_environment
-from code_evolver.launch.limits import Limits, prlimit_argv
+from code_evolver.launch.limits import MB, Limits, nproc_counts_per_namespace, prlimit_argv
 
 Isolation = Literal["strict", "contain", "none"]
 ISOLATIONS: tuple[Isolation, ...] = ("strict", "contain", "none")
@@ -57,7 +58,8 @@ class Prepared:
     workdir: Path | None = None
     cgroup: cgroups.PidsCgroup | None = None
     mark: str | None = None
-    notes: list[str] = field(default_factory=list)
+    wrapped: bool = False
+    """Run by bubblewrap, which reports its child's death by signal N as exit status 128+N."""
 
 
 @dataclass(frozen=True)
@@ -81,37 +83,59 @@ def prepare(
     *,
     bwrap: str = "bwrap",
 ) -> Prepared:
-    """Wrap ``request`` for ``level``; raises SandboxUnavailable for strict without bwrap."""
+    """Wrap ``request`` for ``level``; raises SandboxUnavailable for strict without bwrap.
+
+    What it makes (a work folder, a cgroup) is undone by :func:`undo`, also when this raises.
+    """
     program = _program(request)
     argv = [program, *request.argv[1:]]
     root = os.geteuid() == 0
+    prlimit = bubblewrap.tool_path("prlimit")
+    # RLIMIT_NPROC is meaningful only per user namespace (5.14+) and never for root.
+    nproc = nproc_counts_per_namespace() and not root
     pids = cgroups.pids_root() if root and limits.processes is not None else None
-    cgroup = cgroups.PidsCgroup(pids, limits.processes) if pids and limits.processes else None
-    outer = cgroup.enter_argv() if cgroup else []
-    if level == "none":
-        env = child_environment(request.env, inherit_all=True) | dict(request.internal_env)
-        limit = prlimit_argv(limits, processes=False)
-        return Prepared([*outer, *limit, *argv], env, request.cwd, level, cgroup=cgroup)
-    available = bubblewrap.probe(bwrap)
-    if level == "strict":
-        require_strict(available)
-        workdir = Path(tempfile.mkdtemp(prefix="evolve-sandbox-"))
-        env = child_environment(request.env, home=str(workdir), tmpdir="/tmp")
-        env |= dict(request.internal_env)
-        readable = (*request.readable, *_interpreter_paths())
-        wrap = bubblewrap.strict_argv(available.path, readable=readable, workdir=workdir, env=env)
-        # Within its own user namespace the process limit counts only the sandbox's processes
-        # (for root a cgroup does it: the kernel exempts root's user from RLIMIT_NPROC).
-        limit = prlimit_argv(limits, processes=cgroup is None)
-        return Prepared(
-            [*outer, *wrap, *limit, *argv], env, str(workdir), level, workdir=workdir, cgroup=cgroup
-        )
-    env = child_environment(request.env) | dict(request.internal_env)
-    if available.ok:
-        wrap = bubblewrap.contain_argv(available.path, own_user_namespace=not root)
-        limit = prlimit_argv(limits, processes=not root and cgroup is None)
-        return Prepared([*outer, *wrap, *limit, *argv], env, request.cwd, level, cgroup=cgroup)
-    return Fallback.prepare(argv, env, request.cwd, limits, outer, cgroup, available)
+    prepared = Prepared([], {}, request.cwd, level)
+    try:
+        if pids is not None and limits.processes is not None:
+            prepared.cgroup = cgroups.PidsCgroup(pids, limits.processes)
+        outer = prepared.cgroup.enter_argv() if prepared.cgroup else []
+        if level == "none":
+            prepared.env = child_environment(request.env, inherit_all=True)
+            prepared.env |= dict(request.internal_env)
+            limit = prlimit_argv(prlimit, limits, processes=False)
+            prepared.argv = [*outer, *limit, *argv]
+            return prepared
+        available = bubblewrap.probe(bwrap)
+        if level == "strict":
+            require_strict(available)
+            prepared.workdir = Path(tempfile.mkdtemp(prefix="evolve-sandbox-"))
+            env = child_environment(request.env, home=str(prepared.workdir), tmpdir="/tmp")
+            readable = [*request.readable, Path(program)]
+            if os.path.realpath(program) == os.path.realpath(sys.executable):
+                readable += bubblewrap.python_paths()
+                env |= {"PYTHONPATH": bubblewrap.python_env()["PYTHONPATH"]}
+            prepared.env = env | dict(request.internal_env)
+            tmp_bytes = min(limits.memory_mb or 256, 256) * MB
+            wrap = bubblewrap.strict_argv(
+                available.path, readable=readable, workdir=prepared.workdir, tmp_bytes=tmp_bytes
+            )
+            limit = prlimit_argv(prlimit, limits, processes=nproc and prepared.cgroup is None)
+            prepared.argv = [*outer, *wrap, *limit, *argv]
+            prepared.cwd = str(prepared.workdir)
+            prepared.wrapped = True
+            return prepared
+        prepared.env = child_environment(request.env) | dict(request.internal_env)
+        if available.ok:
+            wrap = bubblewrap.contain_argv(available.path, root=root)
+            limit = prlimit_argv(prlimit, limits, processes=nproc and prepared.cgroup is None)
+            prepared.argv = [*outer, *wrap, *limit, *argv]
+            prepared.wrapped = True
+            return prepared
+        Fallback.prepare(prepared, argv, outer, prlimit, limits, available)
+        return prepared
+    except BaseException:
+        undo_now(prepared)
+        raise
 
 
 class Fallback:
@@ -127,23 +151,21 @@ class Fallback:
 
     @staticmethod
     def prepare(
+        prepared: Prepared,
         argv: list[str],
-        env: dict[str, str],
-        cwd: str | None,
-        limits: Limits,
         outer: list[str],
-        cgroup: cgroups.PidsCgroup | None,
+        prlimit: str | None,
+        limits: Limits,
         available: bubblewrap.Availability,
-    ) -> Prepared:
+    ) -> None:
         Fallback.announce(available)
         _become_subreaper()
-        mark = secrets.token_hex(8)
-        env = env | {MARK_ENV: mark}
-        death = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
-        limit = prlimit_argv(limits, processes=False)
-        return Prepared(
-            [*outer, *death, *limit, *argv], env, cwd, "contain", cgroup=cgroup, mark=mark
-        )
+        prepared.mark = secrets.token_hex(8)
+        prepared.env[MARK_ENV] = prepared.mark
+        setpriv = bubblewrap.tool_path("setpriv")
+        death = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+        limit = prlimit_argv(prlimit, limits, processes=False)
+        prepared.argv = [*outer, *death, *limit, *argv]
 
     @staticmethod
     def announce(available: bubblewrap.Availability) -> None:
@@ -168,6 +190,7 @@ class Fallback:
                 found += 1
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+        _reap_orphans()
         return found
 
 
@@ -180,9 +203,23 @@ def require_strict(available: bubblewrap.Availability) -> None:
         )
 
 
-def cleanup_workdir(workdir: Path | None) -> None:
-    if workdir is not None:
-        shutil.rmtree(workdir, ignore_errors=True)
+def undo_now(prepared: Prepared) -> None:
+    """Remove what :func:`prepare` made, at once (a cgroup still in use stays: see
+    :func:`undo`)."""
+    if prepared.mark is not None:
+        Fallback.sweep(prepared.mark)
+    if prepared.workdir is not None:
+        shutil.rmtree(prepared.workdir, ignore_errors=True)
+    if prepared.cgroup is not None:
+        prepared.cgroup.try_remove()
+
+
+async def undo(prepared: Prepared) -> None:
+    """Remove what :func:`prepare` made once the child has ended: its leftover processes, its
+    work folder, its cgroup (killed processes take a moment to leave it)."""
+    undo_now(prepared)
+    if prepared.cgroup is not None:
+        await prepared.cgroup.remove()
 
 
 def _program(request: Request) -> str:
@@ -190,28 +227,15 @@ def _program(request: Request) -> str:
     such (FileNotFoundError), not as the wrapper's failure."""
     program = request.argv[0]
     if os.sep in program:
-        path = Path(request.cwd or ".") / program
-        if not path.exists():
+        path = os.path.join(request.cwd or ".", program)
+        if not os.path.exists(path):
             raise FileNotFoundError(2, "No such file or directory", program)
-        return str(path.resolve()) if not Path(program).is_absolute() else program
+        return os.path.abspath(path)  # not resolved: a venv's python must keep its name
     search = {**os.environ, **{k: v for k, v in request.env.items() if v is not None}}
     found = shutil.which(program, path=search.get("PATH"))
     if found is None:
         raise FileNotFoundError(2, "No such file or directory", program)
-    return found
-
-
-def _interpreter_paths() -> Iterable[Path]:
-    """What a Python node needs to see: this interpreter (the venv and its base installation)
-    and the node_runtime package, wherever it is installed."""
-    import sys
-
-    import node_runtime
-
-    yield Path(sys.prefix)
-    yield Path(os.path.realpath(sys.base_prefix))
-    yield Path(os.path.realpath(sys.executable)).parent
-    yield Path(node_runtime.__file__).resolve().parent
+    return os.path.abspath(found)
 
 
 _subreaper = False
@@ -225,6 +249,23 @@ def _become_subreaper() -> None:
     pr_set_child_subreaper = 36
     libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)
     _subreaper = True
+
+
+def _reap_orphans() -> None:
+    """As a subreaper, evolve inherits the orphans of its children; reap the dead ones that
+    it did not start itself (those are its launcher's to reap)."""
+    from code_evolver.launch import processes
+
+    mine = os.getpid()
+    started = processes.started_pids()
+    for pid in _pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == mine and pid not in started:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
 
 
 def _pids() -> Iterable[int]:

@@ -30,13 +30,21 @@ class CommandTool(ProcessTool):
     default_isolation = "contain"
 
     def __init__(
-        self, name: str, command: list[str], *, cwd: Path | None = None, **settings: Any
+        self,
+        name: str,
+        command: list[str],
+        *,
+        cwd: Path | None = None,
+        runtime: bool = False,
+        **settings: Any,
     ) -> None:
         super().__init__(name, **settings)
         if not command:
             raise ValueError("command must have at least the program name")
         self.argv: list[Template] = [parse_tool_template(item) for item in command]
         self.cwd = cwd
+        self.runtime = runtime
+        """Whether the program gets the run's channel for ``node_runtime`` calls."""
 
     @property
     def required_params(self) -> frozenset[str]:
@@ -51,11 +59,16 @@ class CommandTool(ProcessTool):
         argv = [item.render(resolve) for item in self.argv]
         if argv[0] in _PYTHON_NAMES:
             argv[0] = sys.executable
-        # Any program may be a Python script using node_runtime: it gets the run's channel
-        # (a socketpair; cheap), so its calls obey this run.
+        # A command that asks for it (a Python script using node_runtime) gets the run's
+        # channel, so its calls obey this run; other programs get nothing to misuse.
         try:
             result = await self.launch(
-                call, argv, stdin=_as_text_lines(call.input), what="the command", cwd=self.cwd
+                call,
+                argv,
+                stdin=_as_text_lines(call.input),
+                what="the command",
+                cwd=self.cwd,
+                offer_channel=self.runtime,
             )
         except FileNotFoundError:
             if self.cwd is not None and not self.cwd.is_dir():

@@ -28,8 +28,8 @@ class NodeTool(ProcessTool):
 
     async def run(self, call: ToolCall) -> Output:
         payload = json.dumps({"input": call.input, "params": dict(call.params)}).encode()
-        # Strict: the script's folder (read-only, for modules beside it) and its own private
-        # work folder; otherwise it runs in its folder as before.
+        # Strict: the script itself (read-only) and a private work folder; nothing else of
+        # the folder it is in (a project's .env, .git). Otherwise it runs in its folder.
         strict = self.isolation(call.launcher) == "strict"
         try:
             result = await self.launch(
@@ -38,7 +38,7 @@ class NodeTool(ProcessTool):
                 stdin=payload,
                 what="the node script",
                 cwd=None if strict else self.script.parent,
-                readable=[self.script.parent],
+                readable=[self.script],
             )
         except OSError as exc:
             raise ToolFailed(

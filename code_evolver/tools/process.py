@@ -55,6 +55,7 @@ class ProcessTool(Tool):
         what: str,
         cwd: Path | None = None,
         readable: Sequence[Path] = (),
+        offer_channel: bool = True,
     ) -> ProcessResult:
         """Run one child for ``call``; raises ToolFailed for a bad ending, OSError when the
         program cannot start, SandboxUnavailable when its isolation cannot be made."""
@@ -74,7 +75,7 @@ class ProcessTool(Tool):
             stdin=stdin,
             isolation=isolation,
             limits=launcher.limits(self.limits, isolation),
-            caller=call.calls,
+            caller=call.calls if offer_channel else None,
             max_stdout=self.max_stdout,
         )
         check(ending, what, self.name, self.max_stdout)

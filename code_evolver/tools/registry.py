@@ -129,7 +129,14 @@ def build_tool(
         cwd = base_dir / spec.cwd if spec.cwd else base_dir
         if not cwd.is_dir():
             raise SpecError("cwd", f"no such directory: {cwd}")
-        return CommandTool(name, spec.command, cwd=cwd, **_process(spec, config_path), **settings)
+        return CommandTool(
+            name,
+            spec.command,
+            cwd=cwd,
+            runtime=spec.runtime,
+            **_process(spec, config_path),
+            **settings,
+        )
     if isinstance(spec, FunctionSpec):
         try:
             function = import_function(spec.function, base_dir)

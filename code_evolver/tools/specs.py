@@ -72,6 +72,9 @@ class CommandSpec(ProcessSpec):
     command: list[str] = Field(min_length=1)
     cwd: str | None = None
     """Working directory, relative to the config file's folder (the default)."""
+    runtime: bool = False
+    """Offer the program the run's runtime channel (a Python script calling tools with
+    ``node_runtime``); off by default: a program gets only what it needs."""
 
 
 class FunctionSpec(ToolSpecBase):
