@@ -24,7 +24,10 @@ posix_spawn do not), and shows two reasons posix_spawn lost: what keeping the pa
 descriptors out of its child costs per spawn, and that it holds the GIL until its child execs.
 The posix_spawn candidate lives here, not in the library.
 
-Part B (start-up cost per isolation level) is to be added by the sandbox work: see ``main()``.
+Part B (``start-up``): one process start at each isolation level (``none``: the limits'
+``prlimit``; ``contain``: a request to the run's contained fork server, ``launch.forkserver``;
+``strict``: a bubblewrap sandbox of its own) against a plain spawn of the same program, for
+``true`` and for ``python -c pass``; targets: contain adds <= 15 ms, strict <= 40 ms.
 
 Each figure is the median of ``--repeat`` runs; ``--busy N`` adds N busy-loop processes as a
 competing load (the figures that matter are the loaded ones); ``--isolation none`` takes the
@@ -554,6 +557,63 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+STRICT_ADDED_MS, CONTAIN_ADDED_MS = 40.0, 15.0
+"""Targets: what each isolation level may add to one process start over a plain spawn."""
+
+
+def report_startup(starts: int) -> None:
+    """Part B: the cost of one process start at each isolation level, against a plain spawn
+    of the same program (``run_process`` with no wrapper), the median of ``starts``, each
+    level interleaved with the others. Measured for ``true`` (a command) and for
+    ``python -c pass`` (a node: the interpreter must be visible inside a strict sandbox)."""
+    from code_evolver.config import ExecutionSettings
+    from code_evolver.launch.launcher import Launcher
+    from code_evolver.launch.processes import run_process
+    from code_evolver.launch.sandbox import Request
+
+    launcher = Launcher(ExecutionSettings())
+    python = os.path.realpath(sys.executable)
+    programs = {"true": [shutil.which("true") or "/bin/true"], "python": [python, "-c", "pass"]}
+
+    async def once(level: str, argv: list[str]) -> float:
+        started = time.perf_counter()
+        if level == "plain":
+            await run_process(argv)
+        else:
+            await launcher.run(Request(argv), stdin=b"", isolation=level)  # type: ignore[arg-type]
+        return time.perf_counter() - started
+
+    async def measure() -> dict[tuple[str, str], list[float]]:
+        await launcher.ensure("contain")  # the run's fork server is up, as in a run
+        await launcher.ensure("strict")
+        times: dict[tuple[str, str], list[float]] = {}
+        levels = ["plain", "none", "contain", "strict"]
+        for round_ in range(starts):
+            for level in levels[round_ % 4 :] + levels[: round_ % 4]:
+                for name, argv in programs.items():
+                    times.setdefault((level, name), []).append(await once(level, argv))
+        return times
+
+    try:
+        times = asyncio.run(measure())
+    finally:
+        launcher.close()
+    print(f"Part B: start-up per isolation level (median of {starts}; load average {load1():.2f})")
+    print("  level          true   +plain   python   +plain")
+    median = {key: statistics.median(values) * 1000 for key, values in times.items()}
+    for level in ("plain", "none", "contain", "strict"):
+        cells = []
+        for name in programs:
+            ms = median[(level, name)]
+            cells.append(f"{ms:6.1f}ms {ms - median[('plain', name)]:+7.1f}")
+        print(f"  {level:9s} {'  '.join(cells)}")
+    for level, limit in (("contain", CONTAIN_ADDED_MS), ("strict", STRICT_ADDED_MS)):
+        added = max(median[(level, name)] - median[("plain", name)] for name in programs)
+        verdict = "PASS" if added <= limit else "FAIL"
+        print(f"  {level} adds {added:.1f}ms at most: <= {limit:.0f}ms: {verdict}")
+    print()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repeat: int = args.repeat or (1 if args.quick else 5)
@@ -572,8 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report_spawning(config, repeat)
             if args.compare_strategies:
                 report_strategies(config, repeat)
-            # Part B (start-up per isolation level) goes here: a report_*() of its own,
-            # independent of Part A, given the same config folder and repeat.
+            report_startup(30 if not args.quick else 3)
     print(f"benchmark took {time.perf_counter() - started:.1f}s")
     return 0
 

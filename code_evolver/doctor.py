@@ -90,7 +90,12 @@ def _isolation_checks(config: Config) -> list[Check]:
     if os.geteuid() == 0:
         where = cgroups.pids_root()
         checks.append(
-            Check("process limits", True, f"enforced by pids cgroups in {where}")
+            Check(
+                "process limits",
+                True,
+                f"strict tools: pids cgroups in {where}; others run by root have none "
+                "(the kernel exempts root)",
+            )
             if where
             else Check(
                 "process limits",

@@ -136,6 +136,8 @@ class Executor:
             tasks += [c.task for calls in self._calls.by_step.values() for c in calls if c.task]
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        finally:
+            self._launcher.close()  # every step has ended: so may the run's fork server
         result = self._result(started_at)
         if self.bus:
             self.bus.emit(events.RunFinished(result, self._now()))

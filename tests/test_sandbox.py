@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from support import Recorder, processes_with, wait_until_gone
 
 import code_evolver
@@ -136,43 +137,73 @@ def test_each_limit_hit_is_named(tmp_path: Path, action: str, target: str, messa
 
 
 def test_a_strict_node_leaves_no_process_after_its_step(tmp_path: Path) -> None:
-    marker = f"evolve-test-{uuid.uuid4().hex}"
-    assert output(probe(tmp_path, "daemons", params={"marker": marker})) == "left daemons"
+    marker = unique_seconds()
+    assert output(probe(tmp_path, "daemons", params={"marker": marker})) == "left 2 daemons"
     assert wait_until_gone(marker) == []
+
+
+def unique_seconds() -> str:
+    """A marker that ``sleep`` accepts as an extra argument (it adds up its arguments) and that
+    no other process on the machine has in its command line."""
+    return f"0.{uuid.uuid4().int % 10**15:015d}1"
 
 
 def contained_config(tmp_path: Path, marker: str, **extra: str) -> Path:
     """A command tool that leaves a setsid daemon and a double-forked sleeper, then waits."""
     script = (
-        f"setsid sleep 600 {marker} & (sleep 601 {marker} &) ; echo started; sleep ${{WAIT:-0}}"
+        f"setsid sleep 600 {marker} & (sleep 601 {marker} &) ; sleep 0.2; "
+        f"echo started $(ps -eo args | grep -c '^sleep 60[01] {marker}'); sleep ${{WAIT:-0}}"
     )
+    tool: dict[str, Any] = {"kind": "command", "command": ["sh", "-c", script], "env": ["WAIT"]}
+    tool |= {key: yaml.safe_load(value) for key, value in extra.items()}
     path = tmp_path / "config.yaml"
-    settings = "".join(f", {k}: {v}" for k, v in extra.items())
-    path.write_text(
-        "tools:\n"
-        f"  leaver: {{kind: command, command: [sh, -c, '{script}'], env: [WAIT]{settings}}}\n"
-    )
+    path.write_text(yaml.safe_dump({"tools": {"leaver": tool}}))
     return path
 
 
 def test_a_contained_command_leaves_no_process_after_its_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    marker = f"evolve-test-{uuid.uuid4().hex}"
+    marker = unique_seconds()
     monkeypatch.setenv("WAIT", "0")
     result = code_evolver.run(
         {"steps": [{"step_id": "a", "tool": "leaver", "input": ""}]},
         config=contained_config(tmp_path, marker),
     )
-    assert result.steps["a"].output == "started"
+    assert result.steps["a"].output == "started 2"  # two daemons ran
     assert result.steps["a"].isolation == "contain"
     assert wait_until_gone(marker) == []
+
+
+def test_a_contained_steps_processes_die_with_the_step_not_with_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run goes on after the step: its daemons are gone already (as a later step, in the
+    same namespace, sees)."""
+    marker = unique_seconds()
+    monkeypatch.setenv("WAIT", "0")
+    config = contained_config(tmp_path, marker)
+    count = f"ps -eo args | grep -c '^sleep 60[01] {marker}' || true"
+    tools = yaml.safe_load(config.read_text())["tools"]
+    tools["count"] = {"kind": "command", "command": ["sh", "-c", count]}
+    config.write_text(yaml.safe_dump({"tools": tools}))
+    result = code_evolver.run(
+        {
+            "steps": [
+                {"step_id": "a", "tool": "leaver", "input": ""},
+                {"step_id": "b", "tool": "count", "input": "", "depends_on": ["a"]},
+            ]
+        },
+        config=config,
+    )
+    assert result.steps["a"].output == "started 2"
+    assert result.steps["b"].output == "0"
 
 
 def test_a_contained_command_leaves_no_process_after_a_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    marker = f"evolve-test-{uuid.uuid4().hex}"
+    marker = unique_seconds()
     monkeypatch.setenv("WAIT", "600")
     result = code_evolver.run(
         {"steps": [{"step_id": "a", "tool": "leaver", "input": ""}]},
@@ -185,7 +216,7 @@ def test_a_contained_command_leaves_no_process_after_a_timeout(
 @pytest.fixture
 def evolve_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``evolve run`` of a contained command that leaves daemons and keeps running."""
-    marker = f"evolve-test-{uuid.uuid4().hex}"
+    marker = unique_seconds()
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"steps": [{"step_id": "a", "tool": "leaver", "input": ""}]}))
     env = os.environ | {"WAIT": "600", "EVOLVE_HOME": str(tmp_path / "home")}
@@ -194,11 +225,11 @@ def evolve_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
          str(contained_config(tmp_path, marker))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while len(processes_with(marker)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(processes_with(marker)) >= 2, "the daemons did not start"
     try:
+        deadline = time.monotonic() + 30
+        while len(processes_with(marker)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(processes_with(marker)) == 3, "the daemons did not start"  # and the sh
         yield proc, marker
     finally:
         if proc.poll() is None:
@@ -294,14 +325,14 @@ def test_contain_falls_back_without_bubblewrap_and_still_sweeps_leftovers(
     from code_evolver import home
 
     monkeypatch.setattr(home, "_warned", set())
-    marker = f"evolve-test-{uuid.uuid4().hex}"
+    marker = unique_seconds()
     monkeypatch.setenv("WAIT", "0")
     result = code_evolver.run(
         {"steps": [{"step_id": "a", "tool": "leaver", "input": ""}]},
         config=contained_config(tmp_path, marker),
         bubblewrap="/nonexistent/bwrap",
     )
-    assert result.steps["a"].output == "started"
+    assert result.steps["a"].output == "started 2"  # two daemons ran
     assert wait_until_gone(marker) == []  # swept when the step ended
     (warning,) = [r.getMessage() for r in caplog.records if "fall back" in r.getMessage()]
     assert "not if evolve itself is killed with SIGKILL" in warning

@@ -1,11 +1,12 @@
 """bubblewrap (``bwrap``): whether it works on this machine, and the argv of each isolation.
 
-``contain`` keeps the file system and network as they are but gives the step a pid namespace
-of its own whose init is bubblewrap: when the step's program ends, when the step is killed,
-and when evolve dies (``--die-with-parent``, ``kill -9`` included), the kernel kills every
-process left in it, daemons that called ``setsid`` included. A fresh ``/proc`` shows only the
-step's own processes, so evolve's environment cannot be read from ``/proc/PPID/environ``; for
-root the capabilities that could undo that (unmounting ``/proc``, tracing) are dropped.
+``contain`` keeps the file system and network as they are but runs the run's fork server
+(``launch.forkserver_main``) in a pid namespace whose init is bubblewrap: when evolve dies
+(``--die-with-parent``, ``kill -9`` included) the kernel kills every process left in it,
+daemons that called ``setsid`` included; the server kills each step's processes when the step
+ends. A fresh ``/proc`` shows no process of evolve, so evolve's environment cannot be read from
+``/proc/PPID/environ``; for root the capabilities that could undo that (unmounting ``/proc``,
+tracing) are dropped.
 
 ``strict`` adds every other namespace (user, network, ipc, uts, cgroup): no network at all,
 no capabilities, no further user namespaces, user 65534, a root file system that holds only
@@ -15,8 +16,9 @@ writable work folder, a size-bounded ``/tmp`` and a read-only ``/dev``.
 Nothing secret goes on bubblewrap's command line (which every local user can read): the
 environment inside is the one bubblewrap itself is started with.
 
-Measured by ``bench/sandbox.py``: each level adds a few milliseconds to a process start, so
-every step gets its own sandbox (no shared fork server is needed to keep spawns cheap).
+Measured by ``bench/sandbox.py`` (part B): a bubblewrap per process costs ~20 ms of start,
+which ``strict`` pays for its stronger walls; ``contain`` asks its per-run fork server instead
+(~2 ms).
 """
 
 from __future__ import annotations

@@ -62,11 +62,19 @@ def _candidates() -> list[Path]:
     return []
 
 
+def child_path(root: Path) -> Path:
+    """A name for one child's cgroup under ``root`` (the owner's pid first, see
+    :func:`sweep_stale`)."""
+    return root / f"{os.getpid()}-{next(_numbers)}"
+
+
 class PidsCgroup:
-    """One child's cgroup: created with its limit, entered by the child, removed after."""
+    """One child's cgroup: created with its limit, entered by the child, removed after.
+
+    (A contained fork server's supervisor does the same for the steps it starts.)"""
 
     def __init__(self, root: Path, limit: int) -> None:
-        self.path = root / f"{os.getpid()}-{next(_numbers)}"
+        self.path = child_path(root)
         self.path.mkdir()
         try:
             (self.path / "pids.max").write_text(str(limit))

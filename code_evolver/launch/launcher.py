@@ -17,12 +17,16 @@ descriptor that the others need.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import ToolFailed
 from code_evolver.launch import bubblewrap, sandbox
+from code_evolver.launch.forkserver import ForkServer, ServerStarter
 from code_evolver.launch.limits import (
     DEFAULT_LIMITS,
     STRICT_LIMITS,
@@ -60,6 +64,24 @@ class Launcher:
 
     def __init__(self, settings: ExecutionSettings | None = None) -> None:
         self.settings = settings or ExecutionSettings()
+        self._server: ForkServer | None = None
+
+    def close(self) -> None:
+        """End the run's fork server (and whatever still runs in its namespace)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _fork_server(self) -> ForkServer:
+        if self._server is None:
+            available = bubblewrap.probe(self.settings.bubblewrap)
+            self._server = ForkServer(available.path, root=os.geteuid() == 0)
+        return self._server
+
+    def _starter(self, prepared: sandbox.Prepared) -> ServerStarter | None:
+        if not prepared.via_server:
+            return None
+        return ServerStarter(self._fork_server(), prepared.rlimits)
 
     def isolation(self, wanted: Isolation | None, kind_default: Isolation) -> Isolation:
         """A tool's own ``sandbox:``, else the run's (unless ``auto``), else its kind's."""
@@ -87,6 +109,8 @@ class Launcher:
             sandbox.require_strict(available)
         elif not available.ok:
             sandbox.Fallback.announce(available)
+        else:  # the run's fork server, ready before the first step
+            await asyncio.to_thread(self._fork_server().start)
 
     async def run(
         self,
@@ -124,10 +148,13 @@ class Launcher:
                         pass_fds=channel.pass_fds,
                         max_stdout=max_stdout,
                         started=channel.child_started,
+                        via=self._starter(prepared),
                     )
                     processes_hit = prepared.cgroup is not None and prepared.cgroup.limit_was_hit()
                 finally:
-                    await asyncio.shield(sandbox.undo(prepared))
+                    sandbox.undo_now(prepared)
+                    if prepared.cgroup is not None:  # removed behind the step's back
+                        _background(prepared.cgroup.remove())
                 signum = _signal_of(result.returncode, wrapped=prepared.wrapped)
                 hit = limit_hit(
                     applied,
@@ -163,6 +190,16 @@ def check(ending: Ending, what: str, tool: str, max_stdout: int = MAX_STDOUT) ->
         returncode = -ending.signum if ending.signum else result.returncode
         detail = tail(result.stderr) or tail(result.stdout) or "no output"
         raise ToolFailed(f"{what} {describe_exit(returncode)}: {detail}")
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _background(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` without anyone waiting for it (kept referenced until it is done)."""
+    task = asyncio.ensure_future(work)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
 
 
 def _signal_of(returncode: int, *, wrapped: bool) -> int:

@@ -84,15 +84,14 @@ def nproc_counts_per_namespace() -> bool:
     return (major, minor) >= (5, 14)
 
 
-def prlimit_argv(prlimit: str | None, limits: Limits, *, processes: bool = True) -> list[str]:
-    """``prlimit --data=... -- `` for these limits; empty when there are none (or no prlimit).
+def rlimit_values(limits: Limits, *, processes: bool = True) -> dict[str, tuple[int, int]]:
+    """(soft, hard) per resource (``data``, ``cpu``, ``fsize``, ``nofile``, ``nproc``), each
+    at most evolve's own hard limit.
 
     ``processes``: whether ``RLIMIT_NPROC`` is meaningful for this child (counted in its own
     user namespace; for root a pids cgroup does it instead).
     """
-    if prlimit is None:
-        return []
-    options = []
+    values = {}
     for name, (option, which, unit) in _RESOURCES.items():
         value = getattr(limits, name)
         if value is None or (name == "processes" and not processes):
@@ -101,12 +100,22 @@ def prlimit_argv(prlimit: str | None, limits: Limits, *, processes: bool = True)
         wanted = value * unit
         if hard != resource.RLIM_INFINITY:
             wanted = min(wanted, hard)  # never above what evolve itself may use
+        top = wanted
         if name == "cpu_s":
             # SIGXCPU at the soft limit (a clean, recognisable ending), SIGKILL a second later.
             top = wanted + 1 if hard == resource.RLIM_INFINITY else min(wanted + 1, hard)
-            options.append(f"{option}={wanted}:{top}")
-        else:
-            options.append(f"{option}={wanted}")
+        values[option.removeprefix("--")] = (wanted, top)
+    return values
+
+
+def prlimit_argv(prlimit: str | None, limits: Limits, *, processes: bool = True) -> list[str]:
+    """``prlimit --data=... -- `` for these limits; empty when there are none (or no prlimit)."""
+    if prlimit is None:
+        return []
+    options = [
+        f"--{name}={soft}:{hard}" if soft != hard else f"--{name}={soft}"
+        for name, (soft, hard) in rlimit_values(limits, processes=processes).items()
+    ]
     return [prlimit, *options, "--"] if options else []
 
 

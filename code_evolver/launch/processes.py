@@ -31,7 +31,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from code_evolver.errors import ToolFailed
 from code_evolver.home import warn_once
 from code_evolver.launch import spawn
 from code_evolver.launch.spawn import Spawned
@@ -121,6 +120,7 @@ async def run_process(
     pass_fds: Sequence[int] = (),
     max_stdout: int = MAX_STDOUT,
     started: Callable[[], None] | None = None,
+    via: Starter | None = None,
 ) -> ProcessResult:
     """Run ``argv`` with ``stdin``, collect its output, and leave no process behind.
 
@@ -130,9 +130,11 @@ async def run_process(
     the program cannot be started.
     """
     loop = asyncio.get_running_loop()
-    collector = _Collector(loop, max_stdout)
-    child: _Child
-    if STRATEGY == "asyncio":
+    collector = Collector(loop, max_stdout)
+    child: Child
+    if via is not None:  # started by someone else (a contained fork server)
+        child = await via.start(loop, collector, argv, cwd, env, pass_fds)
+    elif STRATEGY == "asyncio":
         child = await _AsyncioChild.start(loop, collector, argv, cwd, env, pass_fds)
     else:
         start = functools.partial(spawn.spawn, argv, env=env, cwd=cwd, pass_fds=pass_fds)
@@ -166,7 +168,7 @@ async def run_process(
     )
 
 
-class _Collector(asyncio.SubprocessProtocol):
+class Collector(asyncio.SubprocessProtocol):
     """Collects output and reports exit as soon as the child exits.
 
     ``asyncio.subprocess.Process.wait()`` only returns once every pipe is closed, which a
@@ -179,6 +181,8 @@ class _Collector(asyncio.SubprocessProtocol):
         self.max_stdout = max_stdout
         self.overflowed = False
         self.pgid: int | None = None
+        self.stop: Callable[[], None] | None = None
+        """How to stop the child when it writes too much (a child of another starter)."""
         self.exited: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
 
@@ -199,6 +203,8 @@ class _Collector(asyncio.SubprocessProtocol):
                 del self.stdout[self.max_stdout :]
                 if self.pgid is not None:
                     kill_group(self.pgid)
+                elif self.stop is not None:
+                    self.stop()
 
     def process_exited(self) -> None:
         if not self.exited.done():
@@ -209,7 +215,22 @@ class _Collector(asyncio.SubprocessProtocol):
             self.closed.set_result(None)
 
 
-class _Child(Protocol):
+class Starter(Protocol):
+    """Something other than this process that starts children (``launch.forkserver``)."""
+
+    async def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        collector: Collector,
+        argv: Sequence[str],
+        cwd: str | os.PathLike[str] | None,
+        env: Mapping[str, str] | None,
+        pass_fds: Sequence[int],
+    ) -> Child:
+        """Start ``argv``; the child feeds ``collector`` and reports its exit to it."""
+
+
+class Child(Protocol):
     """A started child as ``run_process`` drives it, whichever way it was started."""
 
     pid: int
@@ -230,32 +251,29 @@ class _Child(Protocol):
         """Let go of the pipes (the child is dead or being killed)."""
 
 
-class _PidfdChild:
-    """A child from :func:`spawn.spawn`, driven by the event loop without a thread: its pipes
-    feed the collector and its pidfd reports the exit, when it is reaped with ``wait4`` (which
-    gives its resource usage, waited-for descendants included). Like asyncio's transports it
-    calls the collector's ``connection_lost`` once the pipes are closed and the child reaped.
-
-    The process group is killed when the pidfd fires, before the reaping: while the leader is
-    an unreaped zombie its id cannot be reused, so the kill cannot reach a stranger.
-    """
+class PipedChild:
+    """A child's three pipes driven by the event loop without a thread: stdin written, stdout
+    and stderr fed to the collector. Subclasses say how the exit is learnt (:meth:`exited`
+    when it is), and like asyncio's transports the collector hears ``connection_lost`` once
+    the pipes are closed and the exit is known."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, collector: _Collector, child: Spawned
+        self,
+        loop: asyncio.AbstractEventLoop,
+        collector: Collector,
+        stdin: int,
+        stdout: int,
+        stderr: int,
     ) -> None:
-        self.loop, self.collector, self.child = loop, collector, child
-        self.pid = child.pid
+        self.loop, self.collector = loop, collector
         self.returncode: int | None = None
         self.cpu_s = 0.0
         self.max_rss_kb = 0
-        self._readers = {child.stdout: 1, child.stderr: 2}
-        self._stdin: int | None = child.stdin
+        self._readers = {stdout: 1, stderr: 2}
+        self._stdin: int | None = stdin
         self._pending = memoryview(b"")
-        _live_groups.add(self.pid)
-        collector.pgid = self.pid
         for fd, number in self._readers.items():
             loop.add_reader(fd, self._read, fd, number)
-        loop.add_reader(child.pidfd, self._reap)
 
     def send(self, data: bytes) -> None:
         self._pending = memoryview(data)
@@ -301,6 +319,40 @@ class _PidfdChild:
             os.close(fd)
             self._check_done()
 
+    def exited(self, returncode: int, cpu_s: float, max_rss_kb: int) -> None:
+        self.returncode = returncode
+        self.cpu_s, self.max_rss_kb = cpu_s, max_rss_kb
+        self.collector.process_exited()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if not self._readers and self.returncode is not None:
+            self.collector.connection_lost(None)
+
+    def close_pipes(self) -> None:
+        self._close_stdin()
+        for fd in list(self._readers):
+            self._close_reader(fd)
+
+
+class _PidfdChild(PipedChild):
+    """A child from :func:`spawn.spawn`: its pidfd reports the exit, when it is reaped with
+    ``wait4`` (which gives its resource usage, waited-for descendants included).
+
+    The process group is killed when the pidfd fires, before the reaping: while the leader is
+    an unreaped zombie its id cannot be reused, so the kill cannot reach a stranger.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, collector: Collector, child: Spawned
+    ) -> None:
+        super().__init__(loop, collector, child.stdin, child.stdout, child.stderr)
+        self.child = child
+        self.pid = child.pid
+        _live_groups.add(self.pid)
+        collector.pgid = self.pid
+        loop.add_reader(child.pidfd, self._reap)
+
     def _reap(self) -> None:
         kill_group(self.pid)
         try:
@@ -311,27 +363,20 @@ class _PidfdChild:
             return
         self.loop.remove_reader(self.child.pidfd)
         os.close(self.child.pidfd)
-        self.returncode = os.waitstatus_to_exitcode(status)
+        returncode = os.waitstatus_to_exitcode(status)
         if self.child.popen is not None:
-            self.child.popen.returncode = self.returncode
-        if usage is not None:
-            self.cpu_s = usage.ru_utime + usage.ru_stime
-            self.max_rss_kb = usage.ru_maxrss
-        self.collector.process_exited()
-        self._check_done()
-
-    def _check_done(self) -> None:
-        if not self._readers and self.returncode is not None:
-            self.collector.connection_lost(None)
+            self.child.popen.returncode = returncode
+        if usage is None:
+            self.exited(returncode, 0.0, 0)
+        else:
+            self.exited(returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
     def kill(self) -> None:
         if self.returncode is None:  # else the group was killed at the exit, before reaping
             kill_group(self.pid)
 
     def close(self) -> None:
-        self._close_stdin()
-        for fd in list(self._readers):
-            self._close_reader(fd)
+        self.close_pipes()
         if self.returncode is None:  # killed just now: reap it if it is gone already,
             self._reap()  # else the pidfd does it when it goes
 
@@ -391,7 +436,7 @@ class _AsyncioChild:
     async def start(
         cls,
         loop: asyncio.AbstractEventLoop,
-        collector: _Collector,
+        collector: Collector,
         argv: Sequence[str],
         cwd: str | os.PathLike[str] | None,
         env: Mapping[str, str] | None,
@@ -428,27 +473,12 @@ class _AsyncioChild:
         self.transport.close()
 
 
-async def _settle(collector: _Collector, grace_s: float = 2.0) -> None:
+async def _settle(collector: Collector, grace_s: float = 2.0) -> None:
     """Wait for the dead group's pipes to drain and the child to be reaped; a process outside
     the group that kept the pipes open (it left with setsid) is not waited for beyond
     ``grace_s``."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(collector.closed), grace_s)
-
-
-def check_ending(result: ProcessResult, what: str, max_stdout: int = MAX_STDOUT) -> None:
-    """Raise ToolFailed for a child that ended badly, the same way for every kind of tool:
-    too much output (not retried: it would only do it again), or a non-zero exit with the tail
-    of its stderr. ``what`` names the child (``the command``, ``the node script``).
-    """
-    if result.overflowed:
-        raise ToolFailed(
-            f"{what} wrote more than {max_stdout:,} bytes to stdout and was stopped",
-            retryable=False,
-        )
-    if result.returncode != 0:
-        detail = tail(result.stderr) or tail(result.stdout) or "no output"
-        raise ToolFailed(f"{what} {describe_exit(result.returncode)}: {detail}")
 
 
 def describe_exit(returncode: int) -> str:

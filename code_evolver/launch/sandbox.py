@@ -5,7 +5,8 @@
   needs, a private writable work folder, user 65534, a clean environment. Where bubblewrap
   cannot run, it refuses (:class:`SandboxUnavailable`, with the fix), never falls back.
 * ``contain`` (commands by default): the file system and network as they are, but the
-  process tree lives in a pid namespace of its own and dies with its step and with evolve.
+  process tree lives in the run's pid namespace (one bubblewrap holding a fork server,
+  ``launch.forkserver``) and dies with its step and with evolve.
   Without bubblewrap it falls back to what the machine allows (see :class:`Fallback`) and
   says once what it cannot guarantee.
 * ``none``: the program as it is, with evolve's whole environment, for tools the user trusts
@@ -35,7 +36,13 @@ from code_evolver.errors import UserError
 from code_evolver.home import warn_once
 from code_evolver.launch import bubblewrap, cgroups
 from code_evolver.launch.environment import child_environment
-from code_evolver.launch.limits import MB, Limits, nproc_counts_per_namespace, prlimit_argv
+from code_evolver.launch.limits import (
+    MB,
+    Limits,
+    nproc_counts_per_namespace,
+    prlimit_argv,
+    rlimit_values,
+)
 
 Isolation = Literal["strict", "contain", "none"]
 ISOLATIONS: tuple[Isolation, ...] = ("strict", "contain", "none")
@@ -60,6 +67,9 @@ class Prepared:
     mark: str | None = None
     wrapped: bool = False
     """Run by bubblewrap, which reports its child's death by signal N as exit status 128+N."""
+    via_server: bool = False
+    """Started by the run's contained fork server, with ``rlimits``."""
+    rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,8 @@ def prepare(
 ) -> Prepared:
     """Wrap ``request`` for ``level``; raises SandboxUnavailable for strict without bwrap.
 
-    What it makes (a work folder, a cgroup) is undone by :func:`undo`, also when this raises.
+    What it makes (a work folder, a cgroup) is undone by :func:`undo_now`, also when this
+    raises (a cgroup still in use is removed later by its ``remove()``).
     """
     program = _program(request)
     argv = [program, *request.argv[1:]]
@@ -93,9 +104,22 @@ def prepare(
     prlimit = bubblewrap.tool_path("prlimit")
     # RLIMIT_NPROC is meaningful only per user namespace (5.14+) and never for root.
     nproc = nproc_counts_per_namespace() and not root
-    pids = cgroups.pids_root() if root and limits.processes is not None else None
+    # Root's process limit is a pids cgroup (the kernel exempts root from RLIMIT_NPROC), for
+    # strict tools only: moving a process into a cgroup costs ~10 ms (bench/sandbox.py), too
+    # much for every command of a run, and worth it for code nobody reviewed.
+    strict_root = root and level == "strict"
+    pids = cgroups.pids_root() if strict_root and limits.processes is not None else None
     prepared = Prepared([], {}, request.cwd, level)
+    available = bubblewrap.probe(bwrap) if level != "none" else None
     try:
+        if level == "contain" and available is not None and available.ok:
+            # The run's fork server starts it (launch.forkserver).
+            prepared.env = child_environment(request.env) | dict(request.internal_env)
+            prepared.argv = argv
+            prepared.via_server = True
+            # In the run's shared namespace the server adds the processes already there.
+            prepared.rlimits = rlimit_values(limits, processes=nproc)
+            return prepared
         if pids is not None and limits.processes is not None:
             prepared.cgroup = cgroups.PidsCgroup(pids, limits.processes)
         outer = prepared.cgroup.enter_argv() if prepared.cgroup else []
@@ -105,7 +129,7 @@ def prepare(
             limit = prlimit_argv(prlimit, limits, processes=False)
             prepared.argv = [*outer, *limit, *argv]
             return prepared
-        available = bubblewrap.probe(bwrap)
+        assert available is not None
         if level == "strict":
             require_strict(available)
             prepared.workdir = Path(tempfile.mkdtemp(prefix="evolve-sandbox-"))
@@ -125,12 +149,6 @@ def prepare(
             prepared.wrapped = True
             return prepared
         prepared.env = child_environment(request.env) | dict(request.internal_env)
-        if available.ok:
-            wrap = bubblewrap.contain_argv(available.path, root=root)
-            limit = prlimit_argv(prlimit, limits, processes=nproc and prepared.cgroup is None)
-            prepared.argv = [*outer, *wrap, *limit, *argv]
-            prepared.wrapped = True
-            return prepared
         Fallback.prepare(prepared, argv, outer, prlimit, limits, available)
         return prepared
     except BaseException:
@@ -204,22 +222,14 @@ def require_strict(available: bubblewrap.Availability) -> None:
 
 
 def undo_now(prepared: Prepared) -> None:
-    """Remove what :func:`prepare` made, at once (a cgroup still in use stays: see
-    :func:`undo`)."""
+    """Remove what :func:`prepare` made: leftover processes (fallback), the work folder, the
+    cgroup if it is empty already (else its ``remove()`` waits for it to empty)."""
     if prepared.mark is not None:
         Fallback.sweep(prepared.mark)
     if prepared.workdir is not None:
         shutil.rmtree(prepared.workdir, ignore_errors=True)
     if prepared.cgroup is not None:
         prepared.cgroup.try_remove()
-
-
-async def undo(prepared: Prepared) -> None:
-    """Remove what :func:`prepare` made once the child has ended: its leftover processes, its
-    work folder, its cgroup (killed processes take a moment to leave it)."""
-    undo_now(prepared)
-    if prepared.cgroup is not None:
-        await prepared.cgroup.remove()
 
 
 def _program(request: Request) -> str:
