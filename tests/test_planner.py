@@ -371,3 +371,25 @@ def test_a_broken_streamed_reply_falls_back_too(tmp_path: Path, reply: str) -> N
 def test_parse_reply_raises_nothing_but_plan_error(reply: str) -> None:
     with contextlib.suppress(PlanError):
         parse_reply(reply, REQUEST, 8)
+
+
+def test_cache_hits_across_sessions_on_the_embedded_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache is read before the backend exists and written after: one identity for both."""
+    from code_evolver.llm import service
+
+    backend = ScriptedBackend([json.dumps(GOOD)], model="SmolLM2-135M-Instruct.Q4_1.gguf")
+    monkeypatch.setattr(service, "create_backend", lambda name, settings: backend)
+    settings = config().llm.model_copy(update={"backend": "embedded"})
+    outcomes = []
+    for _ in range(2):  # two sessions, as two `evolve` commands would be
+        llm = service.LLMService(settings)
+        session = Session(config(), backend=backend)
+        planner = Planner(
+            session.config, session.registry, llm=llm, cache=PlanCache(tmp_path / "cache")
+        )
+        outcomes.append(plan_with(planner))
+        assert llm.identity == "embedded:SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert [o.source for o in outcomes] == ["llm", "cache"]
+    assert len(backend.requests) == 1

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from code_evolver.errors import BackendError, ConfigError
 from code_evolver.home import warn_once
 from code_evolver.llm.base import LLMBackend, Message
+from code_evolver.llm.embedded import BUNDLED_MODEL
 from code_evolver.llm.settings import LlmSettings
 
 
@@ -80,6 +82,7 @@ class LLMService:
         self._backend = backend
         self.choice: Choice | None = Choice(backend.name, ["given"]) if backend else None
         self._checked = False
+        self._given = backend
 
     async def resolve(self) -> Choice:
         """Decide which backend to use (probing Ollama for ``auto``); cheap after the first."""
@@ -113,14 +116,22 @@ class LLMService:
 
     @property
     def identity(self) -> str:
-        """Backend and model, for cache keys and messages (resolved or configured)."""
-        if self._backend is not None:
-            return f"{self._backend.name}:{self._backend.model}"
+        """Backend and model, for cache keys and messages.
+
+        Worked out from the settings alone, so it is the same before and after the backend is
+        created (the plan cache reads and writes under one key). A backend given directly
+        (tests, embedding applications) names itself.
+        """
+        if self._given is not None:
+            return f"{self._given.name}:{self._given.model}"
         backend = self.choice.backend if self.choice else self.settings.backend
+        if backend == "embedded":
+            path = self.settings.model or self.settings.embedded.model_path
+            return f"embedded:{Path(path).name if path else BUNDLED_MODEL}"
         model = self.settings.model or {
             "ollama": self.settings.ollama.model,
             "openai": self.settings.openai.model,
-        }.get(backend, self.settings.embedded.model_path or "bundled")
+        }.get(backend, "")
         return f"{backend}:{model}"
 
     async def complete(
