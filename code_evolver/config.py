@@ -30,7 +30,7 @@ CONFIG_ENV = "CODE_EVOLVER_CONFIG"
 
 Scheduling = Literal["eager", "waves"]
 OnFailure = Literal["continue", "fail_fast"]
-PlannerMode = Literal["auto", "rules", "llm"]
+PlannerMode = Literal["auto", "rules", "clauses", "llm"]
 SandboxSetting = Literal["auto", "strict", "contain", "none"]
 
 
@@ -91,7 +91,14 @@ class PlannerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     mode: PlannerMode = "auto"
-    """auto: the rules when they match, else the LLM overseer; rules: rules only; llm: LLM only."""
+    """auto: the rules when they understand the request, else the cache, else the clause planner
+    (the embedded model) or the LLM overseer (Ollama, OpenAI-compatible); rules: the rules only,
+    no model; clauses: the rules, with the model choosing where they are unsure; llm: the
+    overseer writes the whole plan."""
+    deadline_s: float = Field(default=20.0, gt=0, le=3600)
+    """All model rounds of one plan together (repairs included); past it, the best plan so far."""
+    tokens_per_step: int = Field(default=90, ge=20, le=1000)
+    """The overseer's reply is bounded by this times the steps it may write (and max_tokens)."""
     repairs: int = Field(default=2, ge=0, le=5)
     """How often a plan the organizer rejects goes back to the model with the errors."""
     stream: bool = True

@@ -17,6 +17,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class Planning:
+    """The model is still planning: how long, how many tokens, how many steps so far."""
+
+    stage: str
+    elapsed_s: float
+    tokens: int
+    steps: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted:
     run_id: str
     organized: OrganizedPlan
@@ -120,7 +130,8 @@ class RunFinished:
 
 
 Event = (
-    RunStarted
+    Planning
+    | RunStarted
     | PlanExtended
     | StepStarted
     | StepSucceeded

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from code_evolver import events
 from code_evolver.config import Config
 from code_evolver.errors import Interrupted
 from code_evolver.events import EventBus
@@ -21,7 +22,7 @@ from code_evolver.executor import Executor
 from code_evolver.llm.base import LLMBackend
 from code_evolver.llm.service import LLMService
 from code_evolver.organizer import OrganizedPlan
-from code_evolver.planner.planner import Planner, PlanOutcome
+from code_evolver.planner.planner import Planner, PlanOutcome, PlanProgress
 from code_evolver.result import RunResult, RunStatus, StepResult
 from code_evolver.tools.registry import ToolLike, ToolRegistry
 
@@ -58,11 +59,18 @@ class Session:
         self.config = config
         self.llm = LLMService(config.llm, backend)
         self.registry = ToolRegistry.from_config(config, tools, llm=self.llm)
-        self.planner = Planner(config, self.registry, llm=self.llm)
         self.bus = bus if bus is not None else EventBus()
+        self.planner = Planner(
+            config, self.registry, llm=self.llm, on_progress=self._publish_progress
+        )
         self._executor: Executor | None = None
         self._planning: asyncio.Task[PlanOutcome] | None = None
         self._interrupted = False
+
+    def _publish_progress(self, progress: PlanProgress) -> None:
+        self.bus.emit(
+            events.Planning(progress.stage, progress.elapsed_s, progress.tokens, progress.steps)
+        )
 
     async def plan(self, request: str, *, use_cache: bool = True) -> PlanOutcome:
         """Plan ``request`` without running it; :meth:`interrupt` stops the planning."""

@@ -376,3 +376,31 @@ def test_one_thread_is_the_default_everywhere(repo: Path) -> None:
 
     assert EmbeddedSettings().n_threads == 1
     assert load_config(repo / "config.yaml").llm.embedded.n_threads == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("which", ["overseer", "tool choice"])
+def test_the_planner_s_schemas_constrain_the_model(backend: EmbeddedBackend, which: str) -> None:
+    """llama.cpp drops a grammar it cannot compile without a word (uniqueItems did that): the
+    planner's schemas must really bind the model."""
+    from code_evolver.planner.overseer import overseer_schema
+
+    tools = {"content_generator": cast(Any, None), "combine": cast(Any, None)}
+    schema: dict[str, Any] = (
+        overseer_schema(tools, 3)
+        if which == "overseer"
+        else {
+            "type": "object",
+            "properties": {"tool": {"type": "string", "enum": list(tools)}},
+            "required": ["tool"],
+            "additionalProperties": False,
+        }
+    )
+    prompt = [user("Plan: write a haiku about rain.")]
+    reply = asyncio.run(backend.complete(prompt, schema=schema, max_tokens=150, temperature=0))
+    data = json.loads(reply)  # a prose reply (the grammar ignored) fails here
+    if which == "overseer":
+        assert data["steps"][0]["step_id"] == "step1"
+        assert data["steps"][0]["depends_on"] == []
+    else:
+        assert data["tool"] in tools

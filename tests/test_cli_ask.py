@@ -70,7 +70,7 @@ def test_options_before_the_request_and_unquoted_words(backend: ScriptedBackend)
 def test_llm_planner_path_and_fallback(backend: ScriptedBackend) -> None:
     backend._compute = None
     backend.enqueue("not a plan", "still not", "nope", "the fallback's answer")
-    result = invoke("why is the sky blue", "--json")
+    result = invoke("why is the sky blue", "--json", "--planner", "llm")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["planner"]["source"] == "fallback"
@@ -93,9 +93,18 @@ def test_plan_only_prints_a_runnable_plan(backend: ScriptedBackend, tmp_path: Pa
 
 
 def test_planner_rules_mode_that_does_not_match_is_a_user_error(backend: ScriptedBackend) -> None:
-    result = invoke("why is the sky blue", "--planner", "rules")
+    result = invoke("write a joke and translate it to klingon", "--planner", "rules")
     assert result.exit_code == 2
-    assert "error: no planning rule matches this request" in result.stderr
+    assert "error: the rules cannot plan this request (which language?" in result.stderr
+
+
+def test_a_request_without_the_text_it_works_on_is_a_user_error(backend: ScriptedBackend) -> None:
+    result = invoke("translate to french and spanish")
+    assert result.exit_code == 2
+    assert "error: there is no text to translate in 'translate to french and spanish'" in (
+        result.stderr
+    )
+    assert backend.requests == []
 
 
 def test_unavailable_backend_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +129,7 @@ def test_streaming_plan_from_the_model_runs(backend: ScriptedBackend) -> None:
                 "step_id": "step1",
                 "description": "a",
                 "tool": "content_generator",
-                "input": "Write a haiku.",
+                "input": "Explain why the sky is blue.",
                 "depends_on": [],
             },
             {
@@ -137,10 +146,10 @@ def test_streaming_plan_from_the_model_runs(backend: ScriptedBackend) -> None:
         return json.dumps(plan) if request.schema is not None else echo_model(request)
 
     backend._compute = model
-    result = invoke("why is the sky blue", "--no-cache")
+    result = invoke("why is the sky blue", "--no-cache", "--planner", "llm")
     assert result.exit_code == 0, result.output
-    assert "summary of reply to: Write a" in result.stdout
-    assert "planned by scripted:scripted" in result.stderr
+    assert "summary of reply to: Explain" in result.stdout
+    assert "planned by embedded:" in result.stderr  # the configured identity
 
 
 @pytest.mark.integration  # loads the embedded model, probes a local port
@@ -154,3 +163,15 @@ def test_doctor_reports_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == (0 if doc["usable"] else 3)
     text = invoke("doctor", "--backend", "embedded")
     assert "backend: embedded" in text.stdout
+
+
+def test_plan_json_says_on_stderr_which_planner_made_it_and_why(backend: ScriptedBackend) -> None:
+    shown = invoke("plan", JOKE, "--json")
+    assert "planned by the rules" in shown.stderr
+    backend._compute = None
+    backend.enqueue("not a plan", "still not", "nope")
+    fallback = invoke("plan", "why is the sky blue", "--json", "--planner", "llm", "--no-cache")
+    assert fallback.exit_code == 0
+    assert json.loads(fallback.stdout)["steps"][0]["tool"] == "content_generator"
+    assert "planned without the model" in fallback.stderr
+    assert "the model could not make a valid plan after 3 tries" in fallback.stderr

@@ -24,7 +24,7 @@ from code_evolver.session import Session
 
 REPO = Path(__file__).resolve().parent.parent
 
-GOOD = {
+GOOD: dict[str, list[dict[str, Any]]] = {
     "steps": [
         {
             "step_id": "step1",
@@ -57,7 +57,8 @@ GOOD = {
         },
     ]
 }
-REQUEST = "do something the rules do not know about"
+REQUEST = "ponder a limerick, squash it; then french it, and stitch them"
+UNREADABLE = "write a joke and translate it to klingon"  # the rules know no such language
 
 
 def config(**planner: Any) -> Config:
@@ -86,7 +87,8 @@ def test_valid_plan_first_time(tmp_path: Path) -> None:
     assert '"input":"{step1}"' in system  # {{step1}} in the prompt file renders as {step1}
     assert request.messages[-1]["content"] == REQUEST
     assert request.schema is not None
-    tool_enum = request.schema["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
+    first_step = request.schema["properties"]["steps"]["prefixItems"][0]
+    tool_enum = first_step["properties"]["tool"]["enum"]
     assert "translator" in tool_enum
 
 
@@ -139,22 +141,36 @@ def test_every_kind_of_bad_reply_goes_back_to_the_model(
     assert problem in backend.requests[1].messages[-1]["content"]
 
 
-def test_fallback_after_the_repairs_runs_the_request_as_one_step(tmp_path: Path) -> None:
+def test_fallback_after_the_repairs_runs_the_rules_plan(tmp_path: Path) -> None:
     backend = ScriptedBackend(["nonsense"] * 3)
     outcome = plan_with(make_planner(backend, tmp_path, repairs=2), request="what about {x}?")
     assert outcome.source == "fallback"
     assert outcome.llm_calls == 3
     (step,) = outcome.organized.plan.steps
     assert step.tool == "content_generator"
-    assert step.input == "what about {{x}}?"  # the request, escaped, runs as it is
+    assert step.input == "What about {{x}}?"  # the request, escaped
     assert outcome.warnings[0].startswith("the model could not make a valid plan after 3 tries")
+    assert "the reply contains no JSON" in outcome.warnings[0]
+    assert outcome.warnings[0].endswith("running the rules' plan instead")
+
+
+def test_fallback_runs_the_request_as_one_step_when_the_rules_cannot(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["nonsense"] * 2)
+    outcome = plan_with(make_planner(backend, tmp_path, repairs=1), request=UNREADABLE)
+    assert outcome.source == "fallback"
+    (step,) = outcome.organized.plan.steps
+    assert (step.tool, step.input) == ("content_generator", UNREADABLE)
+    assert step.description.startswith("Answer the whole request with content_generator (no plan:")
+    (warning,) = outcome.warnings
+    assert warning.startswith("no valid plan could be made after 2 tries (the reply contains")
+    assert warning.endswith("running the whole request as one content_generator step")
 
 
 def test_missing_fallback_tool_is_a_clear_error(tmp_path: Path) -> None:
     backend = ScriptedBackend(["nonsense"])
     planner = make_planner(backend, tmp_path, repairs=0, fallback_tool="absent")
     with pytest.raises(PlanError, match="fallback tool 'absent' is not configured"):
-        plan_with(planner)
+        plan_with(planner, request=UNREADABLE)
 
 
 def test_lenient_parsing_of_common_slips() -> None:
@@ -198,12 +214,13 @@ def test_rules_need_no_model_in_auto_mode(tmp_path: Path) -> None:
 
 
 def test_rules_mode_declines_with_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match="no planning rule matches"):
-        plan_with(make_planner(ScriptedBackend([]), tmp_path, mode="rules"))
+    with pytest.raises(PlanError, match=r"the rules cannot plan this request \(which language"):
+        plan_with(make_planner(ScriptedBackend([]), tmp_path, mode="rules"), request=UNREADABLE)
 
 
 def test_llm_mode_skips_the_rules(tmp_path: Path) -> None:
-    backend = ScriptedBackend([json.dumps(GOOD)])
+    one = {"steps": [{**GOOD["steps"][0], "input": "Write a joke."}]}
+    backend = ScriptedBackend([json.dumps(one)])
     outcome = plan_with(make_planner(backend, tmp_path, mode="llm"), request="write a joke")
     assert outcome.source == "llm"
 
@@ -217,7 +234,7 @@ def test_cache_reuses_the_last_good_plan(tmp_path: Path) -> None:
     backend = ScriptedBackend([json.dumps(GOOD), json.dumps(GOOD)])
     planner = make_planner(backend, tmp_path)
     first = plan_with(planner)
-    again = plan_with(planner, request="  DO something the RULES do not know about ")
+    again = plan_with(planner, request=f"  {REQUEST.upper()} ")
     assert (first.source, again.source) == ("llm", "cache")
     assert again.organized.plan.steps == first.organized.plan.steps
     assert len(backend.requests) == 1
@@ -303,10 +320,14 @@ def test_overseer_schema_is_bounded() -> None:
     schema = overseer_schema(session.registry, 5)
     steps = schema["properties"]["steps"]
     assert steps["maxItems"] == 5
-    props = steps["items"]["properties"]
-    assert props["step_id"]["pattern"] == "^step[1-9][0-9]?$"
-    assert props["input"]["maxLength"] > 0
-    assert steps["items"]["additionalProperties"] is False
+    assert steps["items"] is False  # nothing past the fifth step
+    first, third = steps["prefixItems"][0], steps["prefixItems"][2]
+    assert first["properties"]["step_id"] == {"type": "string", "const": "step1"}
+    assert first["properties"]["depends_on"] == {"type": "array", "maxItems": 0}
+    # step3 may depend on step1 and step2 only: never on itself or a later step.
+    assert third["properties"]["depends_on"]["items"]["enum"] == ["step1", "step2"]
+    assert first["properties"]["input"]["maxLength"] > 0
+    assert first["additionalProperties"] is False
 
 
 def test_requests_are_recorded() -> None:
@@ -385,7 +406,7 @@ def test_cache_hits_across_sessions_on_the_embedded_backend(
     outcomes = []
     for _ in range(2):  # two sessions, as two `evolve` commands would be
         llm = service.LLMService(settings)
-        session = Session(config(), backend=backend)
+        session = Session(config(mode="llm"), backend=backend)
         planner = Planner(
             session.config, session.registry, llm=llm, cache=PlanCache(tmp_path / "cache")
         )

@@ -32,6 +32,7 @@ def ask_command(request: tuple[str, ...]) -> None:
             return
         err.print(plan_tree(outcome.organized, session.registry))
         err.print(f"[dim]{show.planner_line(outcome, session.llm.identity)}[/]")
+        show.warnings(err, show.planner_warnings(outcome))
 
     async def main() -> Answer:
         async with session:
@@ -80,19 +81,25 @@ def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool)
     if plan_file is not None:
         organized = organize(load_plan(plan_file), session.registry)
         line = f"{plan_file}: valid"
+        warnings = organized.warnings
     else:
 
         async def main() -> PlanOutcome:
             async with session:
                 return await session.plan(" ".join(request), use_cache=not opts.no_cache)
 
-        outcome = terminal.run_async(main, session.interrupt)
+        status = f"planning with {session.llm.identity}…"
+        with terminal.progress(session.bus, err, enabled=not opts.as_json, status=status):
+            outcome = terminal.run_async(main, session.interrupt)
         organized = outcome.organized
         line = show.planner_line(outcome, session.llm.identity)
-    if opts.as_json:
-        show.warnings(err, organized.warnings)
+        warnings = outcome.warnings
+    if opts.as_json:  # stdout is the plan itself; how it was made goes to stderr
+        err.print(f"[dim]{line}[/]")
+        show.warnings(err, warnings)
         terminal.emit_json(json.loads(organized.plan.to_json()))
         return
     console = terminal.stdout_console()
     console.print(plan_tree(organized, session.registry))
     console.print(f"[dim]{line}[/]")
+    show.warnings(err, [w for w in warnings if w not in organized.warnings])  # the tree has those

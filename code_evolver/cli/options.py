@@ -132,8 +132,11 @@ def planner_options(f: F) -> F:
         [
             _option(
                 "--planner",
-                type=click.Choice(["auto", "rules", "llm"]),
-                help="auto: planning rules when they match, else the LLM overseer (default).",
+                type=click.Choice(["auto", "rules", "clauses", "llm"]),
+                help="auto (default): the rules when they understand the request, else the "
+                "embedded model makes bounded choices in their plan, or a stronger model "
+                "(Ollama, OpenAI-compatible) writes it; rules: no model; clauses: the rules "
+                "with model choices; llm: the model writes the whole plan.",
             ),
             _option(
                 "--no-cache",

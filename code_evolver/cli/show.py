@@ -33,6 +33,11 @@ def results(out: Console, err: Console, result: RunResult, *, markdown: bool = F
         err.print("[magenta]interrupted:[/] finished steps are shown above")
 
 
+def planner_warnings(outcome: PlanOutcome) -> list[str]:
+    """The planner's own warnings (why the model's plan was not used), not the plan's."""
+    return [w for w in outcome.warnings if w not in outcome.organized.warnings]
+
+
 def planner_line(outcome: PlanOutcome, model: str) -> str:
     """How the plan was made, e.g. ``planned by the rules in 0.2ms``."""
     took = seconds(outcome.seconds)
@@ -40,11 +45,14 @@ def planner_line(outcome: PlanOutcome, model: str) -> str:
         return f"planned by the rules in {took}"
     if outcome.source == "cache":
         return f"plan reused from the cache ({took}); --no-cache to plan afresh"
+    if outcome.source == "clauses":
+        asked = outcome.llm_calls
+        return f"planned by the rules in {took}, {asked} tool choice{'s' * (asked != 1)} by {model}"
+    if outcome.source == "fallback":
+        return f"planned without the model in {took} (see the warning)"
     line = f"planned by {model} in {took}"
     if outcome.llm_calls > 1:
         line += f" ({outcome.llm_calls - 1} repair{'s' * (outcome.llm_calls > 2)})"
     if outcome.first_step_s is not None:
         line += f"; first step started after {seconds(outcome.first_step_s)}"
-    if outcome.source == "fallback":
-        line += "; ran the request as one step"
     return line

@@ -73,6 +73,8 @@ class LiveView:
         self.max_rows = max_rows
         self.status = status
         """A line shown while there is nothing to run yet (e.g. "planning with ...")."""
+        self.planning = ""
+        """What the model has done so far, beside the status."""
         self.rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
         self._spinner = Spinner("dots", style="cyan")
@@ -108,6 +110,9 @@ class LiveView:
 
     def __call__(self, event: events.Event) -> None:
         match event:
+            case events.Planning(stage=stage, elapsed_s=elapsed, tokens=tokens, steps=steps):
+                found = f", {steps} step{'s' * (steps != 1)} so far" if steps else ""
+                self.planning = f"{stage}: {elapsed:.0f}s, {tokens} tokens{found}"
             case events.RunStarted(organized=organized):
                 with self._lock:
                     self.rows = {}  # a new run (e.g. a repaired plan) replaces the old rows
@@ -160,7 +165,8 @@ class LiveView:
         if not rows:
             waiting = Table.grid(padding=(0, 1))
             if self.status:
-                waiting.add_row(self._spinner, Text(self.status, style="dim"))
+                line = f"{self.status} {self.planning}" if self.planning else self.status
+                waiting.add_row(self._spinner, Text(line, style="dim"))
             return waiting
         visible = rows if len(rows) <= self.max_rows else self._selection(rows)
         table = Table.grid(padding=(0, 1))
@@ -224,9 +230,14 @@ class LineProgress:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self._stage = ""
 
     def __call__(self, event: events.Event) -> None:
         match event:
+            case events.Planning(stage=stage, elapsed_s=elapsed):
+                if stage != self._stage:  # one line per stage, not per token
+                    self._stage = stage
+                    self.console.print(f"[dim]{shown(stage)} ({elapsed:.0f}s)…[/]")
             case events.StepSucceeded(step_id=step_id, duration_s=duration):
                 self._line(StepStatus.SUCCEEDED, step_id, seconds(duration))
             case events.StepFailed(step_id=step_id, error=error, status=status):

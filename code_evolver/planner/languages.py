@@ -28,6 +28,21 @@ _ALIASES = {
     "gaelic": "scottish gaelic",
     "klingon": "",
 }
+# Language names as French, Spanish, German, Italian and Portuguese requests write them.
+_FOREIGN = {
+    "english": "anglais inglés ingles inglese inglês englisch englische englischen",
+    "french": "français francais francés frances francese francês französisch französische "
+    "französischen",
+    "spanish": "espagnol español espanol spagnolo espanhol spanisch spanische spanischen",
+    "german": "allemand alemán aleman tedesco alemão deutsch deutsche deutschen",
+    "italian": "italien italiano italienisch italienische italienischen",
+    "portuguese": "portugais portugués portugues portoghese português portugiesisch portugiesische",
+    "japanese": "japonais japonés japones giapponese japonês japanisch japanische",
+    "chinese": "chinois chino cinese chinês chinesisch chinesische",
+    "russian": "russe ruso russo russisch russische",
+    "dutch": "néerlandais neerlandés olandese holandês niederländisch niederländische",
+}
+_ALIASES.update({word: name for name, words in _FOREIGN.items() for word in words.split()})
 
 
 def canonical(name: str) -> str | None:
@@ -37,6 +52,16 @@ def canonical(name: str) -> str | None:
         alias = _ALIASES[key]
         return alias.title() if alias else None
     return key.title() if key in LANGUAGES else None
+
+
+def find_languages(text: str) -> list[str]:
+    """Every language named in ``text``, in order, once each (``in French and German``)."""
+    found: list[str] = []
+    for word in re.findall(r"[^\W\d_]+", text.lower()):
+        language = canonical(word)
+        if language is not None and language not in found:
+            found.append(language)
+    return found
 
 
 def parse_languages(text: str) -> list[str] | None:

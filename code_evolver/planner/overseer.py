@@ -26,34 +26,51 @@ from code_evolver.resources import data_dir
 from code_evolver.templating import Ref, escape, parse
 from code_evolver.tools.base import Tool
 
-STEP_ID = r"^step[1-9][0-9]?$"
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
 def overseer_schema(tools: Mapping[str, Tool], max_steps: int) -> dict[str, Any]:
-    """The JSON schema the overseer's reply must follow."""
-    step_id = {"type": "string", "pattern": STEP_ID}
-    step = {
-        "type": "object",
-        "properties": {
-            "step_id": step_id,
-            "description": {"type": "string", "maxLength": 80},
-            "tool": {"type": "string", "enum": sorted(tools)},
-            "input": {"type": "string", "maxLength": 400},
-            "params": {
-                "type": "object",
-                "additionalProperties": {"type": "string", "maxLength": 60},
-                "maxProperties": 3,
+    """The JSON schema the overseer's reply must follow.
+
+    Step ``n`` is ``stepN`` and may depend only on the steps before it, so the grammar itself
+    rules out self-references, forward references and cycles; there are at most ``max_steps``.
+    """
+
+    def step(n: int) -> dict[str, Any]:
+        earlier = [f"step{i}" for i in range(1, n)]
+        depends: dict[str, Any] = {"type": "array", "maxItems": len(earlier)}
+        if earlier:
+            # No uniqueItems: llguidance does not support it, and llama.cpp then drops the
+            # whole grammar without a word (checked by an integration test).
+            depends["items"] = {"type": "string", "enum": earlier}
+        return {
+            "type": "object",
+            "properties": {
+                "step_id": {"type": "string", "const": f"step{n}"},
+                "description": {"type": "string", "maxLength": 80},
+                "tool": {"type": "string", "enum": sorted(tools)},
+                "input": {"type": "string", "maxLength": 400},
+                "params": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "maxLength": 60},
+                    "maxProperties": 3,
+                },
+                "depends_on": depends,
             },
-            "depends_on": {"type": "array", "items": step_id, "maxItems": max_steps},
-        },
-        "required": ["step_id", "description", "tool", "input", "depends_on"],
-        "additionalProperties": False,
-    }
+            "required": ["step_id", "description", "tool", "input", "depends_on"],
+            "additionalProperties": False,
+        }
+
     return {
         "type": "object",
         "properties": {
-            "steps": {"type": "array", "items": step, "minItems": 1, "maxItems": max_steps}
+            "steps": {
+                "type": "array",
+                "prefixItems": [step(n) for n in range(1, max_steps + 1)],
+                "items": False,
+                "minItems": 1,
+                "maxItems": max_steps,
+            }
         },
         "required": ["steps"],
         "additionalProperties": False,
@@ -184,16 +201,19 @@ def coerce_step(raw: Any) -> Any:
     return step
 
 
-def fallback_plan(request: str, tool: str) -> Plan:
+def fallback_plan(request: str, tool: str, *, why: str = "") -> Plan:
     """The whole request as one step: what runs when no valid plan could be made."""
     text = escape(request)
+    description = f"Answer the whole request with {tool}"
+    if why:
+        description += f" (no plan: {why})"
     return Plan.from_data(
         {
             "request": request,
             "steps": [
                 {
                     "step_id": "step1",
-                    "description": "Answer the request",
+                    "description": description[:200],
                     "tool": tool,
                     "input": text,
                 }

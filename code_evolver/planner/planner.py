@@ -1,9 +1,21 @@
-"""From a request to a validated plan: rules first, then the cache, then the LLM overseer.
+"""From a request to a validated plan: the rules first, then the cache, then a model.
 
-``planner.mode``: ``auto`` (rules when they match, else cache, else LLM), ``rules`` (rules
-only), ``llm`` (cache, else LLM). The LLM path validates every reply with the organizer, sends
-the problems back for a repair (``planner.repairs`` times), and when nothing valid comes back
-runs the request as a single step with a visible warning: never a crash.
+``planner.mode``:
+
+* ``auto`` (default): the rules when they understand the request (``planner.decompose``), else
+  the cache, else a model: the embedded model only makes bounded choices in the rules' plan
+  (which tool a clause needs, ``planner.choices``), since a 135M model cannot write a plan; a
+  stronger one (Ollama, OpenAI-compatible) writes the whole plan as the overseer;
+* ``rules``: the rules only, no model;
+* ``clauses``: the rules, with the model choosing where they are unsure, whatever the backend;
+* ``llm``: the cache, else the overseer.
+
+The overseer's replies are validated by the organizer and by the degenerate-plan checks
+(``planner.quality``), sent back with the problems for a repair (``planner.repairs`` times),
+and bounded: the schema admits only as many steps as the request has parts, and every model
+round of one plan shares ``planner.deadline_s``. When nothing valid comes back in time, the
+rules' plan (or, when the rules cannot read the request, one step running the request as it
+is) runs instead, with warnings saying what the model got wrong: never a crash.
 
 While the overseer streams, each step that is complete and valid with what came before it is
 handed to ``on_partial`` at once, so the caller can start it before the plan is finished.
@@ -11,9 +23,10 @@ handed to ``on_partial`` at once, so the caller can start it before the plan is 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from code_evolver.config import Config
@@ -24,12 +37,33 @@ from code_evolver.organizer import OrganizedPlan, organize
 from code_evolver.plan import Plan
 from code_evolver.planner import overseer
 from code_evolver.planner.cache import PlanCache
-from code_evolver.planner.rules import rules_plan
+from code_evolver.planner.choices import ToolChooser
+from code_evolver.planner.decompose import (
+    Decomposition,
+    MissingText,
+    NotDecomposable,
+    decompose,
+    decompose_choosing,
+)
+from code_evolver.planner.quality import plan_problems, prompt_examples
 from code_evolver.planner.streaming import StepStream
 from code_evolver.tools.registry import ToolRegistry
 
-Source = Literal["rules", "cache", "llm", "fallback"]
+Source = Literal["rules", "clauses", "cache", "llm", "fallback"]
 PartialListener = Callable[[OrganizedPlan], None]
+
+
+@dataclass(frozen=True)
+class PlanProgress:
+    """What the model has done so far, for a progress line."""
+
+    stage: str
+    elapsed_s: float
+    tokens: int = 0
+    steps: int = 0
+
+
+ProgressListener = Callable[[PlanProgress], None]
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,24 @@ class PlanOutcome:
     """Time until the first step was handed out while streaming (None if none was)."""
 
 
+@dataclass
+class _Attempt:
+    """One planning by the model: what it has produced so far, for the deadline's sake."""
+
+    started: float
+    rules: Decomposition | NotDecomposable
+    calls: int = 0
+    tokens: int = 0
+    problems: tuple[str, ...] = ()
+    streamed: OrganizedPlan | None = None
+    """The valid prefix of a streamed plan, whose steps may be running already."""
+    first_step_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
 class Planner:
     def __init__(
         self,
@@ -53,10 +105,12 @@ class Planner:
         llm: LLMService | None = None,
         cache: PlanCache | None = None,
         prompt: str | None = None,
+        on_progress: ProgressListener | None = None,
     ) -> None:
         self.settings = config.planner
         self.registry = registry
         self.llm = llm or registry.llm or LLMService(config.llm)
+        self.on_progress = on_progress
         self._cache = cache
         self._prompt = prompt
 
@@ -66,14 +120,23 @@ class Planner:
             self._cache = PlanCache()
         return self._cache
 
+    def rules(self, request: str) -> Decomposition | NotDecomposable:
+        """The rules' reading of ``request`` (or why they cannot read it)."""
+        try:
+            return decompose(request, self.registry)
+        except NotDecomposable as exc:
+            return exc
+
     async def quick(self, request: str, *, use_cache: bool = True) -> PlanOutcome | None:
         """A plan without asking a model (rules or cache), or None."""
         started = time.perf_counter()
-        if self.settings.mode in ("auto", "rules"):
-            plan = rules_plan(request, self.registry)
-            if plan is not None:
-                return self._outcome(organize(plan, self.registry), "rules", started)
-        if self.settings.mode in ("auto", "llm") and use_cache and self.settings.cache:
+        mode = self.settings.mode
+        if mode != "llm":
+            rules = self.rules(request)
+            certain = isinstance(rules, Decomposition) and rules.understood and not rules.uncertain
+            if isinstance(rules, Decomposition) and (certain or mode == "rules"):
+                return self._outcome(organize(rules.plan, self.registry), "rules", started)
+        if mode != "rules" and use_cache and self.settings.cache:
             await self.llm.resolve()  # the cache key names the backend actually used
             cached = self.cache.get(self._cache_key(request))
             if cached is not None:
@@ -95,82 +158,100 @@ class Planner:
         quick = await self.quick(request, use_cache=use_cache)
         if quick is not None:
             return quick
+        attempt = _Attempt(time.perf_counter(), self.rules(request))
+        if isinstance(attempt.rules, MissingText):  # no model can make the text up
+            raise PlanError(str(attempt.rules))
         if self.settings.mode == "rules":
             raise PlanError(
-                "no planning rule matches this request; rephrase it (e.g. 'write X and "
-                "translate it to French') or use --planner auto to let the model plan"
+                f"the rules cannot plan this request ({attempt.rules}); rephrase it (e.g. "
+                "'write X and translate it to French') or use --planner auto to let the model "
+                "plan"
             )
-        outcome = await self._ask_model(request, on_partial)
-        if outcome.source == "llm" and self.settings.cache:
+        choice = await self.llm.resolve()
+        overseer_plans = self.settings.mode == "llm" or (
+            self.settings.mode == "auto" and choice.backend != "embedded"
+        )
+        try:
+            async with asyncio.timeout(self.settings.deadline_s):
+                if overseer_plans:
+                    outcome = await self._ask_overseer(request, attempt, on_partial)
+                else:
+                    outcome = await self._ask_choices(request, attempt)
+        except TimeoutError:
+            outcome = self._past_deadline(request, attempt)
+        if outcome.source in ("llm", "clauses") and self.settings.cache:
             self.cache.put(self._cache_key(request), outcome.organized.plan)
         return outcome
 
-    async def _ask_model(self, request: str, on_partial: PartialListener | None) -> PlanOutcome:
-        started = time.perf_counter()
-        await self.llm.resolve()
-        max_steps = self.settings.max_steps
+    async def _ask_choices(self, request: str, attempt: _Attempt) -> PlanOutcome:
+        """The rules' plan, with the model choosing the tools the rules were unsure of."""
+        if isinstance(attempt.rules, NotDecomposable):
+            return self._fallback(request, attempt, (str(attempt.rules),))
+        chooser = ToolChooser(self.llm, self.registry)
+        self._progress("choosing tools", attempt)
+        decomposition = await decompose_choosing(request, self.registry, chooser)
+        attempt.calls = chooser.asked
+        organized = organize(decomposition.plan, self.registry)
+        source: Source = "clauses" if decomposition.choices else "rules"
+        return self._done(organized, source, attempt)
+
+    async def _ask_overseer(
+        self, request: str, attempt: _Attempt, on_partial: PartialListener | None
+    ) -> PlanOutcome:
+        max_steps = self._step_bound(attempt.rules)
         schema = overseer.overseer_schema(self.registry, max_steps)
         prompt = self._prompt if self._prompt is not None else overseer.load_prompt()
-        messages = overseer.planner_messages(request, self.registry, max_steps, prompt)
-        first_step_s: float | None = None
-        if on_partial is not None and self.settings.stream:
-            reply, first_step_s = await self._stream(request, messages, schema, on_partial, started)
-        else:
-            reply = await self._complete(messages, schema)
-        calls = 1
-        problems: tuple[str, ...] = ()
-        for attempt in range(self.settings.repairs + 1):
+        examples = prompt_examples(prompt)
+        first = overseer.planner_messages(request, self.registry, max_steps, prompt)
+        messages = first
+        stream = on_partial if self.settings.stream else None
+        for round_ in range(self.settings.repairs + 1):
+            reply = await self._generate(request, messages, schema, max_steps, attempt, stream)
+            stream = None  # a repaired plan is not streamed: its steps may replace earlier ones
             try:
                 organized = organize(overseer.parse_reply(reply, request, max_steps), self.registry)
+                problems = plan_problems(
+                    organized.plan, request, examples=examples, max_parts=max_steps
+                )
             except PlanError as exc:
                 problems = exc.problems
             else:
-                return PlanOutcome(
-                    organized,
-                    "llm",
-                    organized.warnings,
-                    calls,
-                    time.perf_counter() - started,
-                    first_step_s,
-                )
-            if attempt == self.settings.repairs:
-                break
-            messages = overseer.repair_messages(messages, reply, problems)
-            reply = await self._complete(messages, schema)
-            calls += 1
-        return self._fallback(request, problems, calls, started, first_step_s)
+                if not problems:
+                    return self._done(organized, "llm", attempt, organized.warnings)
+            attempt.problems = problems
+            if round_ < self.settings.repairs:
+                # Only the last rejected reply goes back: the conversation stays within the
+                # slot's context however many repairs there are.
+                messages = overseer.repair_messages(first, reply, problems)
+        return self._fallback(request, attempt, attempt.problems)
 
-    async def _complete(self, messages: list[Message], schema: dict[str, object]) -> str:
-        return await self.llm.complete(
-            messages,
-            schema=schema,
-            max_tokens=self.settings.max_tokens,
-            temperature=self.settings.temperature,
-        )
-
-    async def _stream(
+    async def _generate(
         self,
         request: str,
         messages: list[Message],
         schema: dict[str, object],
-        on_partial: PartialListener,
-        started: float,
-    ) -> tuple[str, float | None]:
-        """Stream the reply; hand out the valid prefix of the plan each time it grows."""
+        max_steps: int,
+        attempt: _Attempt,
+        on_partial: PartialListener | None,
+    ) -> str:
+        """One model round, streamed: progress as it goes, valid steps handed out at once."""
+        attempt.calls += 1
+        stage = "planning" if attempt.calls == 1 else f"repairing the plan ({attempt.calls - 1})"
+        self._progress(stage, attempt)
         stream = StepStream()
         steps: list[object] = []
-        first_step_s: float | None = None
         valid = True
         async for piece in self.llm.stream(
             messages,
             schema=schema,
-            max_tokens=self.settings.max_tokens,
+            max_tokens=self._token_bound(max_steps),
             temperature=self.settings.temperature,
         ):
+            attempt.tokens += 1
             for raw in stream.feed(piece):
-                if not valid or len(steps) >= self.settings.max_steps:
-                    continue
                 steps.append(overseer.coerce_step(raw))
+                if on_partial is None or not valid or len(steps) > max_steps:
+                    continue
                 try:
                     prefix = organize(
                         Plan.from_data({"request": request, "steps": steps}), self.registry
@@ -178,33 +259,81 @@ class Planner:
                 except PlanError:
                     valid = False  # later steps may build on this one: wait for the whole plan
                     continue
-                if first_step_s is None:
-                    first_step_s = time.perf_counter() - started
+                if attempt.first_step_s is None:
+                    attempt.first_step_s = attempt.elapsed()
+                attempt.streamed = prefix
                 on_partial(prefix)
-        return stream.text, first_step_s
+            self._progress(stage, attempt, len(steps))
+        return stream.text
 
-    def _fallback(
-        self,
-        request: str,
-        problems: tuple[str, ...],
-        calls: int,
-        started: float,
-        first_step_s: float | None,
-    ) -> PlanOutcome:
+    def _past_deadline(self, request: str, attempt: _Attempt) -> PlanOutcome:
+        why = (
+            f"the model did not finish planning within planner.deadline_s "
+            f"({self.settings.deadline_s:g}s)"
+        )
+        if attempt.streamed is not None:  # its steps are running: it is the plan
+            attempt.warnings.append(
+                f"{why}; running the {len(attempt.streamed.plan.steps)} steps it had written"
+            )
+            return self._done(attempt.streamed, "llm", attempt)
+        return self._fallback(request, attempt, (why, *attempt.problems))
+
+    def _fallback(self, request: str, attempt: _Attempt, problems: tuple[str, ...]) -> PlanOutcome:
+        """The rules' plan, else the request as one step; the warnings say why."""
+        listed = "; ".join(problems[:3]) or "no reason given"
+        tries = f" after {attempt.calls} tries" if attempt.calls > 1 else ""
+        if isinstance(attempt.rules, Decomposition):
+            attempt.warnings.append(
+                f"the model could not make a valid plan{tries} ({listed}); "
+                "running the rules' plan instead"
+            )
+            organized = organize(attempt.rules.plan, self.registry)
+            return self._done(organized, "fallback", attempt)
         tool = self.settings.fallback_tool
         if tool not in self.registry:
             raise PlanError(
-                f"the model could not make a valid plan ({'; '.join(problems[:3])}) and the "
-                f"fallback tool {tool!r} is not configured (planner.fallback_tool)"
+                f"no valid plan could be made ({listed}) and the fallback tool {tool!r} is not "
+                "configured (planner.fallback_tool)"
             )
-        organized = organize(overseer.fallback_plan(request, tool), self.registry)
-        warning = (
-            f"the model could not make a valid plan after {calls} tries "
-            f"({'; '.join(problems[:2])}); running the request as one {tool} step"
+        attempt.warnings.append(
+            f"no valid plan could be made{tries} ({listed}); running the whole request as one "
+            f"{tool} step"
         )
+        organized = organize(overseer.fallback_plan(request, tool, why=listed), self.registry)
+        return self._done(organized, "fallback", attempt)
+
+    def _done(
+        self,
+        organized: OrganizedPlan,
+        source: Source,
+        attempt: _Attempt,
+        warnings: tuple[str, ...] = (),
+    ) -> PlanOutcome:
         return PlanOutcome(
-            organized, "fallback", (warning,), calls, time.perf_counter() - started, first_step_s
+            organized,
+            source,
+            (*attempt.warnings, *warnings, *organized.warnings),
+            attempt.calls,
+            attempt.elapsed(),
+            attempt.first_step_s,
         )
+
+    def _step_bound(self, rules: Decomposition | NotDecomposable) -> int:
+        """How many steps the overseer may write: as many as the request has parts (as the
+        rules count them, with room for a final join), within ``max_steps``: a small model
+        otherwise fills every plan up to ``max_steps`` with copies."""
+        if isinstance(rules, NotDecomposable):
+            return self.settings.max_steps
+        # Parts the rules did not understand may each need a step or two.
+        parts = max(len(rules.plan.steps), len(rules.clauses) * (1 if rules.understood else 2))
+        return max(1, min(self.settings.max_steps, parts + 1))
+
+    def _token_bound(self, max_steps: int) -> int:
+        return min(self.settings.max_tokens, 30 + self.settings.tokens_per_step * max_steps)
+
+    def _progress(self, stage: str, attempt: _Attempt, steps: int = 0) -> None:
+        if self.on_progress is not None:
+            self.on_progress(PlanProgress(stage, attempt.elapsed(), attempt.tokens, steps))
 
     def _outcome(self, organized: OrganizedPlan, source: Source, started: float) -> PlanOutcome:
         return PlanOutcome(organized, source, organized.warnings, 0, time.perf_counter() - started)

@@ -1,0 +1,315 @@
+"""The clause splitter: a request cut into its parts, deterministically, before any model.
+
+A 135M model cannot write a whole plan, and even a good one copies worked examples; but the
+shape of a request is mostly in its words. This module finds that shape:
+
+* **source text** the request carries: in quotes (``translate 'thank you' into French``), after
+  a colon (``summarize this: ...``, ``sort these lines:`` and the lines below), or after
+  ``the following``. It is taken out before splitting, so its own commas and full stops do not
+  cut the request, and it is handed to the clause that works on it;
+* **clauses**: the instructions, cut at ``;``, sentence ends, ``then`` / ``also`` (and their
+  French, Spanish, German, Italian and Portuguese forms), and at ``and`` or a comma when a new
+  instruction starts after it (``write a poem about the sea and translate it``), but not inside
+  one (``a story about cats and dogs``);
+* **items**: one instruction over several things (``3 jokes about cats, dogs and birds``,
+  ``for each of Paris, Rome and Berlin, ...``, ``a poem about the sun, one about the moon``,
+  ``a haiku about each season``) becomes one clause per item.
+
+What each clause does (its tool) and what it reads is decided in ``planner.decompose``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from code_evolver.planner.languages import canonical
+
+_ALSO_WORDS = r"also|separately|additionally|separatamente|por\s+separado|s[ée]par[ée]ment|getrennt"
+# Verbs that start an instruction, in the languages users wrote requests in.
+GENERATE_VERBS = (
+    r"write|wrtie|wirte|tell|compose|create|generate|draft|make|give|produce|invent|suggest|"
+    r"list|explain|describe|brainstorm|outline|come up with|prepare|design|plan|propose|name|"
+    r"pick|choose|select|rewrite|shorten|expand|improve|edit|turn|add|answer|compare|rank|rate|"
+    r"reverse|recommend|weigh|[ée]cris|[ée]crire|r[ée]dige|raconte|donne|fais|escribe|escribir|"
+    r"cu[ée]ntame|dame|dime|haz|dis-moi|dites-moi|sag|"
+    r"schreib|schreibe|erz[äa]hl|erz[äa]hle|gib|mach|mache|scrivi|racconta|escreva|conta"
+)
+TRANSFORM_VERBS = (
+    r"translate|tranlsate|traslate|translat\w*|summari[sz]e|sumarize|summerize|sum up|"
+    r"count|uppercase|capitali[sz]e|shout|sort|alphabeti[sz]e|order|wait|pause|sleep|"
+    r"combine|merge|join|put|show|convert|render|list|tl;?dr|condense|shorten|"
+    r"tradu\w*|tradui\w*|r[ée]sum\w*|res[úu]m\w*|r[ée]uni\w*|comb[íi]n\w*|cuenta|compte|"
+    r"j[úu]nt\w*|junte|stitch|compare|"
+    r"[üu]bersetz\w*|fass\w*|z[äa]hl\w*|sortier\w*|kombinier\w*|riassum\w*|unisci"
+)
+_VERB = rf"(?:{GENERATE_VERBS}|{TRANSFORM_VERBS})"
+_POLITE = (
+    r"(?:please\s+|pls\s+|kindly\s+|(?:can|could|would|will)\s+you\s+(?:please\s+)?|"
+    r"i\s+(?:need|want|would like)\s+(?:you\s+)?(?:to\s+)?|let'?s\s+|bitte\s+|"
+    rf"(?:{_ALSO_WORDS}|and)\s*,?\s+)*"
+)
+STARTS_INSTRUCTION = re.compile(rf"^{_POLITE}(?:{_VERB})\b", re.I)
+_ITEM_START = re.compile(
+    r"^(?:(?:and\s+)?(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|ein)\s+"
+    r"(?:about|on|for|against|sobre|de|sur|über|ueber|su|contra|contre|gegen)\b)",
+    re.I,
+)
+_THEN = (
+    r"then|and\s+then|and\s+after\s+that|after\s+that|afterwards|finally|next|puis|et\s+puis|"
+    r"ensuite|luego|y\s+luego|despu[ée]s|dann|und\s+dann|danach|poi|e\s+poi|depois|e\s+depois"
+)
+_ALSO = (
+    r"also|separately|additionally|as\s+well|aussi|tambi[ée]n|auch|anche|separatamente|"
+    r"por\s+separado|s[ée]par[ée]ment|getrennt|separat"
+)
+_AND = r"and|&|et|y|e|und"
+
+# Where the instruction part is cut, with what the cut says about the two sides.
+_CUTS = re.compile(
+    rf"(?P<semi>\s*;\s*)"
+    rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
+    rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
+    rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+)"
+    rf"|(?P<and>\s*,?\s+\b(?:{_AND})\s+,?\s*|\s*,\s*)",
+    re.I,
+)
+_QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "'": "'", "‘": "’"}
+_QUOTE = re.compile(
+    r"""(?<![\w])(?:"(?P<d>[^"\n]+)"|“(?P<c>[^”\n]+)”|«\s*(?P<g>[^»\n]+?)\s*»|„(?P<l>[^“\n]+)“|"""
+    r"""'(?P<s>[^'\n]*?[^\s'])'(?![\w])|‘(?P<t>[^’\n]+)’)"""
+)
+_HOLE = "\x00{}\x00"
+_HOLE_RE = re.compile(r"\x00(\d+)\x00")
+# The head of "X: text" asks for work on the text after the colon when it says so.
+_NEEDS_SOURCE = re.compile(
+    rf"\b(?:{TRANSFORM_VERBS}|this|these|those|the\s+following|following|text|sentence|"
+    r"phrase|paragraph|review|reviews|lines|words|article|email|message|passage|notes|"
+    r"folgend\w*|diese\w*|siguiente|suivant\w*|ce\s+texte|ces|este\s+texto|estos|estas|"
+    r"quest[oaie])\b",
+    re.I,
+)
+_THIS = re.compile(
+    r"\b(?:this|these|the\s+following|following|folgend\w*|diese\w*|quest[oaie]|este|esta|"
+    r"estos|estas|ce|cette|ces)\b",
+    re.I,
+)
+_EACH_IN = re.compile(
+    r",?\s+each\s+(?:in|into)\s+(?P<languages>[^\W\d_]+(?:\s*(?:,|and)\s*[^\W\d_]+)*)"
+    r"\s*[.!?]?$",
+    re.I,
+)
+_FOLLOWING = re.compile(r"\bthe\s+following\b(?:\s+\w+)?\s*", re.I)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One instruction of the request."""
+
+    text: str
+    """The instruction in the user's words (quotes restored), without polite lead-ins."""
+    source: str | None = None
+    """Text the request gave this clause to work on (quoted or after a colon), exactly."""
+    joiner: str = ""
+    """How it was joined to the clause before: "", "then", "also", "and"."""
+    item_of: int | None = None
+    """Set for the items one instruction was expanded into: the index of the first item."""
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A request cut into clauses; ``source`` is text given for the request as a whole."""
+
+    clauses: tuple[Clause, ...]
+    quotes: tuple[str, ...]
+
+
+def split_request(request: str) -> Parts:
+    """Cut ``request`` into clauses (see the module docstring); never raises."""
+    text = re.sub(r"\btl;\s?dr\b", "tldr", request.strip(), flags=re.I)
+    quotes: list[str] = []
+
+    def hole(match: re.Match[str]) -> str:
+        quotes.append(next(g for g in match.groups() if g is not None))
+        return _HOLE.format(len(quotes) - 1)
+
+    # "a haiku and a limerick, each in French and Spanish": a translation of each
+    # (one language the writer can write in directly.)
+    each = _EACH_IN.search(text)
+    named = re.split(r"\s*,\s*|\s+and\s+", each["languages"].strip()) if each else []
+    if each and len(named) > 1 and all(canonical(word) for word in named):
+        text = f"{text[: each.start()]}, then translate each into {each['languages']}"
+    head, tail = _colon_source(text)
+    head = _QUOTE.sub(hole, head)
+    head = " ".join(head.split())
+    head_clauses, trailing = _cut(head)
+    clauses = list(head_clauses)
+    if tail is not None:
+        tail_text, after = _split_tail(tail)
+        if _NEEDS_SOURCE.search(_FOLLOWING.sub("", head) or head) or not clauses:
+            clauses = _give_source(clauses, tail_text)
+        else:  # "I need two things: a slogan ... and a description ..."
+            clauses = [*clauses[:-1], *_cut(_join(clauses[-1].text, tail_text))[0]]
+        if after:
+            more, _ = _cut(" ".join(_QUOTE.sub(hole, after).split()))
+            clauses += [Clause(c.text, c.source, c.joiner or "then") for c in more]
+    del trailing
+    restored = tuple(_restore(c, quotes) for c in clauses if c.text or c.source)
+    return Parts(restored, tuple(quotes))
+
+
+def _join(head: str, tail: str) -> str:
+    head = re.sub(r"\b(?:two|three|four|five|\d+)\s+things\b", "", head, flags=re.I).strip()
+    return f"{head} {tail}".strip()
+
+
+def _colon_source(text: str) -> tuple[str, str | None]:
+    """Split ``head: source``; the colon must come early and outside quotes."""
+    lines = text.split("\n", 1)
+    first = lines[0]
+    masked = _QUOTE.sub(lambda m: "_" * len(m.group(0)), first)
+    colon = masked.find(":")
+    if colon < 0 or colon > 160:
+        if len(lines) > 1 and lines[1].strip() and _NEEDS_SOURCE.search(first):
+            return first.rstrip(" :"), lines[1].strip("\n")
+        return text, None
+    head = first[:colon].strip()
+    tail = first[colon + 1 :]
+    if len(lines) > 1:
+        tail = f"{tail}\n{lines[1]}"
+    tail = tail.strip()
+    if not tail or (re.match(r"^\d", tail) and re.search(r"\d$", head)):  # "at 10:30"
+        return text, None
+    return head, tail
+
+
+def _split_tail(tail: str) -> tuple[str, str]:
+    """The source text, and an instruction that follows it (``..., then translate it``)."""
+    masked = _QUOTE.sub(lambda m: "_" * len(m.group(0)), tail)
+    after = re.compile(
+        rf"(?:[,;.]\s*|\s+)(?:and\s+)?(?:(?:{_THEN})\s*,?\s+|(?:{_ALSO})\s*,?\s+)"
+        rf"(?={_POLITE}(?:{_VERB})\b)",
+        re.I,
+    )
+    found = None
+    for match in after.finditer(masked):
+        rest = masked[match.end() :]
+        if len(rest) < 120 and re.search(r"\b(?:it|this|that|them|the\s+\w+)\b", rest, re.I):
+            found = match
+            break
+    if found is None:
+        return _unquote(tail.strip()), ""
+    return _unquote(tail[: found.start()].strip()), tail[found.end() :].strip()
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1] and text.count(text[0]) <= 2:
+        return text[1:-1].strip()
+    return text
+
+
+def _give_source(clauses: list[Clause], source: str) -> list[Clause]:
+    """The colon's text goes to the first clause that asks for text ("the following", "this")."""
+    if not clauses:
+        return [Clause("", source)]
+    index = next((i for i, c in enumerate(clauses) if _THIS.search(c.text)), 0)
+    clause = clauses[index]
+    cleaned = _FOLLOWING.sub("", clause.text).strip(" ,") if "follow" in clause.text else None
+    given = Clause(cleaned or clause.text, source, clause.joiner)
+    return [*clauses[:index], given, *clauses[index + 1 :]]
+
+
+def _cut(text: str) -> tuple[list[Clause], str]:
+    """The instruction part cut into clauses."""
+    text = text.strip().rstrip(" .!").strip()
+    if not text:
+        return [], ""
+    pieces: list[tuple[str, str]] = []  # (joiner, text)
+    position, joiner = 0, ""
+    for match in _CUTS.finditer(text):
+        kind = match.lastgroup or "and"
+        rest = text[match.end() :]
+        if kind == "and" and not (
+            STARTS_INSTRUCTION.match(rest)
+            or _ITEM_START.match(rest)
+            or _starts_genre(rest)
+            or re.match(r"^\x00\d+\x00\s+(?:in)?to\s", rest)  # "and 'close the door' to French"
+        ):
+            continue  # "cats and dogs": not a new instruction
+        if kind == "stop" and not rest[:1].isupper():
+            continue
+        pieces.append((joiner, text[position : match.start()]))
+        position, joiner = match.end(), {"semi": "also", "stop": "also"}.get(kind, kind)
+    pieces.append((joiner, text[position:]))
+    clauses = [Clause(_clean(p), None, j) for j, p in pieces if _clean(p)]
+    return _merge_fragments(clauses), ""
+
+
+def _starts_genre(text: str) -> bool:
+    """``a limerick about cheese``, ``a verse about summer``: another thing to write."""
+    text = re.sub(rf"^{_POLITE}", "", text, flags=re.I)
+    return bool(
+        re.match(rf"^(?:a|an|one|another)\s+(?:[\w-]+\s+){{0,2}}(?:{GENRES})s?\b", text, re.I)
+        or re.match(r"^(?:a|an)\s+(?:[\w-]+\s+){1,3}(?:about|on|against)\s", text, re.I)
+    )
+
+
+GENRES = (
+    "joke|poem|haiku|limerick|story|essay|summary|tweet|headline|email|letter|song|slogan|"
+    "riddle|fact|quote|recipe|description|sonnet|ode|tagline|title|caption|bio|speech|toast|"
+    "review|post|paragraph|sentence|idea|name|question|answer|fable|tale|ballad|rhyme|pun|"
+    "argument|conclusion|note|tip|intro|introduction|list|version|message|motivational quote"
+)
+
+
+def _clean(text: str) -> str:
+    text = text.strip(" ,.;:!-–—")
+    return re.sub(rf"^{_POLITE}", "", text, flags=re.I).strip(" ,")
+
+
+def _merge_fragments(clauses: list[Clause]) -> list[Clause]:
+    """A piece that does not start an instruction belongs to the one before, unless it is an
+    item (``one about the moon``, ``a limerick about cheese``)."""
+    merged: list[Clause] = []
+    for clause in clauses:
+        starts = (
+            STARTS_INSTRUCTION.match(clause.text)
+            or _ITEM_START.match(clause.text)
+            or _starts_genre(clause.text)
+            or "\x00" in clause.text[:2]
+        )
+        if merged and not starts and clause.joiner in ("and", ""):
+            last = merged[-1]
+            merged[-1] = Clause(f"{last.text}, {clause.text}", last.source, last.joiner)
+        else:
+            merged.append(clause)
+    return merged
+
+
+def _restore(clause: Clause, quotes: list[str]) -> Clause:
+    """Put quoted text back; a transform's only quote becomes its source."""
+    holes = [int(n) for n in _HOLE_RE.findall(clause.text)]
+    if clause.source is None and len(holes) == 1 and _wants_quote(clause.text):
+        text = _HOLE_RE.sub("", clause.text)
+        text = re.sub(r"\b(?:the\s+(?:phrase|sentence|text|word|words))\s*$", "", text.strip())
+        return Clause(" ".join(text.split()).strip(" ,:-–—"), quotes[holes[0]], clause.joiner)
+    text = _HOLE_RE.sub(lambda m: f"'{quotes[int(m.group(1))]}'", clause.text)
+    return Clause(text, clause.source, clause.joiner, clause.item_of)
+
+
+def _wants_quote(text: str) -> bool:
+    """Whether a quote in this clause is text to work on (not a title to write about)."""
+    bare = _HOLE_RE.sub("", text).strip(" -–—,:")
+    if re.match(rf"^(?:{STRONG_WRITERS})\b", bare, re.I):
+        return False
+    return bool(
+        re.search(rf"\b(?:{TRANSFORM_VERBS}|how\s+many|words?|lines?)\b", bare, re.I)
+        or re.match(r"^(?:in|into|to)\s", bare, re.I)
+        or re.search(r"\b(?:in|of)\s*$", bare, re.I)
+    )
+
+
+STRONG_WRITERS = (
+    r"write|wrtie|wirte|compose|create|draft|generate|invent|brainstorm|outline|design|"
+    r"[ée]cris|r[ée]dige|escribe|escreva|schreib\w*|scrivi"
+)
