@@ -5,7 +5,10 @@ refuses."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from code_evolver.organizer import organize
 from code_evolver.planner.decompose import NotDecomposable, decompose, rules_plan
 
 TOOLS = {"content_generator", "translator", "summarizer", "combine"}
@@ -300,3 +303,23 @@ def test_deterministic() -> None:
 
 def test_at_least_thirty_phrasings_are_covered() -> None:
     assert len(PLANNED) + len(NOT_UNDERSTOOD) + len(REFUSED) >= 40
+
+
+WORDS = st.sampled_from(
+    "write translate it them to french and then also ; , : ' \" summarize count words the a "
+    "poem each of for one about 3 both combine sort lines uppercase wait 2 seconds puis y und "
+    "écris traduis-le résume-la \n . ? !".split(" ")
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(WORDS | st.text(max_size=8), max_size=40).map(" ".join))
+def test_any_request_is_a_runnable_plan_or_a_reason(request_text: str) -> None:
+    """Whatever the words, the rules give a plan the organizer accepts, or say why not."""
+    tools = {*TOOLS, "line_count", "sort_lines", "unique_words"}
+    try:
+        plan = decompose(request_text, tools).plan
+    except NotDecomposable as exc:
+        assert str(exc)
+        return
+    organize(plan, tools)
