@@ -306,9 +306,7 @@ def test_at_least_thirty_phrasings_are_covered() -> None:
 
 
 WORDS = st.sampled_from(
-    "write translate it them to french and then also ; , : ' \" summarize count words the a "
-    "poem each of for one about 3 both combine sort lines uppercase wait 2 seconds puis y und "
-    "écris traduis-le résume-la \n . ? !".split(" ")
+    ["write", "translate", "it", "them", "to", "french", "and", "then", "also", ";", ",", ":", "'", '"', "summarize", "count", "words", "the", "a", "poem", "each", "of", "for", "one", "about", "3", "both", "combine", "sort", "lines", "uppercase", "wait", "2", "seconds", "puis", "y", "und", "écris", "traduis-le", "résume-la", "\n", ".", "?", "!"]
 )
 
 
@@ -323,3 +321,16 @@ def test_any_request_is_a_runnable_plan_or_a_reason(request_text: str) -> None:
         assert str(exc)
         return
     organize(plan, tools)
+
+
+def test_things_named_after_and_are_made_from_the_same_input() -> None:
+    plan = rules_plan(
+        "write a tweet about our app, and give me its word count and an uppercase version",
+        {*TOOLS, "upper"},
+    )
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == [
+        (G, []),
+        ("word_count", ["step1"]),
+        ("upper", ["step1"]),
+    ]

@@ -46,7 +46,8 @@ TRANSFORM_VERBS = (
 _VERB = rf"(?:{GENERATE_VERBS}|{TRANSFORM_VERBS})"
 _POLITE = (
     r"(?:please\s+|pls\s+|kindly\s+|(?:can|could|would|will)\s+you\s+(?:please\s+)?|"
-    r"i\s+(?:need|want|would like)\s+(?:you\s+)?(?:to\s+)?|let'?s\s+|bitte\s+|"
+    r"i\s+(?:need|want|would\s+like)\s+(?:you\s+)?(?:to\s+)?|i'?d\s+like\s+(?:you\s+)?(?:to\s+)?|"
+    r"let'?s\s+|bitte\s+|"
     rf"(?:{_ALSO_WORDS}|and)\s*,?\s+)*"
 )
 STARTS_INSTRUCTION = re.compile(rf"^{_POLITE}(?:{_VERB})\b", re.I)
@@ -99,6 +100,13 @@ _EACH_IN = re.compile(
     r"\s*[.!?]?$",
     re.I,
 )
+# Something the tools make, named instead of asked for: "... and its word count".
+_DELIVERABLE = re.compile(
+    r"^(?:both\s+)?(?:its|their|a|an|the)\s+(?:[\w-]+\s+){0,2}?(?:word\s+count|line\s+count|"
+    r"number\s+of\s+(?:words|lines)|summary|tl;?dr|tldr|translation|uppercase\s+version|"
+    r"upper-?case\s+version|all-caps\s+version|sorted\s+version|unique\s+words)\b",
+    re.I,
+)
 _FOLLOWING = re.compile(r"\bthe\s+following\b(?:\s+\w+)?\s*", re.I)
 
 
@@ -111,7 +119,8 @@ class Clause:
     source: str | None = None
     """Text the request gave this clause to work on (quoted or after a colon), exactly."""
     joiner: str = ""
-    """How it was joined to the clause before: "", "then", "also", "and"."""
+    """How it was joined to the clause before: "", "then", "also", "and", or "with" (another
+    thing made of the same input: "its word count and an uppercase version")."""
     item_of: int | None = None
     """Set for the items one instruction was expanded into: the index of the first item."""
 
@@ -234,6 +243,7 @@ def _cut(text: str) -> tuple[list[Clause], str]:
             or _ITEM_START.match(rest)
             or _starts_genre(rest)
             or re.match(r"^\x00\d+\x00\s+(?:in)?to\s", rest)  # "and 'close the door' to French"
+            or _DELIVERABLE.match(rest)  # "and its word count"
         ):
             continue  # "cats and dogs": not a new instruction
         if kind == "stop" and not rest[:1].isupper():
@@ -278,6 +288,9 @@ def _merge_fragments(clauses: list[Clause]) -> list[Clause]:
             or _starts_genre(clause.text)
             or "\x00" in clause.text[:2]
         )
+        if _DELIVERABLE.match(clause.text) and merged and clause.joiner == "and":
+            merged.append(Clause(clause.text, None, "with"))  # reads what the one before reads
+            continue
         if merged and not starts and clause.joiner in ("and", ""):
             last = merged[-1]
             merged[-1] = Clause(f"{last.text}, {clause.text}", last.source, last.joiner)

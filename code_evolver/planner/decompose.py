@@ -89,7 +89,7 @@ _TOOL_WORDS: tuple[tuple[str, str], ...] = (
 # decides it ("write a story about sorting algorithms" is not a sort).
 _WRITES = re.compile(rf"^(?:{STRONG_WRITERS})\b(?![^.]*\bsummar(?:y|ies)\s+of\b)", re.I)
 _NOUN_REFS: tuple[tuple[str, str], ...] = (
-    ("summary", r"\bthe\s+summar(?:y|ies)\b|\ble\s+r[ée]sum[ée]\b|\bel\s+resumen\b"
+    ("summary", r"\b(?:the|its)\s+(?:summar(?:y|ies)|tl;?dr|tldr)\b|\ble\s+r[ée]sum[ée]\b|\bel\s+resumen\b"
                 r"|\bdie\s+zusammenfassung\b|\bil\s+riassunto\b"),
     ("translation", r"\b(?:the|both|all|these)\s+(?:\w+\s+)?translations?\b"
                     r"|\bthe\s+translated\s+\w+|\b(?:la|les)\s+traductions?\b"
@@ -265,6 +265,7 @@ def _known(clause: Clause) -> bool:
     return certain and (
         STARTS_INSTRUCTION.match(clause.text) is not None
         or clause.item_of is not None
+        or clause.joiner == "with"
         or (tool != WRITER and clause.source is not None)
     )
 
@@ -332,6 +333,8 @@ def _reads(built: _Built, clauses: Sequence[Clause], index: int, tool: str) -> l
     if clause.source is not None or index == 0:
         return []
     text = clause.text
+    if clause.joiner == "with" and built.steps:
+        return list(built.steps[-1]["depends_on"])
     if clause.item_of is not None and not _PLURAL.search(text):
         return []  # an item's "it" is its topic ("an argument against it")
     named: list[str] = []
