@@ -89,8 +89,8 @@ _TOOL_WORDS: tuple[tuple[str, str], ...] = (
 # decides it ("write a story about sorting algorithms" is not a sort).
 _WRITES = re.compile(rf"^(?:{STRONG_WRITERS})\b(?![^.]*\bsummar(?:y|ies)\s+of\b)", re.I)
 _NOUN_REFS: tuple[tuple[str, str], ...] = (
-    ("summary", r"\b(?:the|its)\s+(?:summar(?:y|ies)|tl;?dr|tldr)\b|\ble\s+r[ée]sum[ée]\b|\bel\s+resumen\b"
-                r"|\bdie\s+zusammenfassung\b|\bil\s+riassunto\b"),
+    ("summary", r"\b(?:the|its)\s+(?:summar(?:y|ies)|tl;?dr|tldr)\b|\ble\s+r[ée]sum[ée]\b"
+                r"|\bel\s+resumen\b|\bdie\s+zusammenfassung\b|\bil\s+riassunto\b"),
     ("translation", r"\b(?:the|both|all|these)\s+(?:\w+\s+)?translations?\b"
                     r"|\bthe\s+translated\s+\w+|\b(?:la|les)\s+traductions?\b"
                     r"|\b(?:la|las)\s+traducci(?:[óo]n|ones)\b|\b(?:a|as)\s+tradu[çc](?:[ãa]o|[õo]es)\b"
