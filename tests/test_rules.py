@@ -339,3 +339,46 @@ def test_things_named_after_and_are_made_from_the_same_input() -> None:
         ("word_count", ["step1"]),
         ("upper", ["step1"]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("request_text", "sources"),
+    [
+        (
+            "summarize these two reviews and compare them: 'Great food, slow service.' "
+            "'Quick, friendly and cheap.'",
+            ["Great food, slow service.", "Quick, friendly and cheap."],
+        ),
+        (
+            "Summarize the two paragraphs separately, then merge the summaries. First: The "
+            "library opens late. Second: The pool is closed.",
+            ["The library opens late.", "The pool is closed."],
+        ),
+    ],
+)
+def test_several_texts_of_one_clause_get_a_step_each(request_text: str, sources: list[str]) -> None:
+    plan = rules_plan(request_text, TOOLS)
+    assert plan is not None
+    summaries = [s for s in plan.steps if s.tool == S]
+    assert [s.input for s in summaries] == sources
+    last = plan.steps[-1]
+    assert sorted(last.depends_on) == [s.step_id for s in summaries]
+
+
+def test_the_same_work_on_another_text() -> None:
+    plan = rules_plan("count the words in 'to be or not to be' and in 'let it be'", TOOLS)
+    assert plan is not None
+    assert [(s.tool, s.input) for s in plan.steps] == [
+        ("word_count", "to be or not to be"),
+        ("word_count", "let it be"),
+    ]
+
+
+def test_items_in_parentheses_after_a_count() -> None:
+    plan = rules_plan("write a slogan in three tones (playful, serious, poetic)", TOOLS)
+    assert plan is not None
+    assert [s.input for s in plan.steps] == [
+        "Write a slogan (playful tone).",
+        "Write a slogan (serious tone).",
+        "Write a slogan (poetic tone).",
+    ]

@@ -107,6 +107,10 @@ _DELIVERABLE = re.compile(
     r"upper-?case\s+version|all-caps\s+version|sorted\s+version|unique\s+words)\b",
     re.I,
 )
+_FIRST_LABEL = re.compile(
+    r"(?<=[.!?:])\s*(?:first|[A]|(?:review|text|paragraph|blurb|email|option|version)\s+(?:A|1|one))$",
+    re.I,
+)
 _FOLLOWING = re.compile(r"\bthe\s+following\b(?:\s+\w+)?\s*", re.I)
 
 
@@ -119,8 +123,9 @@ class Clause:
     source: str | None = None
     """Text the request gave this clause to work on (quoted or after a colon), exactly."""
     joiner: str = ""
-    """How it was joined to the clause before: "", "then", "also", "and", or "with" (another
-    thing made of the same input: "its word count and an uppercase version")."""
+    """How it was joined to the clause before: "", "then", "also", "and", "with" (another
+    thing made of the same input: "its word count and an uppercase version") or "same" (the
+    same work on another text: "the words in 'X' and in 'Y'")."""
     item_of: int | None = None
     """Set for the items one instruction was expanded into: the index of the first item."""
 
@@ -184,6 +189,8 @@ def _colon_source(text: str) -> tuple[str, str | None]:
         return text, None
     head = first[:colon].strip()
     tail = first[colon + 1 :]
+    if label := _FIRST_LABEL.search(head):  # "... merge them. First: ..., Second: ..."
+        head, tail = head[: label.start()].rstrip(), f"{label.group(0)}:{tail}"
     if len(lines) > 1:
         tail = f"{tail}\n{lines[1]}"
     tail = tail.strip()
@@ -244,6 +251,7 @@ def _cut(text: str) -> tuple[list[Clause], str]:
             or _starts_genre(rest)
             or re.match(r"^\x00\d+\x00\s+(?:in)?to\s", rest)  # "and 'close the door' to French"
             or _DELIVERABLE.match(rest)  # "and its word count"
+            or re.match(r"^(?:in|of|for)\s+\x00\d+\x00", rest)  # "in 'X' and in 'Y'"
         ):
             continue  # "cats and dogs": not a new instruction
         if kind == "stop" and not rest[:1].isupper():
@@ -290,6 +298,9 @@ def _merge_fragments(clauses: list[Clause]) -> list[Clause]:
         )
         if _DELIVERABLE.match(clause.text) and merged and clause.joiner == "and":
             merged.append(Clause(clause.text, None, "with"))  # reads what the one before reads
+            continue
+        if re.match(r"^(?:in|of|for)\s+\x00\d+\x00\s*$", clause.text) and merged:
+            merged.append(Clause(clause.text, None, "same"))  # the same work on another text
             continue
         if merged and not starts and clause.joiner in ("and", ""):
             last = merged[-1]

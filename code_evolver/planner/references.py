@@ -1,0 +1,158 @@
+"""References: which earlier steps a clause reads.
+
+``it`` and ``the result`` read the clause before; ``them`` / ``both`` / ``pick the best`` every
+result not yet used; ``the summary`` / ``the translation`` / ``the original`` the step that made
+it; ``the intro and the three histories`` the clauses that wrote them; a transform (translate,
+summarize, count, ...) with no text of its own reads the clause before. An item's ``it`` is its
+topic (``an argument for remote work and one against it``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from code_evolver.planner.clauses import GENRES, Clause
+from code_evolver.planner.items import singular
+from code_evolver.planner.tool_words import COMBINE, NAMED_RESULTS, SUMMARIZER, TRANSLATOR, WRITER
+
+PLURAL = re.compile(
+    r"\b(?:them|both|all|these|those|they|their|each|every|les|los|las|beide\w*|sie|ambos|"
+    r"ambas|tous|toutes|todos|todas|alle|the\s+two|os\s+dois|los\s+dos|les\s+deux|"
+    r"die\s+beiden|i\s+due)\b|\w+-les\b|\w+(?:los|las)\b(?=\s|$)",
+    re.I,
+)
+_CHOOSES = re.compile(
+    r"^(?:pick|choose|select|rank|rate|compare|which|decide|elige|escoge|choisis|w[äa]hle|"
+    r"compara|compare|scegli|vergleiche)\b",
+    re.I,
+)
+_EVERYTHING = re.compile(r"\b(?:everything|all\s+of\s+(?:it|this)|all\s+the\s+results)\b", re.I)
+EACH = re.compile(r"\b(?:each|every|cada|chaque|jede\w*|ogni)\b", re.I)
+_SINGULAR = re.compile(
+    r"\b(?:it|its|this|that|the\s+(?:result|output|text|above|best|story|poem|joke|list|"
+    rf"names?|one|{GENRES})s?|which|based\s+on|le|la|lo|es|ihn)\b|\w+-(?:le|la|lo)\b"
+    r"|\w+(?:lo|la)\b(?=\s|$)",
+    re.I,
+)
+
+
+@dataclass
+class Made:
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[list[str]] = field(default_factory=list)
+    """The step ids each clause produced, by clause."""
+    tools: list[str] = field(default_factory=list)
+    """The tool of each clause."""
+    used: set[str] = field(default_factory=set)
+
+    def add(
+        self,
+        tool: str,
+        text: str,
+        description: str,
+        reads: Sequence[str] = (),
+        params: dict[str, Any] | None = None,
+    ) -> str:
+        step_id = f"step{len(self.steps) + 1}"
+        step: dict[str, Any] = {
+            "step_id": step_id,
+            "description": description,
+            "tool": tool,
+            "input": text,
+            "depends_on": list(reads),
+        }
+        if params:
+            step["params"] = params
+        self.steps.append(step)
+        self.used.update(reads)
+        return step_id
+
+    def leaves(self) -> list[str]:
+        return [s["step_id"] for s in self.steps if s["step_id"] not in self.used]
+
+
+def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str) -> list[str]:
+    """The step ids this clause reads."""
+    clause = clauses[index]
+    if clause.source is not None or index == 0:
+        return []
+    text = clause.text
+    if clause.joiner == "with" and built.steps:
+        return list(built.steps[-1]["depends_on"])
+    if clause.item_of is not None and not PLURAL.search(text):
+        return []  # an item's "it" is its topic ("an argument against it")
+    named: list[str] = []
+    for kind, pattern in NAMED_RESULTS:
+        if re.search(pattern, text, re.I):
+            named += _named(built, kind)
+    named += _things_named(built, clauses, index)
+    if named:
+        return list(dict.fromkeys(named))
+    if _EVERYTHING.search(text):
+        return [s["step_id"] for s in built.steps]
+    plural = PLURAL.search(text) is not None or _CHOOSES.match(text) is not None
+    singular = _SINGULAR.search(text) is not None
+    transform = tool != WRITER
+    if not (plural or singular or transform or clause.joiner == "then"):
+        return []
+    if tool == "delay" and clause.joiner != "then":
+        return []
+    if plural or tool == COMBINE:
+        return built.leaves() or built.outputs[-1]
+    return built.outputs[-1]
+
+
+_THE_THING = re.compile(
+    r"\bthe\s+(?:(?:two|three|four|five|\d+|other)\s+)?(?P<noun>[a-z]{3,})\b", re.I
+)
+_WRITTEN = re.compile(rf"(?:{GENRES}|history|draft|piece|article|blurb|ad|verse|chapter)", re.I)
+_NOT_THINGS = frozenset(
+    {
+        "best",
+        "one",
+        "result",
+        "results",
+        "output",
+        "outputs",
+        "text",
+        "above",
+        "first",
+        "second",
+        "last",
+        "same",
+        "whole",
+        "other",
+        "funniest",
+        "shortest",
+        "longest",
+        "better",
+    }
+)
+
+
+def _things_named(built: Made, clauses: Sequence[Clause], index: int) -> list[str]:
+    """``the intro with the three histories``: the steps of the earlier clauses that wrote an
+    intro and histories (the noun, singular or plural, in their words)."""
+    found: list[str] = []
+    for match in _THE_THING.finditer(clauses[index].text):
+        noun = singular(match["noun"].lower())
+        if noun in _NOT_THINGS or not _WRITTEN.fullmatch(noun):
+            continue  # "the sea" in two clauses is a topic, not a reference
+        pattern = re.compile(rf"\b{re.escape(noun)}(?:s|es)?\b", re.I)
+        for earlier in range(index):
+            if pattern.search(clauses[earlier].text) and earlier < len(built.outputs):
+                found += built.outputs[earlier]
+    return found
+
+
+def _named(built: Made, kind: str) -> list[str]:
+    tool = {"summary": SUMMARIZER, "translation": TRANSLATOR}.get(kind)
+    if tool is None:  # the original: what the first clause made
+        return built.outputs[0] if built.outputs else []
+    for outputs, made in zip(reversed(built.outputs), reversed(built.tools), strict=True):
+        if made == tool:
+            return outputs
+    return built.outputs[-1] if built.outputs else []

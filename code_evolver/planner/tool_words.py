@@ -1,0 +1,113 @@
+"""Which tool a clause needs, by its words: the first tool word in it, unless a writing verb
+leads ("write a story about sorting algorithms" is not a sort) or a light verb leaves it to the
+rest ("make it all caps"). Where no word decides, the writer stands in and the clause is
+marked uncertain, for a model to choose among :data:`CHOICES`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from code_evolver.planner.clauses import STRONG_WRITERS, Clause
+from code_evolver.planner.languages import find_languages
+
+WRITER, TRANSLATOR, SUMMARIZER, COMBINE = "content_generator", "translator", "summarizer", "combine"
+
+_LANGUAGE_WORDS = r"[^\W\d_]+(?:\s*(?:,|and|&|et|y|und|e)\s*[^\W\d_]+)*"
+_INTO_LANGUAGE = re.compile(
+    r"\b(?:in|into|to|en|al|ins|auf|nach|in\s+the)\s+(?P<languages>[^\W\d_]+(?:\s*(?:,|and|&|et|"
+    r"y|und|e|or)\s*(?:(?:in|into|en|al)\s+)?[^\W\d_]+)*)(?:\s+(?:please|too|as\s+well))?[\s?!.]*$",
+    re.I,
+)
+_LIGHT = re.compile(r"^(?:render|put|convert|turn|rewrite|say|give|make|get|have|show)\b", re.I)
+TOOL_WORDS: tuple[tuple[str, str], ...] = (
+    ("delay", r"\b(?:wait|pause|sleep|warte|attends|espera)\b"),
+    (
+        "word_count",
+        r"\b(?:count|how\s+many|number\s+of|total)\b[^.]*?\bwords?\b|\bword[- ]?count\b"
+        r"|\bcuent\w*\s+las\s+palabras|\bcompt\w*\s+les\s+mots|\bz[äa]hl\w*[^.]*w[öo]rter"
+        r"|\bcu[áa]ntas\s+palabras|\bcombien\s+de\s+mots|\bwie\s+viele\s+w[öo]rter"
+        r"|\bquante\s+parole|\bquantas\s+palavras",
+    ),
+    ("line_count", r"\b(?:count|how\s+many|number\s+of)\b[^.]*?\blines?\b|\bline[- ]?count\b"),
+    ("unique_words", r"\b(?:unique|distinct|different)\s+words\b"),
+    (
+        "upper",
+        r"\bupper[- ]?case\w*|\ball[- ]?caps\b|\bin\s+caps\b|\bcapital\s+letters\b|\bshout\w*"
+        r"|\bcapitali[sz]e\b|may[úu]sculas|majuscules|gro[ßs]buchstaben|\bcaps\s+lock\b",
+    ),
+    (
+        "sort_lines",
+        r"\bsort\w*|\balphabeti[sz]\w*|\balphabetical\w*|\bordena\w*|\btrie[rz]?\b"
+        r"|\bin\s+order\b",
+    ),
+    (
+        TRANSLATOR,
+        r"\btrans?l\w*at\w*|\btranlsat\w*|\btradu\w*|\b[üu]bersetz\w*",
+    ),
+    (
+        SUMMARIZER,
+        r"\bsumm?ari[sz]\w*|\bsumerize\b|\bsummar(?:y|ies)\b|\bsum\s+(?:it|this|that|them)\s+up"
+        r"|\btl;?\s?dr\b|\br[ée]sum[eé]-?(?:le|la|les)\b|\bres[úu]m\w*|\bresum[aeo]\b"
+        r"|\bzusammenfass\w*|\bfass\w*\b[^.]*\bzusammen\b|\briassum\w*|\bcondense\b"
+        r"|\bshorter\s+version\b|\bone[- ]sentence\s+version\b|\brecap\b|\bgist\b",
+    ),
+    (
+        COMBINE,
+        r"\b(?:combine|merge|join)\w*|\bput\b[^.]*?\b(?:together|into\s+one|in\s+one|into\s+a"
+        r"\s+single|in\s+a\s+single)\b|\b(?:together|side\s+by\s+side)\b|\b(?:one|single)\s+"
+        r"(?:document|list|text|section|page)\b|\br[ée]uni\w*|\bcomb[íi]n\w*|\bkombinier\w*"
+        r"|\bzusammenf[üu]g\w*|\bunisci\b|\bj[úu]nt\w*|\bstitch\w*|\bun\s+solo\s+texto\b"
+        r"|\bun\s+seul\s+texte\b|\beinem\s+text\b",
+    ),
+)
+# A light verb leaves the tool to the rest of the clause ("make it all caps"); a writing verb
+# decides it ("write a story about sorting algorithms" is not a sort).
+_WRITES = re.compile(rf"^(?:{STRONG_WRITERS})\b(?![^.]*\bsummar(?:y|ies)\s+of\b)", re.I)
+NAMED_RESULTS: tuple[tuple[str, str], ...] = (
+    ("summary", r"\b(?:the|its)\s+(?:summar(?:y|ies)|tl;?dr|tldr)\b|\ble\s+r[ée]sum[ée]\b"
+                r"|\bel\s+resumen\b|\bdie\s+zusammenfassung\b|\bil\s+riassunto\b"),
+    ("translation", r"\b(?:the|both|all|these)\s+(?:\w+\s+)?translations?\b"
+                    r"|\bthe\s+translated\s+\w+|\b(?:la|les)\s+traductions?\b"
+                    r"|\b(?:la|las)\s+traducci(?:[óo]n|ones)\b|\b(?:a|as)\s+tradu[çc](?:[ãa]o|[õo]es)\b"
+                    r"|\bdie\s+[üu]bersetzung\w*"),
+    ("original", r"\bthe\s+original\b|\bl'original\b|\bel\s+original\b|\bdas\s+original\b"),
+)  # fmt: skip
+
+
+CHOICES = (
+    WRITER,
+    SUMMARIZER,
+    TRANSLATOR,
+    "word_count",
+    "line_count",
+    "upper",
+    "sort_lines",
+    "unique_words",
+)
+
+
+def tool_for(clause: Clause) -> tuple[str, bool]:
+    """The clause's tool by its words, and whether the words were certain."""
+    text = without_references(clause.text)
+    if _WRITES.match(text) and not re.match(r"^(?:list|name)\s+the\s+(?:unique|distinct)", text):
+        return WRITER, True
+    found = [
+        (match.start(), tool)
+        for tool, pattern in TOOL_WORDS
+        if (match := re.search(pattern, text, re.I)) is not None
+    ]
+    into = _INTO_LANGUAGE.search(text)
+    if into and find_languages(into["languages"]) and (into.start() == 0 or _LIGHT.match(text)):
+        found.append((into.start(), TRANSLATOR))  # "put it into German", "in German please"
+    if found:
+        return min(found)[1], True
+    if clause.source is not None and not _WRITES.match(text):
+        return WRITER, False  # text to work on, but no word says how
+    return WRITER, True
+
+
+def without_references(text: str) -> str:
+    for _, pattern in NAMED_RESULTS:
+        text = re.sub(pattern, " the result ", text, flags=re.I)
+    return " ".join(text.split())
