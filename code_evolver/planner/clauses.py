@@ -57,7 +57,8 @@ _ITEM_START = re.compile(
     re.I,
 )
 _THEN = (
-    r"then|and\s+then|and\s+after\s+that|after\s+that|afterwards|finally|next|puis|et\s+puis|"
+    r"then|and\s+then|and\s+after\s+that|after\s+that|afterwards|finally|next(?=\s*,)|puis|"
+    r"et\s+puis|"
     r"ensuite|luego|y\s+luego|despu[ée]s|dann|und\s+dann|danach|poi|e\s+poi|depois|e\s+depois"
 )
 _ALSO = (
@@ -85,7 +86,8 @@ _HOLE_RE = re.compile(r"\x00(\d+)\x00")
 # The head of "X: text" asks for work on the text after the colon when it says so.
 _NEEDS_SOURCE = re.compile(
     rf"\b(?:{TRANSFORM_VERBS}|this|these|those|the\s+following|following|text|sentence|"
-    r"phrase|paragraph|review|reviews|lines|words|article|email|message|passage|notes|"
+    r"phrase|paragraph|review|reviews|lines|words|article|email|message|passage|notes|gist|"
+    r"summary|tl;?dr|tldr|recap|word\s+count|caps|upper\s*case|translation|alphabetical|"
     r"folgend\w*|diese\w*|siguiente|suivant\w*|ce\s+texte|ces|este\s+texto|estos|estas|"
     r"quest[oaie])\b",
     re.I,
