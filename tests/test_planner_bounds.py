@@ -248,3 +248,13 @@ def test_a_request_the_rules_cannot_read_runs_as_one_step_with_the_reason(
     assert "which language? 'translate it to klingon' names none" in warning
     (only,) = outcome.organized.plan.steps
     assert only.description.startswith("Answer the whole request with content_generator")
+
+
+def test_a_degenerate_prefix_is_not_streamed(tmp_path: Path) -> None:
+    copies = [step(n, "content_generator", "Write a poem about the sea.") for n in (1, 2, 3)]
+    backend = ScriptedBackend([json.dumps({"steps": copies}), GOOD], chunk_size=20)
+    planner, _ = make_planner(backend, tmp_path, mode="llm", repairs=1)
+    handed: list[OrganizedPlan] = []
+    outcome = plan(planner, on_partial=handed.append)
+    assert outcome.source == "llm"
+    assert [len(h.plan.steps) for h in handed] == [1]  # the first copy, never the second

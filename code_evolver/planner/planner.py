@@ -206,7 +206,9 @@ class Planner:
         messages = first
         stream = on_partial if self.settings.stream else None
         for round_ in range(self.settings.repairs + 1):
-            reply = await self._generate(request, messages, schema, max_steps, attempt, stream)
+            reply = await self._generate(
+                request, messages, schema, (max_steps, examples), attempt, stream
+            )
             stream = None  # a repaired plan is not streamed: its steps may replace earlier ones
             try:
                 organized = organize(overseer.parse_reply(reply, request, max_steps), self.registry)
@@ -230,11 +232,16 @@ class Planner:
         request: str,
         messages: list[Message],
         schema: dict[str, object],
-        max_steps: int,
+        bounds: tuple[int, tuple[str, ...]],
         attempt: _Attempt,
         on_partial: PartialListener | None,
     ) -> str:
-        """One model round, streamed: progress as it goes, valid steps handed out at once."""
+        """One model round, streamed: progress as it goes, valid steps handed out at once.
+
+        ``bounds`` is the step bound and the prompt's worked examples: a prefix that is already
+        degenerate (a copy, a worked example) is not handed out, since it would run for nothing.
+        """
+        max_steps, examples = bounds
         attempt.calls += 1
         stage = "planning" if attempt.calls == 1 else f"repairing the plan ({attempt.calls - 1})"
         self._progress(stage, attempt)
@@ -258,6 +265,9 @@ class Planner:
                     )
                 except PlanError:
                     valid = False  # later steps may build on this one: wait for the whole plan
+                    continue
+                if plan_problems(prefix.plan, request, examples=examples, max_parts=max_steps):
+                    valid = False
                     continue
                 if attempt.first_step_s is None:
                     attempt.first_step_s = attempt.elapsed()
