@@ -382,3 +382,42 @@ def test_items_in_parentheses_after_a_count() -> None:
         "Write a slogan (serious tone).",
         "Write a slogan (poetic tone).",
     ]
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (  # numbered steps, "once done", Dutch, the target language after "into"
+            "1) write a paragraph about coffee 2) summarize it 3) translate the summary into French",
+            [(G, [], None), (S, ["step1"], None), (T, ["step2"], "French")],
+        ),
+        (
+            "translate 'the early bird' into German, then translate the German version back "
+            "into English",
+            [(T, [], "German"), (T, ["step1"], "English")],
+        ),
+        (
+            "write a short poem about the ocean, then count its words and shout it",
+            [(G, [], None), ("word_count", ["step1"], None), ("upper", ["step1"], None)],
+        ),
+        (
+            "tell me a joke about each of: cats, dogs, and parrots",
+            [(G, [], None), (G, [], None), (G, [], None)],
+        ),
+        (
+            "schrijf een grap over fietsen en vertaal die naar het Engels en het Frans",
+            [(G, [], None), (T, ["step1"], "English"), (T, ["step1"], "French")],
+        ),
+        (
+            "make a list of 10 vegetables, one per line, then alphabetize it",
+            [(G, [], None), ("sort_lines", ["step1"], None)],
+        ),
+    ],
+)
+def test_more_phrasings(
+    request_text: str, expected: list[tuple[str, list[str], str | None]]
+) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "sort_lines"})
+    assert plan is not None
+    got = [(s.tool, s.depends_on, s.params.get("target_lang")) for s in plan.steps]
+    assert got == expected

@@ -25,22 +25,27 @@ from dataclasses import dataclass
 
 from code_evolver.planner.languages import canonical
 
-_ALSO_WORDS = r"also|separately|additionally|separatamente|por\s+separado|s[ée]par[ée]ment|getrennt"
+_ALSO_WORDS = (
+    r"also|separately|additionally|separatamente|por\s+separado|s[ée]par[ée]ment|getrennt|"
+    r"unrelated|plus|while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|ook"
+)
 # Verbs that start an instruction, in the languages users wrote requests in.
 GENERATE_VERBS = (
-    r"write|wrtie|wirte|tell|compose|create|generate|draft|make|give|produce|invent|suggest|"
+    r"write|wrtie|wirte|wrte|rwite|tell|compose|create|generate|draft|make|give|produce|invent|"
+    r"suggest|jot(?:\s+down)?|whip\s+up|craft|pen|cook\s+up|knock\s+out|"
     r"list|explain|describe|brainstorm|outline|come up with|prepare|design|plan|propose|name|"
     r"pick|choose|select|rewrite|shorten|expand|improve|edit|turn|add|answer|compare|rank|rate|"
     r"reverse|recommend|weigh|[ée]cris|[ée]crire|r[ée]dige|raconte|donne|fais|escribe|escribir|"
     r"cu[ée]ntame|dame|dime|haz|dis-moi|dites-moi|sag|"
-    r"schreib|schreibe|erz[äa]hl|erz[äa]hle|gib|mach|mache|scrivi|racconta|escreva|conta"
+    r"schreib|schreibe|erz[äa]hl|erz[äa]hle|gib|mach|mache|scrivi|racconta|escreva|conta|"
+    r"schrijf|vertel|geef|maak|bedenk"
 )
 TRANSFORM_VERBS = (
     r"translate|tranlsate|traslate|translat\w*|summari[sz]e|sumarize|summerize|sum up|"
     r"count|uppercase|capitali[sz]e|shout|sort|alphabeti[sz]e|order|wait|pause|sleep|"
     r"combine|merge|join|put|show|convert|render|list|tl;?dr|condense|shorten|"
     r"tradu\w*|tradui\w*|r[ée]sum\w*|res[úu]m\w*|r[ée]uni\w*|comb[íi]n\w*|cuenta|compte|"
-    r"j[úu]nt\w*|junte|stitch|compare|"
+    r"j[úu]nt\w*|junte|stitch|compare|dedupe|deduplicate|boil|vertaal|vat|tel|sorteer|"
     r"[üu]bersetz\w*|fass\w*|z[äa]hl\w*|sortier\w*|kombinier\w*|riassum\w*|unisci"
 )
 _VERB = rf"(?:{GENERATE_VERBS}|{TRANSFORM_VERBS})"
@@ -58,18 +63,20 @@ _ITEM_START = re.compile(
 )
 _THEN = (
     r"then|and\s+then|and\s+after\s+that|after\s+that|afterwards|finally|next(?=\s*,)|puis|"
-    r"et\s+puis|"
+    r"et\s+puis|once\s+(?:that'?s\s+|it'?s\s+)?done|when\s+(?:that'?s|it'?s)\s+done|"
+    r"followed\s+by|daarna|vervolgens|en\s+dan|"
     r"ensuite|luego|y\s+luego|despu[ée]s|dann|und\s+dann|danach|poi|e\s+poi|depois|e\s+depois"
 )
 _ALSO = (
     r"also|separately|additionally|as\s+well|aussi|tambi[ée]n|auch|anche|separatamente|"
-    r"por\s+separado|s[ée]par[ée]ment|getrennt|separat"
+    r"por\s+separado|s[ée]par[ée]ment|getrennt|separat|unrelated|plus|as\s+well\s+as|"
+    r"while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast"
 )
-_AND = r"and|&|et|y|e|und"
+_AND = r"and|&|et|y|e|und|en"
 
 # Where the instruction part is cut, with what the cut says about the two sides.
 _CUTS = re.compile(
-    rf"(?P<semi>\s*;\s*)"
+    rf"(?P<semi>\s*;\s*|\s+(?=\d[).]\s))"
     rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
     rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
     rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+)"
@@ -79,6 +86,7 @@ _CUTS = re.compile(
 _QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "'": "'", "‘": "’"}
 _QUOTE = re.compile(
     r"""(?<![\w])(?:"(?P<d>[^"\n]+)"|“(?P<c>[^”\n]+)”|«\s*(?P<g>[^»\n]+?)\s*»|„(?P<l>[^“\n]+)“|"""
+    r"""‚(?P<k>[^‘'\n]+)[‘']|"""
     r"""'(?P<s>[^'\n]*?[^\s'])'(?![\w])|‘(?P<t>[^’\n]+)’)"""
 )
 _HOLE = "\x00{}\x00"
@@ -165,7 +173,8 @@ def split_request(request: str) -> Parts:
         if _NEEDS_SOURCE.search(_FOLLOWING.sub("", head) or head) or not clauses:
             clauses = _give_source(clauses, tail_text)
         else:  # "I need two things: a slogan ... and a description ..."
-            clauses = [*clauses[:-1], *_cut(_join(clauses[-1].text, tail_text))[0]]
+            joined = _QUOTE.sub(hole, _join(clauses[-1].text, tail_text))
+            clauses = [*clauses[:-1], *_cut(joined)[0]]
         if after:
             more, _ = _cut(" ".join(_QUOTE.sub(hole, after).split()))
             clauses += [Clause(c.text, c.source, c.joiner or "then") for c in more]
@@ -191,6 +200,8 @@ def _colon_source(text: str) -> tuple[str, str | None]:
         return text, None
     head = first[:colon].strip()
     tail = first[colon + 1 :]
+    if re.search(rf"(?:^|[\s.,;])(?:{_ALSO}|{_THEN})$", head, re.I):  # "... Also: translate 'x'"
+        return _colon_source(f"{text[:colon]};{text[colon + 1 :]}")
     if label := _FIRST_LABEL.search(head):  # "... merge them. First: ..., Second: ..."
         head, tail = head[: label.start()].rstrip(), f"{label.group(0)}:{tail}"
     if len(lines) > 1:
@@ -212,7 +223,9 @@ def _split_tail(tail: str) -> tuple[str, str]:
     found = None
     for match in after.finditer(masked):
         rest = masked[match.end() :]
-        if len(rest) < 120 and re.search(r"\b(?:it|this|that|them|the\s+\w+)\b", rest, re.I):
+        explicit = re.search(rf"\b(?:{_ALSO})\b", match.group(0), re.I)
+        refers = re.search(r"\b(?:it|this|that|them|the\s+\w+)\b", rest, re.I)
+        if len(rest) < 120 and (refers or explicit):
             found = match
             break
     if found is None:
@@ -278,13 +291,16 @@ GENRES = (
     "joke|poem|haiku|limerick|story|essay|summary|tweet|headline|email|letter|song|slogan|"
     "riddle|fact|quote|recipe|description|sonnet|ode|tagline|title|caption|bio|speech|toast|"
     "review|post|paragraph|sentence|idea|name|question|answer|fable|tale|ballad|rhyme|pun|"
-    "argument|conclusion|note|tip|intro|introduction|list|version|message|motivational quote"
+    "argument|conclusion|note|tip|intro|introduction|list|version|message|motivational quote|"
+    "greeting|farewell|band name|album title|ad|advert|blurb|verse|tongue twister|bio|"
+    "opening line|closing line|toast|pickup line|anecdote|definition|translation|plan|menu"
 )
 
 
 def _clean(text: str) -> str:
-    text = text.strip(" ,.;:!-–—")
-    return re.sub(rf"^{_POLITE}", "", text, flags=re.I).strip(" ,")
+    text = re.sub(r"^\d[).]\s*", "", text.strip(" ,.;:!-–—"))  # "2) summarize it"
+    text = re.sub(rf"^{_POLITE}", "", text, flags=re.I).strip(" ,")
+    return re.sub(rf"^both\s+(?=(?:{_VERB})\b)", "", text, flags=re.I)
 
 
 def _merge_fragments(clauses: list[Clause]) -> list[Clause]:

@@ -27,6 +27,7 @@ from code_evolver.planner.references import EACH, Made, what_it_reads
 from code_evolver.planner.tool_words import (
     CHOICES,
     COMBINE,
+    INTO_LANGUAGE,
     SUMMARIZER,
     TRANSLATOR,
     WRITER,
@@ -172,7 +173,9 @@ def _translations(built: Made, clause: Clause, reads: Sequence[str]) -> list[str
         )
         if match and find_languages(match["languages"]):
             clause = Clause(f"translate to {match['languages']}", clause.source[: match.start()])
-    languages = find_languages(_strip_quotes(clause.text))
+    text = _strip_quotes(clause.text)
+    targets = INTO_LANGUAGE.search(text)  # "the German version back into English": English
+    languages = (targets and find_languages(targets["languages"])) or find_languages(text)
     if not languages:
         raise NotDecomposable(f"which language? {clause.text!r} names none")
     if clause.source is None and not reads:

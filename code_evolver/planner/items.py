@@ -46,9 +46,14 @@ _FOR_EACH_ALONE = re.compile(
     re.I,
 )
 _EACH_OF_THESE = re.compile(
-    r"\b(?:each|every|all)\s+of\s+(?:these|the\s+following|those)(?:\s+\w+)?\s*$"
+    r"\b(?:each|every(?:\s+one)?|all)\s+of\s+(?:these|the\s+following|those)(?:\s+\w+)?\s*$"
     r"|\bciascun[oa]\s+di\s+quest\w+(?:\s+\w+)?\s*$|\bcada\s+un[oa]\s+de\s+est\w+(?:\s+\w+)?\s*$"
     r"|\bchacun\w*\s+de\s+ces(?:\s+\w+)?\s*$",
+    re.I,
+)
+_ABOUT_EACH_OF = re.compile(
+    r"^(?P<head>.+?\b(?:about|for|on))\s+(?:each|every(?:\s+one)?)\s+of\s+"
+    r"(?:(?:these|the\s+following|those)\s*(?:\w+\s*)?)?:?\s*(?P<items>.+)$",
     re.I,
 )
 _SEASONS = ("spring", "summer", "autumn", "winter")
@@ -127,6 +132,13 @@ def _items(clause: Clause) -> list[Clause]:
                 )
                 for i, item in enumerate(items)
             ]
+    if match := _ABOUT_EACH_OF.match(text):  # "a joke about each of: cats, dogs, parrots"
+        items = split_list(match["items"])
+        if 2 <= len(items) <= MAX_ITEMS:
+            return [
+                Clause(f"{match['head']} {item}", None, clause.joiner if i == 0 else "and")
+                for i, item in enumerate(items)
+            ]
     if (match := _FOR_EACH.match(text)) and STARTS_INSTRUCTION.match(match["rest"]):
         items = split_list(match["items"])
         if 2 <= len(items) <= MAX_ITEMS:
@@ -157,6 +169,8 @@ def _items(clause: Clause) -> list[Clause]:
             flags=re.I,
         )
         verb = match["verb"].strip()
+        if re.search(r"\b(?:list|table|series|set)\s+(?:of\s+)?$", verb, re.I):
+            return [clause]  # "a list of 10 vegetables" is one list
         if 2 <= count <= MAX_ITEMS and re.search(r"s\b|es\b", match["thing"]):
             prep = f" {match['prep']}" if match["prep"] else ""
             if len(topics) == count:

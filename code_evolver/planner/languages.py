@@ -30,17 +30,18 @@ _ALIASES = {
 }
 # Language names as French, Spanish, German, Italian and Portuguese requests write them.
 _FOREIGN = {
-    "english": "anglais inglés ingles inglese inglês englisch englische englischen",
+    "english": "anglais inglés ingles inglese inglês englisch englische englischen engels",
     "french": "français francais francés frances francese francês französisch französische "
-    "französischen",
-    "spanish": "espagnol español espanol spagnolo espanhol spanisch spanische spanischen",
-    "german": "allemand alemán aleman tedesco alemão deutsch deutsche deutschen",
-    "italian": "italien italiano italienisch italienische italienischen",
-    "portuguese": "portugais portugués portugues portoghese português portugiesisch portugiesische",
+    "französischen frans",
+    "spanish": "espagnol español espanol spagnolo espanhol spanisch spanische spanischen spaans",
+    "german": "allemand alemán aleman tedesco alemão deutsch deutsche deutschen duits",
+    "italian": "italien italiano italienisch italienische italienischen italiaans",
+    "portuguese": "portugais portugués portugues portoghese português portugiesisch portugiesische "
+    "portugees",
     "japanese": "japonais japonés japones giapponese japonês japanisch japanische",
     "chinese": "chinois chino cinese chinês chinesisch chinesische",
     "russian": "russe ruso russo russisch russische",
-    "dutch": "néerlandais neerlandés olandese holandês niederländisch niederländische",
+    "dutch": "néerlandais neerlandés olandese holandês niederländisch niederländische nederlands",
 }
 _ALIASES.update({word: name for name, words in _FOREIGN.items() for word in words.split()})
 

@@ -39,6 +39,9 @@ _SINGULAR = re.compile(
 )
 
 
+MEASURES = frozenset({"word_count", "line_count"})
+
+
 @dataclass
 class Made:
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -73,6 +76,9 @@ class Made:
     def leaves(self) -> list[str]:
         return [s["step_id"] for s in self.steps if s["step_id"] not in self.used]
 
+    def depends_on(self, step_id: str) -> list[str]:
+        return next(list(s["depends_on"]) for s in self.steps if s["step_id"] == step_id)
+
 
 def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str) -> list[str]:
     """The step ids this clause reads."""
@@ -102,6 +108,9 @@ def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str)
         return []
     if plural or tool == COMBINE:
         return built.leaves() or built.outputs[-1]
+    if built.tools[-1] in MEASURES and clause.joiner != "then":
+        # "count its words and shout it": "it" is what was counted, not the count.
+        return sorted({r for s in built.outputs[-1] for r in built.depends_on(s)}) or []
     return built.outputs[-1]
 
 

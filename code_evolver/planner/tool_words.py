@@ -14,12 +14,19 @@ from code_evolver.planner.languages import find_languages
 WRITER, TRANSLATOR, SUMMARIZER, COMBINE = "content_generator", "translator", "summarizer", "combine"
 
 _LANGUAGE_WORDS = r"[^\W\d_]+(?:\s*(?:,|and|&|et|y|und|e)\s*[^\W\d_]+)*"
-_INTO_LANGUAGE = re.compile(
-    r"\b(?:in|into|to|en|al|ins|auf|nach|in\s+the)\s+(?P<languages>[^\W\d_]+(?:\s*(?:,|and|&|et|"
-    r"y|und|e|or)\s*(?:(?:in|into|en|al)\s+)?[^\W\d_]+)*)(?:\s+(?:please|too|as\s+well))?[\s?!.]*$",
+_ARTICLE = r"(?:(?:o|a|el|la|le|het|de|the|os|das|ins)\s+)?"
+INTO_LANGUAGE = re.compile(
+    rf"\b(?:in|into|to|en|al|ins|auf|nach|naar|para|per)\s+{_ARTICLE}(?P<languages>[^\W\d_]+"
+    rf"(?:\s*(?:,|/|and|&|et|y|und|e|en|or)\s*(?:(?:in|into|en|al|naar|para|to)\s+)?{_ARTICLE}"
+    r"[^\W\d_]+)*)(?:\s+(?:please|too|as\s+well))?[\s?!.]*$",
     re.I,
 )
-_LIGHT = re.compile(r"^(?:render|put|convert|turn|rewrite|say|give|make|get|have|show)\b", re.I)
+"""Where a clause names the languages it wants, at its end: "... into German and French"."""
+_LIGHT = re.compile(
+    r"^(?:render|put|convert|turn|rewrite|say|give|make|get|have|show|what'?s|what\s+is|"
+    r"how\s+do\s+(?:you|i)\s+say)\b",
+    re.I,
+)
 TOOL_WORDS: tuple[tuple[str, str], ...] = (
     ("delay", r"\b(?:wait|pause|sleep|warte|attends|espera)\b"),
     (
@@ -43,13 +50,14 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
     ),
     (
         TRANSLATOR,
-        r"\btrans?l\w*at\w*|\btranlsat\w*|\btradu\w*|\b[üu]bersetz\w*",
+        r"\btrans?l\w*at\w*|\btranlsat\w*|\btradu\w*|\b[üu]bersetz\w*|\bvertaal\w*",
     ),
     (
         SUMMARIZER,
         r"\bsumm?ari[sz]\w*|\bsumerize\b|\bsummar(?:y|ies)\b|\bsum\s+(?:it|this|that|them)\s+up"
         r"|\btl;?\s?dr\b|\br[ée]sum[eé]-?(?:le|la|les)\b|\bres[úu]m\w*|\bresum[aeo]\b"
         r"|\bzusammenfass\w*|\bfass\w*\b[^.]*\bzusammen\b|\briassum\w*|\bcondense\b"
+        r"|\bvat\b[^.]*\bsamen\b|\bsamenvat\w*|\bboil\w*\s+(?:\w+\s+)?down\b"
         r"|\bshorter\s+version\b|\bone[- ]sentence\s+version\b|\brecap\b|\bgist\b",
     ),
     (
@@ -97,7 +105,7 @@ def tool_for(clause: Clause) -> tuple[str, bool]:
         for tool, pattern in TOOL_WORDS
         if (match := re.search(pattern, text, re.I)) is not None
     ]
-    into = _INTO_LANGUAGE.search(text)
+    into = INTO_LANGUAGE.search(text)
     if into and find_languages(into["languages"]) and (into.start() == 0 or _LIGHT.match(text)):
         found.append((into.start(), TRANSLATOR))  # "put it into German", "in German please"
     if found:
