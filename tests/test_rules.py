@@ -387,8 +387,8 @@ def test_items_in_parentheses_after_a_count() -> None:
 @pytest.mark.parametrize(
     ("request_text", "expected"),
     [
-        (  # numbered steps, "once done", Dutch, the target language after "into"
-            "1) write a paragraph about coffee 2) summarize it 3) translate the summary into French",
+        (  # numbered steps
+            "1) write a paragraph about coffee 2) summarize it 3) translate the summary to French",
             [(G, [], None), (S, ["step1"], None), (T, ["step2"], "French")],
         ),
         (
