@@ -421,3 +421,40 @@ def test_more_phrasings(
     assert plan is not None
     got = [(s.tool, s.depends_on, s.params.get("target_lang")) for s in plan.steps]
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "write two limericks, one about a frog and one about a fox, and translate the "
+            "second one into German",
+            ["Write a limerick about a frog.", "Write a limerick about a fox."],
+        ),
+        (
+            "écris une blague sur les chats et une autre sur les chiens",
+            ["Écris une blague sur les chats.", "Écris une blague sur les chiens."],
+        ),
+    ],
+)
+def test_items_after_a_count_or_a_first_one(request_text: str, expected: list[str]) -> None:
+    plan = rules_plan(request_text, TOOLS)
+    assert plan is not None
+    writers = [s for s in plan.steps if s.tool == G]
+    assert [s.input for s in writers] == expected
+    assert all(s.depends_on == [] for s in writers)
+
+
+def test_what_the_numbered_steps_and_the_combined_text_read() -> None:
+    plan = rules_plan(
+        "1) write a haiku about fog 2) write a haiku about frost 3) combine them "
+        "4) count the words of the combined text",
+        TOOLS,
+    )
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == [
+        (G, []),
+        (G, []),
+        ("combine", ["step1", "step2"]),
+        ("word_count", ["step3"]),
+    ]

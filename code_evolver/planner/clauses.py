@@ -44,7 +44,8 @@ TRANSFORM_VERBS = (
     r"translate|tranlsate|traslate|translat\w*|summari[sz]e|sumarize|summerize|sum up|"
     r"count|uppercase|capitali[sz]e|shout|sort|alphabeti[sz]e|order|wait|pause|sleep|"
     r"combine|merge|join|put|show|convert|render|list|tl;?dr|condense|shorten|"
-    r"tradu\w*|tradui\w*|r[ée]sum\w*|res[úu]m\w*|r[ée]uni\w*|comb[íi]n\w*|cuenta|compte|"
+    r"trad[uú]\w*|tradui\w*|r[ée]sum\w*|res[úu]m\w*|r[ée]uni\w*|comb[íi]n\w*|cuenta|compte|"
+    r"rassembl\w*|metti|"
     r"j[úu]nt\w*|junte|stitch|compare|dedupe|deduplicate|boil|vertaal|vat|tel|sorteer|"
     r"[üu]bersetz\w*|fass\w*|z[äa]hl\w*|sortier\w*|kombinier\w*|riassum\w*|unisci"
 )
@@ -58,12 +59,14 @@ _POLITE = (
 STARTS_INSTRUCTION = re.compile(rf"^{_POLITE}(?:{_VERB})\b", re.I)
 _ITEM_START = re.compile(
     r"^(?:(?:and\s+)?(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|ein)\s+"
+    r"(?:(?:autre|other|andere[nrs]?|altro|altra)\s+)?"
     r"(?:about|on|for|against|sobre|de|sur|über|ueber|su|contra|contre|gegen)\b)",
     re.I,
 )
 _THEN = (
     r"then|and\s+then|and\s+after\s+that|after\s+that|afterwards|finally|next(?=\s*,)|puis|"
     r"et\s+puis|once\s+(?:that'?s\s+|it'?s\s+)?done|when\s+(?:that'?s|it'?s)\s+done|"
+    r"infine|e\s+infine|enfin|et\s+enfin|finalmente|schlie(?:ß|ss)lich|tot\s+slot|"
     r"followed\s+by|daarna|vervolgens|en\s+dan|"
     r"ensuite|luego|y\s+luego|despu[ée]s|dann|und\s+dann|danach|poi|e\s+poi|depois|e\s+depois"
 )
@@ -76,13 +79,15 @@ _AND = r"and|&|et|y|e|und|en"
 
 # Where the instruction part is cut, with what the cut says about the two sides.
 _CUTS = re.compile(
-    rf"(?P<semi>\s*;\s*|\s+(?=\d[).]\s))"
+    rf"(?P<semi>\s*;\s*)|(?P<numbered>\s+(?=\d[).]\s))"
     rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
     rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
     rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+)"
     rf"|(?P<and>\s*,?\s+\b(?:{_AND})\s+,?\s*|\s*,\s*)",
     re.I,
 )
+_CONNECTIVE = re.compile(rf"(?:{_ALSO}|{_THEN}|{_AND})", re.I)
+_JOINERS = {"semi": "also", "stop": "also", "numbered": "next"}
 _QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "'": "'", "‘": "’"}
 _QUOTE = re.compile(
     r"""(?<![\w])(?:"(?P<d>[^"\n]+)"|“(?P<c>[^”\n]+)”|«\s*(?P<g>[^»\n]+?)\s*»|„(?P<l>[^“\n]+)“|"""
@@ -133,7 +138,8 @@ class Clause:
     source: str | None = None
     """Text the request gave this clause to work on (quoted or after a colon), exactly."""
     joiner: str = ""
-    """How it was joined to the clause before: "", "then", "also", "and", "with" (another
+    """How it was joined to the clause before: "", "then", "next" (a numbered step), "also",
+    "and", "with" (another
     thing made of the same input: "its word count and an uppercase version") or "same" (the
     same work on another text: "the words in 'X' and in 'Y'")."""
     item_of: int | None = None
@@ -176,8 +182,9 @@ def split_request(request: str) -> Parts:
             joined = _QUOTE.sub(hole, _join(clauses[-1].text, tail_text))
             clauses = [*clauses[:-1], *_cut(joined)[0]]
         if after:
+            joiner, after = after.split("\x01", 1)
             more, _ = _cut(" ".join(_QUOTE.sub(hole, after).split()))
-            clauses += [Clause(c.text, c.source, c.joiner or "then") for c in more]
+            clauses += [Clause(c.text, c.source, c.joiner or joiner) for c in more]
     del trailing
     restored = tuple(_restore(c, quotes) for c in clauses if c.text or c.source)
     return Parts(restored, tuple(quotes))
@@ -230,7 +237,9 @@ def _split_tail(tail: str) -> tuple[str, str]:
             break
     if found is None:
         return _unquote(tail.strip()), ""
-    return _unquote(tail[: found.start()].strip()), tail[found.end() :].strip()
+    joiner = "also" if re.search(rf"\b(?:{_ALSO})\b", found.group(0), re.I) else "then"
+    source = _unquote(tail[: found.start()].strip(" \t\n—–-"))
+    return source, f"{joiner}\x01{tail[found.end() :].strip()}"
 
 
 def _unquote(text: str) -> str:
@@ -272,9 +281,10 @@ def _cut(text: str) -> tuple[list[Clause], str]:
         if kind == "stop" and not rest[:1].isupper():
             continue
         pieces.append((joiner, text[position : match.start()]))
-        position, joiner = match.end(), {"semi": "also", "stop": "also"}.get(kind, kind)
+        position, joiner = match.end(), _JOINERS.get(kind, kind)
     pieces.append((joiner, text[position:]))
     clauses = [Clause(_clean(p), None, j) for j, p in pieces if _clean(p)]
+    clauses = [c for c in clauses if not _CONNECTIVE.fullmatch(c.text)]
     return _merge_fragments(clauses), ""
 
 
@@ -293,7 +303,7 @@ GENRES = (
     "review|post|paragraph|sentence|idea|name|question|answer|fable|tale|ballad|rhyme|pun|"
     "argument|conclusion|note|tip|intro|introduction|list|version|message|motivational quote|"
     "greeting|farewell|band name|album title|ad|advert|blurb|verse|tongue twister|bio|"
-    "opening line|closing line|toast|pickup line|anecdote|definition|translation|plan|menu"
+    "opening line|closing line|toast|pickup line|anecdote|definition|plan|menu"
 )
 
 
@@ -344,6 +354,9 @@ def _wants_quote(text: str) -> bool:
     bare = _HOLE_RE.sub("", text).strip(" -–—,:")
     if re.match(rf"^(?:{STRONG_WRITERS})\b", bare, re.I):
         return False
+    into = re.search(r"\b(?:in|into|to)\s+([^\W\d_]+)\W*$", bare)
+    if into and canonical(into.group(1)):  # "what's 'good morning' in Dutch?"
+        return True
     return bool(
         re.search(rf"\b(?:{TRANSFORM_VERBS}|how\s+many|words?|lines?)\b", bare, re.I)
         or re.match(r"^(?:in|into|to)\s", bare, re.I)

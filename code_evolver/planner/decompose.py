@@ -209,7 +209,8 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
         texts = _source_parts(clause) or [clause.source]
         return [built.add(tool, escape(text), description) for text in texts]
     if not reads:
-        if tool == SUMMARIZER and len(clause.text.split()) > 2:
+        pronoun = re.search(r"\b(?:it|this|these|that|them)\b", clause.text, re.I)
+        if tool == SUMMARIZER and len(clause.text.split()) > 2 and not pronoun:
             return [_writer(built, clause, ())]  # "summarize the history of rome": write it
         raise MissingText(
             f"there is no text for {clause.text!r}: put it in quotes or after a colon"

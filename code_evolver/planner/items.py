@@ -28,7 +28,8 @@ _ABOUT = (
     r"gegen"
 )
 _COUNTED = re.compile(
-    rf"^(?P<verb>.*?)\b{_NUMBER}\s+(?P<thing>(?:[\w'-]+\s+){{0,3}}?[\w'-]+?)"
+    rf"^(?P<verb>(?:{GENERATE_VERBS})(?:\s+(?:me|us|up|out|down))?(?:\s+(?:a\s+)?(?:list|set)\s+of)?)"
+    rf"\s+{_NUMBER}\s+(?P<thing>(?:[\w'-]+\s+){{0,3}}?[\w'-]+?)"
     rf"(?:\s+(?P<prep>{_ABOUT})\s+(?P<topics>.+))?$",
     re.I,
 )
@@ -55,6 +56,10 @@ _ABOUT_EACH_OF = re.compile(
     r"^(?P<head>.+?\b(?:about|for|on))\s+(?:each|every(?:\s+one)?)\s+of\s+"
     r"(?:(?:these|the\s+following|those)\s*(?:\w+\s*)?)?:?\s*(?P<items>.+)$",
     re.I,
+)
+_ONE = (
+    r"(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|ein)"
+    r"(?:\s+(?:autre|other|andere[nrs]?|altro|altra))?"
 )
 _SEASONS = ("spring", "summer", "autumn", "winter")
 
@@ -95,8 +100,7 @@ def _is_item(text: str) -> bool:
     text = re.sub(rf"^(?:{GENERATE_VERBS})(?:\s+me)?\s+(?=(?:one|another)\s)", "", text, flags=re.I)
     return bool(
         re.match(
-            rf"^(?:and\s+)?(?:one|another|uno|una|otro|otra|un|une|einen|eine|ein)"
-            rf"\s+(?:{_ABOUT})\b|^(?:a|an)\s+(?:\w+\s+){{0,2}}(?:{GENRES})s?\b",
+            rf"^(?:and\s+)?{_ONE}\s+(?:{_ABOUT})\b|^(?:a|an)\s+(?:\w+\s+){{0,2}}(?:{GENRES})s?\b",
             text,
             re.I,
         )
@@ -108,10 +112,11 @@ def _like(previous: str, item: str) -> str:
     moon``; ``a limerick about a cat`` after ``give me a haiku ...``: ``give me a limerick ...``."""
     item = re.sub(r"^and\s+", "", item, flags=re.I)
     item = re.sub(rf"^(?:{GENERATE_VERBS})(?:\s+me)?\s+(?=(?:one|another)\s)", "", item, flags=re.I)
-    if match := re.match(rf"^\w+\s+(?P<prep>{_ABOUT})\s+(?P<topic>.+)$", item, re.I):
+    previous = re.sub(r"\s*\(number \d+ of \d+[^)]*\)", "", previous)  # a counted copy
+    if match := re.match(rf"^{_ONE}\s+(?P<prep>{_ABOUT})\s+(?P<topic>.+)$", item, re.I):
         head = re.match(rf"^(?P<head>.*?)\s+(?:{_ABOUT})\s", previous, re.I)
-        if head:
-            return f"{head['head']} {match['prep']} {match['topic']}"
+        base = head["head"] if head else previous.rstrip(" .")
+        return f"{base} {match['prep']} {match['topic']}"
     verb = re.match(rf"^(?P<verb>(?:{GENERATE_VERBS})(?:\s+me)?)\b", previous, re.I)
     return f"{verb['verb']} {item}" if verb else item
 

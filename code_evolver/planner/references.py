@@ -19,7 +19,7 @@ from code_evolver.planner.items import singular
 from code_evolver.planner.tool_words import COMBINE, NAMED_RESULTS, SUMMARIZER, TRANSLATOR, WRITER
 
 PLURAL = re.compile(
-    r"\b(?:them|both|all|these|those|they|their|each|every|les|los|las|beide\w*|sie|ambos|"
+    r"\b(?:them|both|all|these|those|they|their|each|every|beide\w*|ambos|"
     r"ambas|tous|toutes|todos|todas|alle|the\s+two|os\s+dois|los\s+dos|les\s+deux|"
     r"die\s+beiden|i\s+due)\b|\w+-les\b|\w+(?:los|las)\b(?=\s|$)",
     re.I,
@@ -30,7 +30,9 @@ _CHOOSES = re.compile(
     re.I,
 )
 _EVERYTHING = re.compile(r"\b(?:everything|all\s+of\s+(?:it|this)|all\s+the\s+results)\b", re.I)
-EACH = re.compile(r"\b(?:each|every|cada|chaque|jede\w*|ogni)\b", re.I)
+EACH = re.compile(
+    r"\b(?:each|every|cada|chaque|chacun\w*|jede\w*|ogni|ognuno|ognuna|elk|elke)\b", re.I
+)
 _SINGULAR = re.compile(
     r"\b(?:it|its|this|that|the\s+(?:result|output|text|above|best|story|poem|joke|list|"
     rf"names?|one|{GENRES})s?|which|based\s+on|le|la|lo|es|ihn)\b|\w+-(?:le|la|lo)\b"
@@ -108,8 +110,10 @@ def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str)
         return []
     if plural or tool == COMBINE:
         return built.leaves() or built.outputs[-1]
-    if built.tools[-1] in MEASURES and clause.joiner != "then":
-        # "count its words and shout it": "it" is what was counted, not the count.
+    sibling = clause.joiner == "also" and tool != WRITER and built.tools[-1] != WRITER
+    if (built.tools[-1] in MEASURES and clause.joiner != "then") or sibling:
+        # "count its words and shout it": "it" is what was counted, not the count; "caps lock
+        # it and also translate it": both read the same text.
         return sorted({r for s in built.outputs[-1] for r in built.depends_on(s)}) or []
     return built.outputs[-1]
 
@@ -158,7 +162,7 @@ def _things_named(built: Made, clauses: Sequence[Clause], index: int) -> list[st
 
 
 def _named(built: Made, kind: str) -> list[str]:
-    tool = {"summary": SUMMARIZER, "translation": TRANSLATOR}.get(kind)
+    tool = {"summary": SUMMARIZER, "translation": TRANSLATOR, "combined": COMBINE}.get(kind)
     if tool is None:  # the original: what the first clause made
         return built.outputs[0] if built.outputs else []
     for outputs, made in zip(reversed(built.outputs), reversed(built.tools), strict=True):

@@ -34,10 +34,14 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
         r"\b(?:count|how\s+many|number\s+of|total)\b[^.]*?\bwords?\b|\bword[- ]?count\b"
         r"|\bcuent\w*\s+las\s+palabras|\bcompt\w*\s+les\s+mots|\bz[äa]hl\w*[^.]*w[öo]rter"
         r"|\bcu[áa]ntas\s+palabras|\bcombien\s+de\s+mots|\bwie\s+viele\s+w[öo]rter"
-        r"|\bquante\s+parole|\bquantas\s+palavras",
+        r"|\bquante\s+parole|\bquantas\s+palavras|\btel\b[^.]*\bwoorden\b",
     ),
     ("line_count", r"\b(?:count|how\s+many|number\s+of)\b[^.]*?\blines?\b|\bline[- ]?count\b"),
-    ("unique_words", r"\b(?:unique|distinct|different)\s+words\b"),
+    (
+        "unique_words",
+        r"\b(?:unique|distinct|different)\s+words\b|\bdedupe\w*|\bdeduplicat\w*"
+        r"|\bremove\s+(?:the\s+)?duplicate",
+    ),
     (
         "upper",
         r"\bupper[- ]?case\w*|\ball[- ]?caps\b|\bin\s+caps\b|\bcapital\s+letters\b|\bshout\w*"
@@ -50,7 +54,7 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
     ),
     (
         TRANSLATOR,
-        r"\btrans?l\w*at\w*|\btranlsat\w*|\btradu\w*|\b[üu]bersetz\w*|\bvertaal\w*",
+        r"\btrans?l\w*at\w*|\btranlsat\w*|\btrad[uú]\w*|\b[üu]bersetz\w*|\bvertaal\w*",
     ),
     (
         SUMMARIZER,
@@ -66,6 +70,7 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
         r"\s+single|in\s+a\s+single)\b|\b(?:together|side\s+by\s+side)\b|\b(?:one|single)\s+"
         r"(?:document|list|text|section|page)\b|\br[ée]uni\w*|\bcomb[íi]n\w*|\bkombinier\w*"
         r"|\bzusammenf[üu]g\w*|\bunisci\b|\bj[úu]nt\w*|\bstitch\w*|\bun\s+solo\s+texto\b"
+        r"|\brassembl\w*|\bmetti\s+insieme\b|\bzusammenstell\w*|\bsamenvoeg\w*"
         r"|\bun\s+seul\s+texte\b|\beinem\s+text\b",
     ),
 )
@@ -78,8 +83,11 @@ NAMED_RESULTS: tuple[tuple[str, str], ...] = (
     ("translation", r"\b(?:the|both|all|these)\s+(?:\w+\s+)?translations?\b"
                     r"|\bthe\s+translated\s+\w+|\b(?:la|les)\s+traductions?\b"
                     r"|\b(?:la|las)\s+traducci(?:[óo]n|ones)\b|\b(?:a|as)\s+tradu[çc](?:[ãa]o|[õo]es)\b"
+                    r"|\b(?:les|las|le|die|i)\s+(?:deux|dos|zwei|due|twee)\s+tradu\w+"
+                    r"|\b(?:le|i)\s+(?:due\s+)?traduzion[ei]\b"
                     r"|\bdie\s+[üu]bersetzung\w*"),
     ("original", r"\bthe\s+original\b|\bl'original\b|\bel\s+original\b|\bdas\s+original\b"),
+    ("combined", r"\bthe\s+(?:combined|merged|joined)\s+\w+"),
 )  # fmt: skip
 
 
