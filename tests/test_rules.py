@@ -458,3 +458,30 @@ def test_what_the_numbered_steps_and_the_combined_text_read() -> None:
         ("combine", ["step1", "step2"]),
         ("word_count", ["step3"]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "whip up 3 taglines for a yoga studio, one per line, and sort them",
+            [(G, []), ("sort_lines", ["step1"])],
+        ),
+        (
+            "write a poem about the city; caps lock it and also translate it to Italian",
+            [(G, []), ("upper", ["step1"]), (T, ["step1"])],
+        ),
+        (
+            "draft a tweet about our launch; give me the word count as well as an Italian version",
+            [(G, []), ("word_count", ["step1"]), (T, ["step1"])],
+        ),
+        (
+            "écris une blague sur les chats et une sur les chiens, traduis chacune en anglais",
+            [(G, []), (G, []), (T, ["step1"]), (T, ["step2"])],
+        ),
+    ],
+)
+def test_siblings_and_each(request_text: str, expected: list[tuple[str, list[str]]]) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "sort_lines", "upper"})
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == expected

@@ -27,7 +27,7 @@ from code_evolver.planner.languages import canonical
 
 _ALSO_WORDS = (
     r"also|separately|additionally|separatamente|por\s+separado|s[ée]par[ée]ment|getrennt|"
-    r"unrelated|plus|while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|ook"
+    r"unrelated|plus|while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|ook|meanwhile"
 )
 # Verbs that start an instruction, in the languages users wrote requests in.
 GENERATE_VERBS = (
@@ -73,16 +73,18 @@ _THEN = (
 _ALSO = (
     r"also|separately|additionally|as\s+well|aussi|tambi[ée]n|auch|anche|separatamente|"
     r"por\s+separado|s[ée]par[ée]ment|getrennt|separat|unrelated|plus|as\s+well\s+as|"
-    r"while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast"
+    r"while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|meanwhile|in\s+the\s+meantime|"
+    r"en\s+attendant|mientras\s+tanto|inzwischen|intanto"
 )
-_AND = r"and|&|et|y|e|und|en"
+_AND = r"and|&|et|y|e|und|en|as\s+well\s+as"
 
 # Where the instruction part is cut, with what the cut says about the two sides.
 _CUTS = re.compile(
     rf"(?P<semi>\s*;\s*)|(?P<numbered>\s+(?=\d[).]\s))"
     rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
     rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
-    rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+)"
+    rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+"
+    rf"|\s+(?:{_AND})\s+(?:{_ALSO})\s+)"
     rf"|(?P<and>\s*,?\s+\b(?:{_AND})\s+,?\s*|\s*,\s*)",
     re.I,
 )
@@ -119,11 +121,12 @@ _EACH_IN = re.compile(
 _DELIVERABLE = re.compile(
     r"^(?:both\s+)?(?:its|their|a|an|the)\s+(?:[\w-]+\s+){0,2}?(?:word\s+count|line\s+count|"
     r"number\s+of\s+(?:words|lines)|summary|tl;?dr|tldr|translation|uppercase\s+version|"
-    r"upper-?case\s+version|all-caps\s+version|sorted\s+version|unique\s+words)\b",
+    r"upper-?case\s+version|all-caps\s+version|sorted\s+version|unique\s+words|version)\b",
     re.I,
 )
 _FIRST_LABEL = re.compile(
-    r"(?<=[.!?:])\s*(?:first|[A]|(?:review|text|paragraph|blurb|email|option|version)\s+(?:A|1|one))$",
+    r"(?<=[.!?:])\s*(?:first|[A]|(?:review|text|paragraph|blurb|email|option|version|note|item|"
+    r"message|comment|story|poem)\s+(?:A|1|one))$",
     re.I,
 )
 _FOLLOWING = re.compile(r"\bthe\s+following\b(?:\s+\w+)?\s*", re.I)

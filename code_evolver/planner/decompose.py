@@ -221,11 +221,14 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
 
 
 _SEVERAL = re.compile(
-    r"\b(?:two|three|four|five|both|each|separately|these\s+\w+s|those\s+\w+s)\b", re.I
+    r"\b(?:two|three|four|five|both|each|separately|these\s+\w+s|those\s+\w+s)\b"
+    r"|\b(?:text|note|review|paragraph)\s+(?:[A-E1-5])\s+and\b",
+    re.I,
 )
 _LABEL = re.compile(
     r"(?:^|(?<=[\s.'\"”]))(?:first|second|third|fourth|fifth|[A-E]|(?:review|text|paragraph|"
-    r"blurb|email|option|version)\s+(?:[A-E1-5]|one|two|three))\s*:\s*",
+    r"blurb|email|option|version|note|item|message|comment|story|poem)\s+(?:[A-E1-5]|one|two|"
+    r"three))\s*:\s*",
     re.I,
 )
 _QUOTED_PART = re.compile(r"""["“'‘](?P<text>[^"”'’\n]{3,}?)["”'’](?=\s|$|[,.;])""")

@@ -61,6 +61,7 @@ _ONE = (
     r"(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|ein)"
     r"(?:\s+(?:autre|other|andere[nrs]?|altro|altra))?"
 )
+_ONE_LIST = re.compile(r"\bone\s+per\s+line\b|\bin\s+one\s+list\b|\bas\s+a\s+list\b", re.I)
 _SEASONS = ("spring", "summer", "autumn", "winter")
 
 
@@ -174,7 +175,9 @@ def _items(clause: Clause) -> list[Clause]:
             flags=re.I,
         )
         verb = match["verb"].strip()
-        if re.search(r"\b(?:list|table|series|set)\s+(?:of\s+)?$", verb, re.I):
+        if re.search(r"\b(?:list|table|series|set)\s+(?:of\s+)?$", verb, re.I) or _ONE_LIST.search(
+            text
+        ):
             return [clause]  # "a list of 10 vegetables" is one list
         if 2 <= count <= MAX_ITEMS and re.search(r"s\b|es\b", match["thing"]):
             prep = f" {match['prep']}" if match["prep"] else ""

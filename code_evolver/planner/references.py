@@ -101,7 +101,7 @@ def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str)
         return list(dict.fromkeys(named))
     if _EVERYTHING.search(text):
         return [s["step_id"] for s in built.steps]
-    plural = PLURAL.search(text) is not None or _CHOOSES.match(text) is not None
+    plural = any(p.search(text) for p in (PLURAL, EACH)) or _CHOOSES.match(text) is not None
     singular = _SINGULAR.search(text) is not None
     transform = tool != WRITER
     if not (plural or singular or transform or clause.joiner == "then"):

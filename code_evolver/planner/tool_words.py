@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from code_evolver.planner.clauses import STRONG_WRITERS, Clause
-from code_evolver.planner.languages import find_languages
+from code_evolver.planner.languages import canonical, find_languages
 
 WRITER, TRANSLATOR, SUMMARIZER, COMBINE = "content_generator", "translator", "summarizer", "combine"
 
@@ -86,7 +86,8 @@ NAMED_RESULTS: tuple[tuple[str, str], ...] = (
                     r"|\b(?:les|las|le|die|i)\s+(?:deux|dos|zwei|due|twee)\s+tradu\w+"
                     r"|\b(?:le|i)\s+(?:due\s+)?traduzion[ei]\b"
                     r"|\bdie\s+[üu]bersetzung\w*"),
-    ("original", r"\bthe\s+original\b|\bl'original\b|\bel\s+original\b|\bdas\s+original\b"),
+    ("original", r"\bthe\s+original\b|\bl'original\w*\b|\bel\s+original\b|\bdas\s+original\b"
+                 r"|\bhet\s+origineel\b|\bo\s+original\b"),
     ("combined", r"\bthe\s+(?:combined|merged|joined)\s+\w+"),
 )  # fmt: skip
 
@@ -113,6 +114,9 @@ def tool_for(clause: Clause) -> tuple[str, bool]:
         for tool, pattern in TOOL_WORDS
         if (match := re.search(pattern, text, re.I)) is not None
     ]
+    named = re.search(r"\b([^\W\d_]+)\s+(?:version|translation)\b", text)
+    if named and canonical(named.group(1)):  # "an Italian version"
+        found.append((named.start(), TRANSLATOR))
     into = INTO_LANGUAGE.search(text)
     if into and find_languages(into["languages"]) and (into.start() == 0 or _LIGHT.match(text)):
         found.append((into.start(), TRANSLATOR))  # "put it into German", "in German please"
