@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/planner.py
 	$(BIN)/python bench/runtime.py
 	$(BIN)/python bench/embedded.py
+	$(BIN)/python bench/context.py
 	$(BIN)/python bench/sandbox.py
 
 clean:

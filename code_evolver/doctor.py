@@ -150,7 +150,8 @@ async def _embedded_checks(config: Config, *, load: bool) -> list[Check]:
     finally:
         await backend.close()
     took = time.perf_counter() - started
-    return [xl, Check("embedded model", True, f"{found}, loads in {took:.1f}s")]
+    slots = f"{settings.n_parallel} requests at once, {settings.context_tokens:,} tokens each"
+    return [xl, Check("embedded model", True, f"{found}, loads in {took:.1f}s; {slots}")]
 
 
 async def _ollama_checks(config: Config) -> list[Check]:

@@ -8,7 +8,8 @@ they enter our code, with ``raise Specific(message) from exc``. Everything above
     ├── UserError                   the user can fix it; CLI exit code 2
     │   ├── ConfigError             config.yaml is unreadable or invalid (names the key path)
     │   ├── PlanError               the plan is malformed, cyclic or refers to unknown things
-    │   └── ToolNotFound            a step or a call names a tool that is not configured
+    │   ├── ToolNotFound            a step or a call names a tool that is not configured
+    │   └── PromptTooLong           a prompt and its reply do not fit in the model's context
     ├── BackendError                an LLM backend cannot serve; CLI exit code 3
     │   ├── BackendUnavailable      nothing answers where the backend should be
     │   └── ModelMissing            the backend answers but lacks the model
@@ -60,6 +61,21 @@ class PlanError(UserError):
 
 class ToolNotFound(UserError):
     """A tool name that the registry does not know."""
+
+
+class PromptTooLong(UserError):
+    """A prompt plus the tokens reserved for its reply exceed what one request of the model holds.
+
+    ``tokens`` is the prompt's size and ``limit`` the context of one request, both in tokens
+    (None where the backend did not say).
+    """
+
+    def __init__(
+        self, problem: str, *, tokens: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(problem)
+        self.tokens = tokens
+        self.limit = limit
 
 
 class BackendError(EvolverError):

@@ -65,14 +65,14 @@ def test_complete_returns_the_reply_and_sends_format_options_and_keep_alive(
     assert chat.body["model"] == "llama3.2"
     assert chat.body["messages"] == [{"role": "user", "content": "What is 2 + 2?"}]
     assert chat.body["format"] == SCHEMA
-    assert chat.body["options"] == {"num_predict": 32, "temperature": 0.0}
+    assert chat.body["options"] == {"num_ctx": 8192, "num_predict": 32, "temperature": 0.0}
     assert chat.body["keep_alive"] == "10m"
     assert chat.body["stream"] is False
 
 
 def test_complete_without_schema_or_limits_sends_neither(server: FakeOllama) -> None:
     server.enqueue("four")
-    backend = OllamaBackend(OllamaSettings(host=server.url, keep_alive=None))
+    backend = OllamaBackend(OllamaSettings(host=server.url, keep_alive=None, context_tokens=None))
 
     assert using(backend, lambda b: b.complete(PROMPT)) == "four"
 
@@ -92,7 +92,7 @@ def test_stream_yields_the_pieces_in_order(server: FakeOllama) -> None:
     [chat] = server.chats()
     assert chat.body["stream"] is True
     assert chat.body["format"] == SCHEMA
-    assert chat.body["options"] == {"num_predict": 8}
+    assert chat.body["options"] == {"num_ctx": 8192, "num_predict": 8}
 
 
 def test_one_backend_serves_several_calls_over_its_connection(server: FakeOllama) -> None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fake_ollama import unused_port
 
-from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
+from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing, PromptTooLong
 from code_evolver.llm.base import user
 from code_evolver.llm.embedded import bundled_model_path
 from code_evolver.llm.openai_compat import OpenAIBackend
@@ -317,6 +317,26 @@ def test_a_404_without_a_model_is_a_plain_backend_error() -> None:
         with pytest.raises(BackendError, match="404") as caught:
             using(backend, lambda b: b.complete(PROMPT))
     assert type(caught.value) is BackendError
+
+
+@pytest.mark.parametrize("how", ["complete", "stream"])
+def test_a_prompt_refused_as_too_long_is_prompt_too_long(how: str) -> None:
+    error = {
+        "error": {
+            "code": 400,
+            "message": "request (6031 tokens) exceeds the available context size (2048 tokens)",
+            "type": "exceed_context_size_error",
+        }
+    }
+    calls: dict[str, Callable[[OpenAIBackend], Awaitable[object]]] = {
+        "complete": lambda b: b.complete(PROMPT),
+        "stream": collect,
+    }
+    with Canned(400, error) as canned:
+        backend = OpenAIBackend(OpenAISettings(base_url=canned.base_url))
+        with pytest.raises(PromptTooLong, match=r"6031 tokens.*shorten it") as caught:
+            using(backend, calls[how])
+    assert caught.value.exit_code == 2
 
 
 def test_a_refused_key_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,13 @@ JSON matching that JSON schema wherever the backend can decode under a grammar (
 ``format=``, llama.cpp ``response_format`` / llguidance). ``max_concurrency`` says how many
 requests the backend serves at once; the executor never sends it more.
 
+A request holds its prompt and its reply in ``context_tokens`` tokens, where the backend knows
+that number; :meth:`LLMBackend.count_tokens` measures a prompt against it before it is sent
+(``code_evolver.llm.context``).
+
 Each backend maps its own failures once, where they enter: nothing reachable becomes
-``BackendUnavailable``, an unknown model ``ModelMissing``, anything else ``BackendError``.
+``BackendUnavailable``, an unknown model ``ModelMissing``, a prompt the model refuses as too
+long ``PromptTooLong``, anything else ``BackendError``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import abc
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
+
+from code_evolver.llm.context import estimate_tokens
 
 ALLOW_MODEL_REQUESTS = True
 """Unit tests set this to False, so an accidental call to a real model fails loudly."""
@@ -44,6 +51,10 @@ class LLMBackend(abc.ABC):
     max_concurrency: int = 1
     completion_tokens: int = 0
     """Tokens generated so far, where the backend reports them (for throughput figures)."""
+    context_tokens: int | None = None
+    """Tokens one request holds, prompt and reply together; None: unknown, nothing is checked."""
+    context_fix: str = "use a model with a larger context"
+    """How the user gives a request more room (ends a PromptTooLong message)."""
 
     @abc.abstractmethod
     async def complete(
@@ -66,6 +77,11 @@ class LLMBackend(abc.ABC):
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
         """The reply in pieces, as the model produces them."""
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """The size of ``messages`` as a prompt, in tokens; an estimate unless the backend has
+        its tokenizer at hand."""
+        return estimate_tokens(messages)
 
     async def check(self) -> None:  # noqa: B027 - optional hook
         """Raise BackendUnavailable or ModelMissing (with the fix) if requests cannot succeed."""

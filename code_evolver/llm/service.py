@@ -2,7 +2,9 @@
 
 ``LLMService`` is what the planner and every ``llm`` tool share: it decides which backend to
 use (``auto`` asks Ollama first), creates it on first use (the embedded model loads lazily, so
-a plan with no LLM step never pays for it) and closes it at the end.
+a plan with no LLM step never pays for it) and closes it at the end. Before a prompt is sent,
+:meth:`LLMService.fit` or :meth:`LLMService.check_fits` sizes it against the context of one
+request (``code_evolver.llm.context``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from code_evolver.errors import BackendError, ConfigError
 from code_evolver.home import warn_once
+from code_evolver.llm import context
 from code_evolver.llm.base import LLMBackend, Message
 from code_evolver.llm.embedded import BUNDLED_MODEL
 from code_evolver.llm.settings import LlmSettings
@@ -160,6 +163,44 @@ class LLMService:
             messages, schema=schema, **self._limits(max_tokens, temperature)
         ):
             yield piece
+
+    async def budget(self, max_tokens: int | None = None) -> context.Budget | None:
+        """One request's context, with ``max_tokens`` (else the configured number) kept for the
+        reply; None when the backend's context is unknown, and prompts go unchecked."""
+        backend = await self.backend()
+        if backend.context_tokens is None:
+            return None
+        reply = self._limits(max_tokens, None)["max_tokens"]
+        return context.Budget(backend.context_tokens, reply, backend.context_fix)
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """The size of ``messages`` as a prompt of the chosen backend (loads the embedded model)."""
+        return await (await self.backend()).count_tokens(messages)
+
+    async def fit(
+        self, messages: Sequence[Message], max_tokens: int | None = None, *, what: str
+    ) -> tuple[list[Message], str | None]:
+        """``messages`` ready to send with a reply of ``max_tokens``: the end of the last user
+        message cut off if the prompt would not fit otherwise, and a warning saying so (else
+        None). ``what`` names the prompt in messages ("the prompt of step s1 (translator)").
+
+        Raises PromptTooLong when not even an empty last user message fits.
+        """
+        budget = await self.budget(max_tokens)
+        if budget is None:
+            return list(messages), None
+        backend = await self.backend()
+        return await context.fit(messages, budget, backend.count_tokens, what=what)
+
+    async def check_fits(
+        self, messages: Sequence[Message], max_tokens: int | None = None, *, what: str
+    ) -> None:
+        """Raise PromptTooLong (naming the size, the limit and the fix) unless ``messages`` and
+        a reply of ``max_tokens`` fit in one request."""
+        budget = await self.budget(max_tokens)
+        if budget is not None:
+            backend = await self.backend()
+            await context.check(messages, budget, backend.count_tokens, what=what)
 
     def _limits(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
         """A call's own limits, else the configured ones."""

@@ -3,19 +3,27 @@
 The template is read from ``prompts/`` when the tool is built, so a missing file is a config
 error before anything runs. All llm tools share one backend, and through their common
 ``resource`` the executor never runs more llm steps than the backend serves at once.
+
+A prompt is sized against the model's context before it is sent: one that does not fit with
+its reply (``max_tokens``) loses the end of its text, the input, with a warning (the
+``code_evolver`` logger, which the CLI prints as ``warning:``); one that cannot fit at all
+fails the step with PromptTooLong's message, without retries.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from code_evolver.errors import BackendError, ModelMissing, ToolFailed
+from code_evolver.errors import BackendError, ModelMissing, PromptTooLong, ToolFailed
 from code_evolver.llm.base import Message, system, user
 from code_evolver.llm.service import LLMService
 from code_evolver.templating import Template
 from code_evolver.tools.base import Output, Tool, ToolCall, params_used, tool_resolver
 
 LLM_RESOURCE = "llm"
+
+log = logging.getLogger("code_evolver")
 
 
 class LlmTool(Tool):
@@ -61,10 +69,17 @@ class LlmTool(Tool):
         return messages
 
     async def run(self, call: ToolCall) -> Output:
+        where = f"step {call.step_id} ({self.name})" if call.step_id else self.name
+        what = f"the prompt of {where}"
         try:
+            messages, warning = await self.llm.fit(self.messages(call), self.max_tokens, what=what)
+            if warning and call.attempt == 1:
+                log.warning(warning)
             text = await self.llm.complete(
-                self.messages(call), max_tokens=self.max_tokens, temperature=self.temperature
+                messages, max_tokens=self.max_tokens, temperature=self.temperature
             )
+        except PromptTooLong as exc:
+            raise ToolFailed(str(exc), retryable=False) from None
         except BackendError as exc:
             raise ToolFailed(str(exc), retryable=not isinstance(exc, ModelMissing)) from None
         text = text.strip()
