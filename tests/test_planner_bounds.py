@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from code_evolver.config import load_config
-from code_evolver.errors import PlanError
+from code_evolver.errors import PlanError, PromptTooLong
 from code_evolver.llm.base import Request
 from code_evolver.llm.fake import ScriptedBackend
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.planner.cache import PlanCache
+from code_evolver.planner.choices import ToolChooser
+from code_evolver.planner.clauses import Clause
 from code_evolver.planner.planner import Planner, PlanOutcome, PlanProgress
 from code_evolver.session import Session
 
@@ -258,3 +260,38 @@ def test_a_degenerate_prefix_is_not_streamed(tmp_path: Path) -> None:
     outcome = plan(planner, on_partial=handed.append)
     assert outcome.source == "llm"
     assert [len(h.plan.steps) for h in handed] == [1]  # the first copy, never the second
+
+
+def test_a_request_too_long_for_the_model_is_a_user_error_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    backend = ScriptedBackend([GOOD], context_tokens=2048)
+    planner, _ = make_planner(backend, tmp_path, mode="llm")
+    with pytest.raises(PromptTooLong, match="planner's prompt") as raised:
+        plan(planner, "why is the sky blue? " + "Tell me everything. " * 800)
+    assert raised.value.exit_code == 2
+    assert backend.requests == []
+
+
+def test_a_repair_turn_that_does_not_fit_falls_back(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["x" * 2400, GOOD], context_tokens=2048)
+    planner, _ = make_planner(backend, tmp_path, mode="llm", repairs=1)
+    outcome = plan(planner)
+    assert outcome.source == "fallback"
+    assert len(backend.requests) == 1  # the repair was never sent
+
+
+def test_a_long_instruction_is_cut_for_the_tool_choice(tmp_path: Path) -> None:
+    seen: list[Request] = []
+
+    def choose(request: Request) -> str:
+        seen.append(request)
+        return json.dumps({"tool": "summarizer"})
+
+    backend = EmbeddedScript(choose, context_tokens=512)
+    planner, _ = make_planner(backend, tmp_path)
+    chooser = ToolChooser(planner.llm, planner.registry)
+    clause = Clause("reverse " + "very " * 600 + "much", "a b c")
+    chosen = asyncio.run(chooser(clause, ["content_generator", "summarizer"]))
+    assert chosen == "summarizer"
+    assert len(seen[0].messages[-1]["content"]) < 2000

@@ -43,8 +43,11 @@ class ToolChooser:
             "required": ["tool"],
             "additionalProperties": False,
         }
+        messages, _ = await self.llm.fit(
+            [user(prompt)], REPLY_TOKENS, what="the tool choice"
+        )  # a long instruction is cut: a few words are enough to choose a tool
         reply = await self.llm.complete(
-            [user(prompt)], schema=schema, max_tokens=REPLY_TOKENS, temperature=0.0
+            messages, schema=schema, max_tokens=REPLY_TOKENS, temperature=0.0
         )
         return _parse(reply, options)
 

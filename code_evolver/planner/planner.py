@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from code_evolver.config import Config
-from code_evolver.errors import PlanError
+from code_evolver.errors import PlanError, PromptTooLong
 from code_evolver.llm.base import Message
 from code_evolver.llm.service import LLMService
 from code_evolver.organizer import OrganizedPlan, organize
@@ -206,6 +206,14 @@ class Planner:
         messages = first
         stream = on_partial if self.settings.stream else None
         for round_ in range(self.settings.repairs + 1):
+            try:  # sized before it is sent: a backend never sees a prompt it cannot hold
+                await self.llm.check_fits(
+                    messages, self._token_bound(max_steps), what="the planner's prompt"
+                )
+            except PromptTooLong:
+                if round_ == 0:
+                    raise  # the request itself is too long: exit 2 with the sizes and the fix
+                break  # a repair turn does not fit: fall back with what went wrong so far
             reply = await self._generate(
                 request, messages, schema, (max_steps, examples), attempt, stream
             )
