@@ -222,7 +222,7 @@ async def bench_throughput(requests: int, max_tokens: int, rounds: int) -> None:
 class Planning(Protocol):
     """What the shapes part needs of a planner (``Planner``, or a stub in the tests)."""
 
-    async def plan(self, request: str) -> PlanOutcome: ...
+    async def plan(self, request: str, *, has_input: bool = False) -> PlanOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -375,11 +375,13 @@ def quick_cases(cases: Sequence[Case], per_kind: int) -> list[Case]:
 
 
 async def plan_case(planner: Planning, case: Case, timeout_s: float) -> Attempt:
-    """Plan one request (the request alone, even where the case pipes input), bounded in time;
+    """Plan one request (told whether the case pipes input, as the CLI does), bounded in time;
     an error or a timeout is a failed attempt, never a crash."""
     started = time.perf_counter()
     try:
-        outcome = await asyncio.wait_for(planner.plan(case.request), timeout_s)
+        outcome = await asyncio.wait_for(
+            planner.plan(case.request, has_input=case.stdin is not None), timeout_s
+        )
     except TimeoutError:
         elapsed = time.perf_counter() - started
         return Attempt(case, elapsed, "timeout", error=f"no plan within {timeout_s:g}s")
@@ -430,7 +432,7 @@ async def bench_shapes(path: Path, modes: Sequence[str], quick: bool, verbose: b
     piped = sum(case.stdin is not None for case in cases)
     print(
         f"Shapes: {len(cases)} requests of {path.name}{' (quick)' if quick else ''}, "
-        f"{piped} with piped input (planned from the request alone), embedded model, cache off, "
+        f"{piped} with piped input (planned with has_input), embedded model, cache off, "
         f"{PLAN_TIMEOUT_S:g}s bound per request",
         flush=True,
     )

@@ -6,7 +6,7 @@ The library API (the CLI is a thin layer over it)::
     answer = code_evolver.ask("write a joke and translate it to french and spanish")
     answer.result.outputs   # {step_id: output}
     result = code_evolver.run("examples/plans/text_report.json")
-    result.speedup          # sum of step times / wall time
+    result.speedup          # sum of step times / run time (None for one step)
 """
 
 from code_evolver.api import aask, aplan, arun, ask, plan, prepare, resolve_config, run

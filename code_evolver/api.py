@@ -24,7 +24,7 @@ from code_evolver.organizer import OrganizedPlan, organize
 from code_evolver.plan import Plan, coerce_plan
 from code_evolver.planner.planner import PlanOutcome
 from code_evolver.result import RunResult
-from code_evolver.session import Answer, Session
+from code_evolver.session import Answer, Session, require_input
 from code_evolver.tools.registry import ToolLike, ToolRegistry
 
 PlanLike = Plan | Mapping[str, Any] | str | os.PathLike[str]
@@ -55,17 +55,22 @@ async def arun(
     tools: Mapping[str, ToolLike] | None = None,
     backend: LLMBackend | None = None,
     listeners: Iterable[Listener] = (),
+    input_text: str | None = None,
     **execution: Any,
 ) -> RunResult:
     """Run a plan and return its result; failed steps are in the result, not raised.
 
     ``execution`` overrides settings of config.yaml's ``execution`` section, e.g.
-    ``max_parallel=4, scheduling="waves", on_failure="fail_fast"``. Raises ``UserError`` for a
-    bad plan or config before anything runs.
+    ``max_parallel=4, scheduling="waves", on_failure="fail_fast"``. ``input_text`` is what the
+    plan's ``{input}`` reads. Raises ``UserError`` for a bad plan or config (or a plan that
+    reads ``{input}`` with no input) before anything runs.
     """
     resolved = resolve_config(config, **execution)
     organized, registry = prepare(plan, resolved, tools, backend)
-    executor = Executor(organized, registry, resolved.execution, bus=EventBus(*listeners))
+    require_input(organized, input_text)
+    executor = Executor(
+        organized, registry, resolved.execution, bus=EventBus(*listeners), run_input=input_text
+    )
     try:
         return await executor.run()
     finally:
@@ -89,15 +94,17 @@ async def aplan(
     backend: LLMBackend | None = None,
     use_cache: bool = True,
     planner: str | None = None,
+    has_input: bool = False,
 ) -> PlanOutcome:
     """Plan a natural-language request without running it.
 
-    ``planner``: ``auto`` (rules, else cache, else the LLM), ``rules`` or ``llm``. ``backend``
-    replaces the configured model (e.g. a ``ScriptedBackend`` in tests).
+    ``planner``: ``auto`` (rules, else cache, else the LLM), ``rules``, ``clauses`` or
+    ``llm``. ``backend`` replaces the configured model (e.g. a ``ScriptedBackend`` in tests).
+    ``has_input``: the plan will run with piped text, which its steps read as ``{input}``.
     """
     resolved = resolve_config(config).with_planner(mode=planner)
     async with Session(resolved, tools=tools, backend=backend) as session:
-        return await session.plan(request, use_cache=use_cache)
+        return await session.plan(request, use_cache=use_cache, has_input=has_input)
 
 
 def plan(request: str, **options: Any) -> PlanOutcome:
@@ -115,13 +122,15 @@ async def aask(
     use_cache: bool = True,
     planner: str | None = None,
     listeners: Iterable[Listener] = (),
+    input_text: str | None = None,
     **execution: Any,
 ) -> Answer:
-    """Plan a request and run the plan (the main job); see :func:`aplan` and :func:`arun`."""
+    """Plan a request and run the plan (the main job); see :func:`aplan` and :func:`arun`.
+    ``input_text``: the text the request works on (what a user pipes to ``evolve``)."""
     resolved = resolve_config(config, **execution).with_planner(mode=planner)
     bus = EventBus(*listeners)
     async with Session(resolved, tools=tools, backend=backend, bus=bus) as session:
-        return await session.ask(request, use_cache=use_cache)
+        return await session.ask(request, use_cache=use_cache, input_text=input_text)
 
 
 def ask(request: str, **options: Any) -> Answer:
@@ -137,10 +146,19 @@ def run(
     tools: Mapping[str, ToolLike] | None = None,
     backend: LLMBackend | None = None,
     listeners: Iterable[Listener] = (),
+    input_text: str | None = None,
     **execution: Any,
 ) -> RunResult:
     """The blocking form of :func:`arun`, for scripts and notebooks without an event loop."""
     _no_running_loop("run")
     return asyncio.run(
-        arun(plan, config=config, tools=tools, backend=backend, listeners=listeners, **execution)
+        arun(
+            plan,
+            config=config,
+            tools=tools,
+            backend=backend,
+            listeners=listeners,
+            input_text=input_text,
+            **execution,
+        )
     )

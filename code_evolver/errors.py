@@ -59,6 +59,10 @@ class PlanError(UserError):
     """A plan is malformed or inconsistent."""
 
 
+class MissingInput(PlanError):
+    """The request works on text it does not give, and none was piped: a question for the user."""
+
+
 class ToolNotFound(UserError):
     """A tool name that the registry does not know."""
 

@@ -35,6 +35,7 @@ from code_evolver.errors import RenderError, StepError, StepTimeout
 from code_evolver.launch.launcher import Launcher
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.outputs import OutputBudget, Spilled
+from code_evolver.plan import RUN_INPUT
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
 from code_evolver.run_state import NOT_OK, StepRun, attempt, first_set, utc
 from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
@@ -56,11 +57,14 @@ class Executor:
         rng: random.Random | None = None,
         growing: bool = False,
         reuse: Mapping[str, StepResult] | None = None,
+        run_input: str | None = None,
     ) -> None:
         """``growing``: more steps will arrive through :meth:`extend` (a plan still being
         streamed) and the run ends only after :meth:`seal`. ``reuse``: results of steps that
-        already succeeded in an earlier run of an identical step; they are not run again."""
+        already succeeded in an earlier run of an identical step; they are not run again.
+        ``run_input``: what ``{input}`` reads (the text piped to evolve)."""
         self.organized = organized
+        self.run_input = run_input
         self.settings = settings or ExecutionSettings()
         self.bus = bus if bus is not None else events.EventBus()
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -92,6 +96,8 @@ class Executor:
         self._wave = 0
         self._stop_status: RunStatus | None = None
         self._done: asyncio.Event | None = None
+        self._plan_wait_s = 0.0
+        self._idle_since: float | None = None
         self._dispatching = False
         self._t0 = 0.0
         self._started = False
@@ -154,6 +160,8 @@ class Executor:
             raise RuntimeError("extend() needs an executor created with growing=True")
         self.organized = organized
         added = self._add(organized)
+        if added:
+            self._note_plan_wait()
         if self.bus and added:
             self.bus.emit(events.PlanExtended(organized, tuple(added), self._now()))
         if self._dispatching and self._stop_status is None:
@@ -343,7 +351,12 @@ class Executor:
         runs = self._runs
 
         def resolve(ref: Ref) -> str:
-            value = runs[ref.name].output
+            if ref.name == RUN_INPUT:
+                if self.run_input is None:
+                    raise RenderError(f"step {step_id!r} reads {ref}, but the run has no input")
+                value: Any = self.run_input
+            else:
+                value = runs[ref.name].output
             if isinstance(value, Spilled):
                 value = value.load()
             if not ref.path:
@@ -438,6 +451,7 @@ class Executor:
         self._check_done()
 
     def _check_done(self) -> None:
+        self._note_plan_wait()
         if (
             self._unfinished == 0
             and not self._growing
@@ -460,6 +474,16 @@ class Executor:
 
     def _now(self) -> float:
         return time.perf_counter() - self._t0
+
+    def _note_plan_wait(self) -> None:
+        """Time in which every step so far had ended and the plan was still being written: the
+        run waited for the planner, not for steps (left out of its speedup and efficiency)."""
+        idle = self._growing and self._unfinished == 0 and self._stop_status is None
+        if idle and self._idle_since is None and self._done is not None:
+            self._idle_since = time.perf_counter()
+        elif not idle and self._idle_since is not None:
+            self._plan_wait_s += time.perf_counter() - self._idle_since
+            self._idle_since = None
 
     def _result(self, started_at: datetime) -> RunResult:
         wall = self._now()
@@ -491,5 +515,12 @@ class Executor:
             for step_id, run in self._runs.items()
         }
         return RunResult(
-            self.run_id, status, self.organized, steps, wall, self._capacity.peak, started_at
+            self.run_id,
+            status,
+            self.organized,
+            steps,
+            wall,
+            self._capacity.peak,
+            started_at,
+            plan_wait_s=self._plan_wait_s,
         )

@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 
 from code_evolver.errors import PlanError
-from code_evolver.plan import Plan, Step
+from code_evolver.plan import RUN_INPUT, Plan, Step
 from code_evolver.suggest import did_you_mean
 from code_evolver.templating import Template, iter_strings, parse
 from code_evolver.tools.base import Tool
@@ -61,6 +61,16 @@ class OrganizedPlan:
             for i, wave in enumerate(self.waves)
             for step_id in wave
         }
+
+    @cached_property
+    def reads_input(self) -> bool:
+        """Whether a step reads ``{input}``, the run's input: then the run needs one."""
+        return any(
+            ref.name == RUN_INPUT
+            for step in self.plan.steps
+            for text in (step.input, *iter_strings(step.params))
+            for ref in parse(text).refs
+        )
 
     def dependencies(self, step_id: str) -> list[str]:
         return list(self.graph.pred[step_id])
@@ -121,6 +131,11 @@ def organize(plan: Plan, tools: Mapping[str, Tool] | Iterable[str] | None = None
     ids = plan.step_ids
     known = set(ids)
     problems += _duplicates(ids)
+    if RUN_INPUT in known:
+        problems.append(
+            f"step_id {RUN_INPUT!r} is reserved: {{{RUN_INPUT}}} is the run's input (the text "
+            "piped to evolve); rename the step"
+        )
 
     templates: dict[str, Template] = {}
     steps: list[Step] = []
@@ -191,8 +206,8 @@ def _dependencies(
     for text in iter_strings(step.params):
         refs += parse(text).refs
     for ref in refs:
-        if ref.name in depends_on:
-            continue  # declared: checked above
+        if ref.name in depends_on or ref.name == RUN_INPUT:
+            continue  # declared (checked above), or the run's input
         if ref.name == sid:
             problems.append(f"step {sid!r} refers to its own output {ref}")
         elif ref.name not in known:

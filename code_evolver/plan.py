@@ -21,6 +21,9 @@ from code_evolver.errors import PlanError
 from code_evolver.suggest import did_you_mean
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+RUN_INPUT = "input"
+"""``{input}`` in a step's input is the run's input (text piped to ``evolve``), not a step: a
+plan that reads it is a template, reusable with any text (and cacheable as one)."""
 
 
 class Step(BaseModel):

@@ -1,9 +1,12 @@
 """What a run produced: per-step records and the summary figures.
 
-Figures: ``wall_s`` (start to end), ``sum_s`` (time steps spent running, all attempts),
-``speedup`` (sum / wall: how much parallelism bought), ``critical_path_s`` (the longest dependency
-chain by measured step times: no scheduler can beat it), ``efficiency`` (critical path / wall:
-1.0 means the scheduler added no delay), and the peak number of steps running at once.
+Figures: ``wall_s`` (start to end), ``plan_wait_s`` (the part of it when every step so far had
+ended and the streamed plan was still being written), ``run_s`` (wall without that wait: the
+time the run itself took), ``sum_s`` (time steps spent running, all attempts), ``speedup`` (sum /
+run: how much parallelism bought), ``critical_path_s`` (the longest dependency chain by measured
+step times: no scheduler can beat it), ``efficiency`` (critical path / run: 1.0 means the
+scheduler added no delay), and the peak number of steps running at once. Speedup and
+efficiency mean nothing for a plan of one step: they are None there.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class RunResult:
     wall_s: float
     peak_concurrency: int
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    plan_wait_s: float = 0.0
 
     def __repr__(self) -> str:
         # Short on purpose: the full record of a 10,000-step run is megabytes of text.
@@ -158,8 +162,20 @@ class RunResult:
         return sum(s.duration_s for s in self.steps.values())
 
     @property
-    def speedup(self) -> float:
-        return self.sum_s / self.wall_s if self.wall_s > 0 else 1.0
+    def run_s(self) -> float:
+        return max(0.0, self.wall_s - self.plan_wait_s)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the plan had steps that could run side by side: else speedup and
+        efficiency mean nothing."""
+        return len(self.steps) > 1
+
+    @property
+    def speedup(self) -> float | None:
+        if not self.parallel:
+            return None
+        return self.sum_s / self.run_s if self.run_s > 0 else 1.0
 
     @cached_property
     def _critical(self) -> tuple[float, list[str]]:
@@ -174,8 +190,10 @@ class RunResult:
         return self._critical[1]
 
     @property
-    def efficiency(self) -> float:
-        return min(1.0, self.critical_path_s / self.wall_s) if self.wall_s > 0 else 1.0
+    def efficiency(self) -> float | None:
+        if not self.parallel:
+            return None
+        return min(1.0, self.critical_path_s / self.run_s) if self.run_s > 0 else 1.0
 
     @property
     def unsandboxed(self) -> list[str]:
@@ -192,11 +210,13 @@ class RunResult:
             "status": self.status.value,
             "request": self.organized.plan.request,
             "wall_s": round(self.wall_s, 6),
+            "run_s": round(self.run_s, 6),
+            "plan_wait_s": round(self.plan_wait_s, 6),
             "sum_s": round(self.sum_s, 6),
-            "speedup": round(self.speedup, 3),
+            "speedup": _rounded(self.speedup, 3),
             "critical_path_s": round(self.critical_path_s, 6),
             "critical_path": self.critical_path,
-            "efficiency": round(self.efficiency, 3),
+            "efficiency": _rounded(self.efficiency, 3),
             "peak_concurrency": self.peak_concurrency,
             "started_at": _iso(self.started_at),
             "warnings": list(self.warnings),
@@ -206,6 +226,10 @@ class RunResult:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), ensure_ascii=False, indent=2)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _spill_fields(spilled: Spilled | None) -> dict[str, Any]:

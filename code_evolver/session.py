@@ -16,7 +16,7 @@ from typing import Any
 
 from code_evolver import events
 from code_evolver.config import Config
-from code_evolver.errors import Interrupted
+from code_evolver.errors import Interrupted, MissingInput
 from code_evolver.events import EventBus
 from code_evolver.executor import Executor
 from code_evolver.llm.base import LLMBackend
@@ -72,19 +72,29 @@ class Session:
             events.Planning(progress.stage, progress.elapsed_s, progress.tokens, progress.steps)
         )
 
-    async def plan(self, request: str, *, use_cache: bool = True) -> PlanOutcome:
-        """Plan ``request`` without running it; :meth:`interrupt` stops the planning."""
-        return await self._plan(request, use_cache, None)
+    async def plan(
+        self, request: str, *, use_cache: bool = True, has_input: bool = False
+    ) -> PlanOutcome:
+        """Plan ``request`` without running it; :meth:`interrupt` stops the planning.
+        ``has_input``: the plan will be run with piped text, which its steps read as
+        ``{input}``."""
+        return await self._plan(request, use_cache, None, has_input)
 
     async def _plan(
-        self, request: str, use_cache: bool, on_partial: Callable[[OrganizedPlan], None] | None
+        self,
+        request: str,
+        use_cache: bool,
+        on_partial: Callable[[OrganizedPlan], None] | None,
+        has_input: bool,
     ) -> PlanOutcome:
         """The planner in a task of its own, so that :meth:`interrupt` can cancel it (and, with
         it, the model's generation)."""
         if self._interrupted:
             raise Interrupted("interrupted before planning; nothing ran")
         self._planning = asyncio.ensure_future(
-            self.planner.plan(request, use_cache=use_cache, on_partial=on_partial)
+            self.planner.plan(
+                request, use_cache=use_cache, on_partial=on_partial, has_input=has_input
+            )
         )
         try:
             return await self._planning
@@ -96,10 +106,21 @@ class Session:
             self._planning = None
 
     async def run(
-        self, organized: OrganizedPlan, *, reuse: Mapping[str, StepResult] | None = None
+        self,
+        organized: OrganizedPlan,
+        *,
+        input_text: str | None = None,
+        reuse: Mapping[str, StepResult] | None = None,
     ) -> RunResult:
+        """Run a plan; ``input_text`` is what its ``{input}`` reads (the piped text)."""
+        require_input(organized, input_text)
         self._executor = Executor(
-            organized, self.registry, self.config.execution, bus=self.bus, reuse=reuse
+            organized,
+            self.registry,
+            self.config.execution,
+            bus=self.bus,
+            reuse=reuse,
+            run_input=input_text,
         )
         if self._interrupted:
             self._executor.interrupt()
@@ -111,8 +132,10 @@ class Session:
         *,
         use_cache: bool = True,
         on_plan: Callable[[PlanOutcome], None] | None = None,
+        input_text: str | None = None,
     ) -> Answer:
-        """Plan ``request`` and run it, starting streamed steps before the plan is complete."""
+        """Plan ``request`` and run it, starting streamed steps before the plan is complete.
+        ``input_text``: text piped to the request, which its steps read as ``{input}``."""
         streamed: Executor | None = None
         streamed_run: asyncio.Future[RunResult] | None = None
 
@@ -122,7 +145,12 @@ class Session:
                 return
             if streamed is None:
                 streamed = self._executor = Executor(
-                    prefix, self.registry, self.config.execution, bus=self.bus, growing=True
+                    prefix,
+                    self.registry,
+                    self.config.execution,
+                    bus=self.bus,
+                    growing=True,
+                    run_input=input_text,
                 )
                 streamed_run = asyncio.ensure_future(streamed.run())
             else:
@@ -130,7 +158,9 @@ class Session:
 
         can_stream = self.config.execution.scheduling == "eager"
         try:
-            outcome = await self._plan(request, use_cache, on_partial if can_stream else None)
+            outcome = await self._plan(
+                request, use_cache, on_partial if can_stream else None, input_text is not None
+            )
         except BaseException as exc:
             if streamed is None or streamed_run is None:
                 raise
@@ -144,14 +174,20 @@ class Session:
         if on_plan is not None:
             on_plan(outcome)
         if streamed is None or streamed_run is None:
-            return Answer(request, outcome, await self.run(outcome.organized))
+            return Answer(
+                request, outcome, await self.run(outcome.organized, input_text=input_text)
+            )
         if _extends(outcome.organized, streamed.organized):
             streamed.seal(outcome.organized)
             return Answer(request, outcome, await streamed_run)
         streamed.stop(RunStatus.CANCELLED)
         earlier = await streamed_run
         reuse = carry_over(earlier, outcome.organized)
-        return Answer(request, outcome, await self.run(outcome.organized, reuse=reuse))
+        return Answer(
+            request,
+            outcome,
+            await self.run(outcome.organized, input_text=input_text, reuse=reuse),
+        )
 
     def interrupt(self) -> None:
         """Ctrl-C: stop planning and the running steps; finished results are kept."""
@@ -169,6 +205,15 @@ class Session:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def require_input(organized: OrganizedPlan, input_text: str | None) -> None:
+    """A plan that reads ``{input}`` cannot run without it: ask for it before anything runs."""
+    if organized.reads_input and input_text is None:
+        raise MissingInput(
+            "the plan reads {input}, the text piped to it, but none was given: pipe it in "
+            "(cat FILE | evolve run PLAN.json) or use --input FILE"
+        )
 
 
 def _extends(final: OrganizedPlan, started: OrganizedPlan) -> bool:

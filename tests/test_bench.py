@@ -151,11 +151,11 @@ def test_shapes_planning_counts_errors_and_timeouts_as_failed_attempts(
     ]}  # fmt: skip
 
     class Refusing:
-        async def plan(self, request: str) -> PlanOutcome:
+        async def plan(self, request: str, *, has_input: bool = False) -> PlanOutcome:
             raise PlanError("no planning rule matches this request")
 
     class Stalled:
-        async def plan(self, request: str) -> PlanOutcome:
+        async def plan(self, request: str, *, has_input: bool = False) -> PlanOutcome:
             await asyncio.sleep(10)
             raise AssertionError("the bound did not apply")
 

@@ -33,8 +33,10 @@ async def _embedded_choice(settings: Any) -> service.Choice:
     return service.Choice("embedded", ["test"])
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main_group, [*args, "--config", CONFIG], catch_exceptions=False)
+def invoke(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(
+        main_group, [*args, "--config", CONFIG], input=stdin, catch_exceptions=False
+    )
 
 
 def test_request_is_planned_shown_run_and_answered(backend: ScriptedBackend) -> None:
@@ -101,10 +103,63 @@ def test_planner_rules_mode_that_does_not_match_is_a_user_error(backend: Scripte
 def test_a_request_without_the_text_it_works_on_is_a_user_error(backend: ScriptedBackend) -> None:
     result = invoke("translate to french and spanish")
     assert result.exit_code == 2
-    assert "error: there is no text to translate in 'translate to french and spanish'" in (
-        result.stderr
+    assert (
+        "error: what text should 'translate to french and spanish' translate? Put it in quotes "
+        'or after a colon, or pipe it in: echo TEXT | evolve "..."' in result.stderr
     )
     assert backend.requests == []
+
+
+def _prompts(backend: ScriptedBackend) -> list[str]:
+    return [m["content"] for r in backend.requests for m in r.messages]
+
+
+def test_piped_text_is_the_requests_input(backend: ScriptedBackend) -> None:
+    result = invoke("translate to french and spanish", "--json", stdin="good morning\n")
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    steps = answer["plan"]["steps"]
+    assert [(s["tool"], s["input"]) for s in steps] == [("translator", "{input}")] * 2
+    assert sum("good morning" in p for p in _prompts(backend)) == 2
+
+
+def test_input_file_and_a_trailing_dash(backend: ScriptedBackend, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the meeting moved to friday", encoding="utf-8")
+    assert invoke("summarize this", "--input", str(notes)).exit_code == 0
+    assert any("the meeting moved to friday" in p for p in _prompts(backend))
+    assert invoke("summarize this", "-", stdin="bring snacks on monday").exit_code == 0
+    assert any("bring snacks on monday" in p for p in _prompts(backend))
+
+
+def test_an_unreadable_input_file_is_a_user_error(backend: ScriptedBackend) -> None:
+    result = invoke("summarize this", "--input", "/nonexistent/notes.txt")
+    assert result.exit_code == 2
+    assert "error: cannot read --input /nonexistent/notes.txt" in result.stderr
+
+
+def test_empty_piped_input_counts_as_none(backend: ScriptedBackend) -> None:
+    result = invoke("summarize this", stdin="  \n")
+    assert result.exit_code == 2
+    assert "error: what text should 'summarize this' work on?" in result.stderr
+
+
+def test_a_plan_made_for_piped_text_is_a_template(backend: ScriptedBackend, tmp_path: Path) -> None:
+    made = invoke("plan", "shout this", "--json", stdin="anything")
+    assert made.exit_code == 0, made.stderr
+    plan = json.loads(made.stdout)
+    assert plan["steps"][0]["input"] == "{input}"
+    saved = tmp_path / "plan.json"
+    step = {"step_id": "s", "tool": "combine", "input": "<{input}>"}
+    saved.write_text(json.dumps({"steps": [step]}))
+    missing = invoke("run", str(saved))
+    assert missing.exit_code == 2
+    assert "error: the plan reads {input}, the text piped to it, but none was given" in (
+        missing.stderr
+    )
+    ran = invoke("run", str(saved), "--json", stdin="hello")
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["steps"]["s"]["output"] == "<hello>"
 
 
 def test_unavailable_backend_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -111,8 +111,10 @@ def test_results_of_a_large_plan_show_finals_and_problems_only() -> None:
 
 def test_summary_line_has_every_figure() -> None:
     result = execute(plan(step("a"), step("b", "a")), {"work": Recorder().tool()})
-    line = summary_line(result)
-    assert line.startswith("[green]✓[/] succeeded: 2 succeeded · wall ")
+    line = summary_line(result, "planned in 1.00s by the rules")
+    assert line.startswith(
+        "[green]✓[/] succeeded: 2 succeeded · planned in 1.00s by the rules · ran in "
+    )
     for figure in (
         "step time",
         "speedup",
@@ -122,6 +124,18 @@ def test_summary_line_has_every_figure() -> None:
         "peak concurrency 1",
     ):
         assert figure in line
+
+
+def test_one_step_has_no_parallel_figures() -> None:
+    result = execute(plan(step("a")), {"work": Recorder().tool()})
+    line = summary_line(result)
+    assert line.startswith("[green]✓[/] succeeded: 1 succeeded · ran in ")
+    for figure in ("speedup", "efficiency", "critical path", "peak concurrency", "waiting"):
+        assert figure not in line
+    assert (result.speedup, result.efficiency) == (None, None)
+    doc = result.to_json()
+    assert (doc["speedup"], doc["efficiency"]) == (None, None)
+    assert doc["run_s"] == doc["wall_s"]
 
 
 def test_formatting_helpers() -> None:
@@ -138,10 +152,10 @@ def test_a_huge_one_line_output_is_clipped_by_characters() -> None:
     rec.behaviours["a"] = Behaviour(output="y" * 3_000_000)
     rec.behaviours["b"] = Behaviour(output="z" * 3_000_000)
     result = execute(plan(step("a"), step("b", "a")), {"work": rec.tool()})
-    text = render(results_view(result, markdown=True), width=120)
+    text = render(results_view(result, markdown={"work"}), width=120)
     assert len(text) < 40_000  # not 6 MB laid out line by line
-    assert "2,998,000 more characters; --json has every output in full" in text
-    assert "2,980,000 more characters; --json has every output in full" in text
+    assert "2,998,000 more characters; --full shows every line, --json every output in full" in text
+    assert "2,980,000 more characters; --full shows every line, --json every output in full" in text
 
 
 def test_clip_output_counts_what_it_leaves_out() -> None:
@@ -149,12 +163,48 @@ def test_clip_output_counts_what_it_leaves_out() -> None:
 
     assert clip_output("a\nb\nc", 5, 100) == "a\nb\nc"
     assert (
-        clip_output("a\nb\nc\n", 2, 100) == "a\nb\n… 1 more line; --json has every output in full"
+        clip_output("a\nb\nc\n", 2, 100)
+        == "a\nb\n… 1 more line; --full shows every line, --json every output in full"
     )
     assert clip_output("a\nb\nc\nd", 2, 100).startswith("a\nb\n… 2 more lines")
     assert (
         clip_output("abcdef", None, 3)
-        == "abc\n… 3 more characters; --json has every output in full"
+        == "abc\n… 3 more characters; --full shows every line, --json every output in full"
     )
     assert clip_output("a\n\n\n", 1, 100) == "a\n\n\n"  # only blank lines left: nothing to hide
     assert clip("x" * 10_000_000, 5) == "xxxx…"
+
+
+def test_a_poem_keeps_its_lines_and_markdown_still_renders() -> None:
+    rec = Recorder()
+    rec.behaviours["poem"] = Behaviour(
+        output="Roses are red,\nviolets are blue,\n**sugar** is sweet"
+    )
+    rec.behaviours["code"] = Behaviour(output="```python\ndef f():\n    return 1\n```")
+    rec.behaviours["raw"] = Behaviour(output="# not a heading\n*not emphasis*")
+    result = execute(
+        plan(step("poem"), step("code"), step("raw", tool="other")),
+        {
+            "work": rec.tool(),
+            "other": rec.tool(),
+        },
+    )
+    text = render(results_view(result, markdown={"work"}), width=60)
+    lines = [line.strip("│ ") for line in text.splitlines()]
+    assert "Roses are red," in lines
+    assert "violets are blue," in lines
+    assert "sugar is sweet" in lines  # Markdown rendered: no asterisks
+    assert "def f():" in lines
+    assert "return 1" in lines
+    assert "# not a heading" in lines
+    assert "*not emphasis*" in lines
+
+
+def test_full_shows_every_line_of_intermediate_outputs() -> None:
+    rec = Recorder()
+    rec.behaviours["a"] = Behaviour(output="\n".join(f"line {i}" for i in range(30)))
+    result = execute(plan(step("a"), step("b", "a")), {"work": rec.tool()})
+    assert "18 more lines" in render(results_view(result), width=80)
+    whole = render(results_view(result, full=True), width=80)
+    assert "line 29" in whole
+    assert "more lines" not in whole

@@ -377,6 +377,7 @@ def test_summary_figures_are_consistent() -> None:
     assert result.critical_path == ["a", "b", "d"]
     assert result.sum_s == pytest.approx(sum(s.duration_s for s in result.steps.values()))
     assert result.speedup == pytest.approx(result.sum_s / result.wall_s)
+    assert result.efficiency is not None
     assert 0 < result.efficiency <= 1
     assert result.peak_concurrency == 2
     doc = result.to_json()

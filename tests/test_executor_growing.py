@@ -188,3 +188,22 @@ def test_stop_ends_a_growing_run_whose_steps_all_finished() -> None:
 
     result = asyncio.run(main())
     assert result.steps["a"].ok
+
+
+def test_time_spent_waiting_for_the_plan_is_not_run_time() -> None:
+    tools: dict[str, Tool] = {"work": Recorder().tool()}
+    a, b = step("a"), step("b")
+
+    async def main() -> Any:
+        executor = Executor(organize(plan(a), tools), tools, growing=True)
+        task = asyncio.ensure_future(executor.run())
+        await asyncio.sleep(0.3)  # "a" is done at once; the planner is still writing "b"
+        executor.seal(organize(plan(a, b), tools))
+        return await task
+
+    result = asyncio.run(main())
+    assert result.plan_wait_s >= 0.25
+    assert result.run_s == pytest.approx(result.wall_s - result.plan_wait_s)
+    assert result.speedup == pytest.approx(result.sum_s / result.run_s)
+    doc = result.to_json()
+    assert doc["plan_wait_s"] == round(result.plan_wait_s, 6)

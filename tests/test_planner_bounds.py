@@ -234,7 +234,7 @@ def test_text_the_request_does_not_give_is_a_user_error(
     backend: ScriptedBackend, tmp_path: Path
 ) -> None:
     planner, _ = make_planner(backend, tmp_path)
-    with pytest.raises(PlanError, match="there is no text to translate in 'translate to french"):
+    with pytest.raises(PlanError, match="what text should 'translate to french and spanish'"):
         plan(planner, "translate to french and spanish")
     assert backend.requests == []
 

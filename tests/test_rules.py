@@ -245,8 +245,8 @@ REFUSED = [
     ("", "no instruction"),
     ("   ", "no instruction"),
     ("write a joke and translate it to klingon", "which language"),
-    ("translate it to french", "no text to translate"),
-    ("translate to french and spanish", "no text to translate"),
+    ("translate it to french", "what text should .translate it to french. translate"),
+    ("translate to french and spanish", "pipe it in"),
 ]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from code_evolver.cli import options, show, terminal
+from code_evolver.cli import options, piped, show, terminal
 from code_evolver.display import plan_tree
 from code_evolver.organizer import organize
 from code_evolver.plan import load_plan, plan_json_schema
@@ -20,10 +20,12 @@ from code_evolver.session import Answer, Session
 @options.common_options
 @options.execution_options
 @options.planner_options
+@options.input_options
+@options.output_options
 def ask_command(request: tuple[str, ...]) -> None:
     """Plan REQUEST, show the plan, run it with a live view, and print the results."""
     opts = options.current()
-    text = " ".join(request)
+    text, input_text = _request_and_input(request, opts)
     session = Session(opts.config())
     err, out = terminal.stderr_console(), terminal.stdout_console()
 
@@ -36,7 +38,9 @@ def ask_command(request: tuple[str, ...]) -> None:
 
     async def main() -> Answer:
         async with session:
-            return await session.ask(text, use_cache=not opts.no_cache, on_plan=on_plan)
+            return await session.ask(
+                text, use_cache=not opts.no_cache, on_plan=on_plan, input_text=input_text
+            )
 
     status = f"planning with {session.llm.identity}…"
     with (
@@ -47,7 +51,9 @@ def ask_command(request: tuple[str, ...]) -> None:
     if opts.as_json:
         terminal.emit_json(answer.to_json())
     else:
-        show.results(out, err, answer.result, markdown=True)
+        planned = show.planned_in(answer.outcome, session.llm.identity)
+        markdown = show.markdown_tools(session.registry)
+        show.results(out, err, answer.result, markdown=markdown, full=opts.full, planned=planned)
     click.get_current_context().exit(show.exit_code(answer.result))
 
 
@@ -63,6 +69,7 @@ def ask_command(request: tuple[str, ...]) -> None:
 @click.option("--schema", is_flag=True, help="Print the JSON schema of plan files.")
 @options.common_options
 @options.planner_options
+@options.input_options
 def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool) -> None:
     """Plan REQUEST (or check PLAN_FILE) and show its waves, without running anything.
 
@@ -76,6 +83,7 @@ def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool)
         return
     if plan_file is None and not request:
         raise click.UsageError('give a request (evolve plan "...") or --show PLAN_FILE')
+    text, input_text = _request_and_input(request, opts) if request else ("", None)
     session = Session(config)
     err = terminal.stderr_console()
     if plan_file is not None:
@@ -86,7 +94,9 @@ def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool)
 
         async def main() -> PlanOutcome:
             async with session:
-                return await session.plan(" ".join(request), use_cache=not opts.no_cache)
+                return await session.plan(
+                    text, use_cache=not opts.no_cache, has_input=input_text is not None
+                )
 
         status = f"planning with {session.llm.identity}…"
         with terminal.progress(session.bus, err, enabled=not opts.as_json, status=status):
@@ -103,3 +113,12 @@ def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool)
     console.print(plan_tree(organized, session.registry))
     console.print(f"[dim]{line}[/]")
     show.warnings(err, [w for w in warnings if w not in organized.warnings])  # the tree has those
+
+
+def _request_and_input(words: tuple[str, ...], opts: options.Options) -> tuple[str, str | None]:
+    """The request, and the text it works on: piped, ``--input FILE``, or a last word ``-``
+    (read stdin) as in ``evolve "summarize this" - < notes.txt``."""
+    path = opts.input_path
+    if len(words) > 1 and words[-1] == piped.STDIN:
+        words, path = words[:-1], path or Path(piped.STDIN)
+    return " ".join(words), piped.read_input(path)

@@ -32,6 +32,8 @@ class Options:
     on_failure: str | None = None
     planner: str | None = None
     no_cache: bool = False
+    input_path: Path | None = None
+    full: bool = False
 
     def config(self) -> Config:
         """config.yaml (found as documented) with these options applied on top."""
@@ -143,6 +145,39 @@ def planner_options(f: F) -> F:
                 is_flag=True,
                 default=None,
                 help="Plan afresh instead of reusing the plan cached for this request.",
+            ),
+        ],
+    )
+
+
+def input_options(f: F) -> F:
+    """--input."""
+    return _apply(
+        f,
+        [
+            _option(
+                "--input",
+                "input_path",
+                type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+                metavar="FILE",
+                help="The text the request works on ({input} in a plan); - reads stdin. "
+                "Text piped to evolve is read without it.",
+            ),
+        ],
+    )
+
+
+def output_options(f: F) -> F:
+    """--full."""
+    return _apply(
+        f,
+        [
+            _option(
+                "--full",
+                is_flag=True,
+                default=None,
+                help="Show every line of every output (intermediate ones are clipped to 12 "
+                "lines otherwise).",
             ),
         ],
     )

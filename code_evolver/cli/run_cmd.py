@@ -6,19 +6,23 @@ from pathlib import Path
 
 import click
 
-from code_evolver.cli import options, show, terminal
+from code_evolver.cli import options, piped, show, terminal
 from code_evolver.organizer import organize
 from code_evolver.plan import load_plan
 from code_evolver.result import RunResult
-from code_evolver.session import Session
+from code_evolver.session import Session, require_input
 
 
 @click.command("run")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
 @options.common_options
 @options.execution_options
+@options.input_options
+@options.output_options
 def run_command(plan_file: Path) -> None:
     """Run PLAN_FILE (plan JSON) and print each step's output and a summary.
+
+    A plan whose steps read {input} runs on the text piped to it (or --input FILE).
 
     Exit status: 0 all steps succeeded, 1 some failed, 2 bad plan or config, 3 LLM backend
     unavailable, 130 interrupted.
@@ -26,13 +30,15 @@ def run_command(plan_file: Path) -> None:
     opts = options.current()
     session = Session(opts.config())
     organized = organize(load_plan(plan_file), session.registry)
+    input_text = piped.read_input(opts.input_path) if organized.reads_input else None
+    require_input(organized, input_text)
     err, out = terminal.stderr_console(), terminal.stdout_console()
     if not opts.as_json:
         show.warnings(err, organized.warnings)
 
     async def main() -> RunResult:
         async with session:
-            return await session.run(organized)
+            return await session.run(organized, input_text=input_text)
 
     with (
         terminal.quiet_stdout(opts.as_json),
@@ -42,5 +48,6 @@ def run_command(plan_file: Path) -> None:
     if opts.as_json:
         terminal.emit_json(result.to_json())
     else:
-        show.results(out, err, result)
+        markdown = show.markdown_tools(session.registry)
+        show.results(out, err, result, markdown=markdown, full=opts.full)
     click.get_current_context().exit(show.exit_code(result))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from rich.console import Console
 
 from code_evolver.display import results_view, summary_line
@@ -9,6 +11,7 @@ from code_evolver.display.safe import shown
 from code_evolver.display.style import seconds
 from code_evolver.planner.planner import PlanOutcome
 from code_evolver.result import RunResult, RunStatus
+from code_evolver.tools.base import Tool
 
 EXIT_OK, EXIT_FAILED_STEPS, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -26,9 +29,18 @@ def warnings(console: Console, lines: tuple[str, ...] | list[str]) -> None:
         console.print(f"[yellow]warning:[/] {shown(line)}")
 
 
-def results(out: Console, err: Console, result: RunResult, *, markdown: bool = False) -> None:
-    out.print(results_view(result, markdown=markdown))
-    out.print(summary_line(result), soft_wrap=True)
+def results(
+    out: Console,
+    err: Console,
+    result: RunResult,
+    *,
+    markdown: Collection[str] = (),
+    full: bool = False,
+    planned: str | None = None,
+) -> None:
+    """Outputs (those of the ``markdown`` tools rendered as Markdown), then the summary."""
+    out.print(results_view(result, markdown=markdown, full=full))
+    out.print(summary_line(result, planned), soft_wrap=True)
     if result.status is RunStatus.INTERRUPTED:
         err.print("[magenta]interrupted:[/] finished steps are shown above")
 
@@ -36,6 +48,22 @@ def results(out: Console, err: Console, result: RunResult, *, markdown: bool = F
 def planner_warnings(outcome: PlanOutcome) -> list[str]:
     """The planner's own warnings (why the model's plan was not used), not the plan's."""
     return [w for w in outcome.warnings if w not in outcome.organized.warnings]
+
+
+def markdown_tools(registry: Mapping[str, Tool]) -> frozenset[str]:
+    """The tools whose outputs are a model's answers, shown as Markdown."""
+    return frozenset(name for name, tool in registry.items() if tool.kind == "llm")
+
+
+def planned_in(outcome: PlanOutcome, model: str) -> str:
+    """Planning in the summary line, e.g. ``planned in 4.1s by the rules``."""
+    who = {
+        "rules": "the rules",
+        "cache": "the cache",
+        "clauses": f"the rules with {model}",
+        "fallback": "the fallback",
+    }.get(outcome.source, model)
+    return f"planned in {seconds(outcome.seconds)} by {who}"
 
 
 def planner_line(outcome: PlanOutcome, model: str) -> str:

@@ -1,12 +1,20 @@
 """After a run: one panel per step with its output or error, then the summary line.
 
 Final outputs (steps nothing depends on) are shown whole up to a generous size; intermediate
-ones are clipped to a few lines; both are clipped by characters too, because laying out one
-huge line costs the terminal renderer far more than linear time. In large plans only final
-outputs and problems are shown. ``--json`` always has every output, whole and exact.
+ones are clipped to a few lines, unless ``full`` (``--full``); all are clipped by characters
+too, because laying out one huge line costs the terminal renderer far more than linear time.
+In large plans only final outputs and problems are shown. ``--json`` always has every output,
+whole and exact.
+
+Outputs of the tools in ``markdown`` (the model's answers) are rendered as Markdown, with the
+author's line breaks kept: a poem, an address or a list typed one item per line is text whose
+lines matter, and a model's reply is rarely hard-wrapped. Other outputs (commands, functions)
+are shown as plain text, exactly.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown
@@ -18,14 +26,29 @@ from code_evolver.display.style import ICONS, seconds
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
 from code_evolver.templating import to_text
 
+_WHOLE = "--full shows every line, --json every output in full"
 _INTERMEDIATE_LINES = 12
 _INTERMEDIATE_CHARS = 2_000
 _FINAL_CHARS = 20_000
 _ALL_PANELS_UP_TO = 20
 
 
-def results_view(result: RunResult, *, markdown: bool = False) -> RenderableType:
-    """Panels of outputs; ``markdown`` renders final text outputs as Markdown (model answers)."""
+class _LinesKept(Markdown):
+    """Markdown whose single line breaks stay line breaks (CommonMark joins them)."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(markup)
+        for token in self.parsed:
+            for child in token.children or ():
+                if child.type == "softbreak":
+                    child.type = "hardbreak"
+
+
+def results_view(
+    result: RunResult, *, markdown: Collection[str] = (), full: bool = False
+) -> RenderableType:
+    """Panels of outputs; final text outputs of the tools in ``markdown`` as Markdown;
+    ``full``: intermediate outputs are not clipped to a few lines."""
     organized = result.organized
     final = {s for s in organized.steps if not organized.graph.succ[s]}
     steps = list(result.steps.values())
@@ -35,7 +58,10 @@ def results_view(result: RunResult, *, markdown: bool = False) -> RenderableType
         hidden = len(steps) - len(keep)
         steps = keep
     panels: list[RenderableType] = [
-        _panel(s, full=s.step_id in final, markdown=markdown and s.step_id in final) for s in steps
+        _panel(
+            s, full=full or s.step_id in final, markdown=s.tool in markdown and s.step_id in final
+        )
+        for s in steps
     ]
     if hidden:
         panels.append(
@@ -73,7 +99,7 @@ def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
             )
         )
         if markdown and isinstance(step.output, str) and text:
-            body = Markdown(clipped)
+            body = _LinesKept(clipped)
         else:
             body = Text(clipped or "(empty output)")
             if not text:
@@ -88,7 +114,7 @@ def clip_output(text: str, lines: int | None, chars: int) -> str:
     kept, notes = _clip(text, lines, chars)
     if not notes:
         return kept
-    return f"{kept}\n… {', '.join(notes)}; --json has every output in full"
+    return f"{kept}\n… {', '.join(notes)}; {_WHOLE}"
 
 
 def _clip(text: str, lines: int | None, chars: int) -> tuple[str, list[str]]:
@@ -112,25 +138,31 @@ def _clip(text: str, lines: int | None, chars: int) -> tuple[str, list[str]]:
     return text, notes
 
 
-def summary_line(result: RunResult) -> str:
-    """Counts, then the figures that show what parallelism bought."""
+def summary_line(result: RunResult, planned: str | None = None) -> str:
+    """Counts, how long planning (``planned``, when this run was planned) and running took,
+    then the figures that show what parallelism bought: only for plans of more than one step,
+    since for one they mean nothing."""
     counts = [f"{n} {status.value}" for status in StepStatus if (n := result.count(status))]
     mark = {
         RunStatus.SUCCEEDED: "[green]✓[/]",
         RunStatus.FAILED: "[red]✗[/]",
     }.get(result.status, "[magenta]⊘[/]")
-    path = " → ".join(result.critical_path)
-    if len(path) > 60:
-        path = f"{len(result.critical_path)} steps"
-    parts = [
-        f"{mark} {result.status.value}: {', '.join(counts)}",
-        f"wall {seconds(result.wall_s)}",
-        f"step time {seconds(result.sum_s)}",
-        f"speedup {result.speedup:.2f}x",
-        f"critical path {seconds(result.critical_path_s)} ({shown(path)})",
-        f"efficiency {result.efficiency:.0%}",
-        f"peak concurrency {result.peak_concurrency}",
-    ]
+    ran = f"ran in {seconds(result.run_s)}"
+    if result.plan_wait_s >= 0.05:
+        ran += f" (and {seconds(result.plan_wait_s)} waiting for the plan)"
+    parts = [f"{mark} {result.status.value}: {', '.join(counts)}"]
+    parts += [planned, ran] if planned else [ran]
+    if result.parallel and result.speedup is not None and result.efficiency is not None:
+        path = " → ".join(result.critical_path)
+        if len(path) > 60:
+            path = f"{len(result.critical_path)} steps"
+        parts += [
+            f"step time {seconds(result.sum_s)}",
+            f"speedup {result.speedup:.2f}x",
+            f"critical path {seconds(result.critical_path_s)} ({shown(path)})",
+            f"efficiency {result.efficiency:.0%}",
+            f"peak concurrency {result.peak_concurrency}",
+        ]
     line = " · ".join(parts)
     if unsandboxed := result.unsandboxed:
         names = ", ".join(unsandboxed[:5]) + (

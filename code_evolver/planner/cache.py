@@ -31,14 +31,20 @@ class PlanCache:
         """None: the cache is off (its folder could not be made)."""
 
     @staticmethod
-    def key(request: str, model: str, tools: Mapping[str, Tool]) -> str:
+    def key(request: str, model: str, tools: Mapping[str, Tool], *, has_input: bool = False) -> str:
+        """``has_input``: the plan reads piped text as ``{input}``; the text itself is not part
+        of the key, so the plan serves any text piped to the same request."""
         catalogue = sorted(
             (name, t.kind, t.description, sorted(t.required_params)) for name, t in tools.items()
         )
-        material = json.dumps(
-            {"request": " ".join(request.lower().split()), "model": model, "tools": catalogue}
-        )
-        return hashlib.sha256(material.encode()).hexdigest()[:32]
+        material: dict[str, object] = {
+            "request": " ".join(request.lower().split()),
+            "model": model,
+            "tools": catalogue,
+        }
+        if has_input:  # only when set: the keys of plans cached without input stay the same
+            material["input"] = True
+        return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 
     def get(self, key: str) -> Plan | None:
         if self.directory is None:

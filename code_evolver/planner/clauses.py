@@ -124,6 +124,10 @@ _DELIVERABLE = re.compile(
     r"upper-?case\s+version|all-caps\s+version|sorted\s+version|unique\s+words|version)\b",
     re.I,
 )
+_JOINS_OBJECTS = re.compile(
+    r"^(?:combine|merge|join|compare|contrast|put\s+together|show|display|list)\b", re.I
+)
+"""A verb whose object is several things: ``and the translation`` is its second object."""
 _FIRST_LABEL = re.compile(
     r"(?<=[.!?:])\s*(?:first|[A]|(?:review|text|paragraph|blurb|email|option|version|note|item|"
     r"message|comment|story|poem)\s+(?:A|1|one))$",
@@ -327,7 +331,8 @@ def _merge_fragments(clauses: list[Clause]) -> list[Clause]:
             or _starts_genre(clause.text)
             or "\x00" in clause.text[:2]
         )
-        if _DELIVERABLE.match(clause.text) and merged and clause.joiner == "and":
+        joins_two = merged and _JOINS_OBJECTS.match(merged[-1].text)  # "combine A and the B"
+        if _DELIVERABLE.match(clause.text) and merged and clause.joiner == "and" and not joins_two:
             merged.append(Clause(clause.text, None, "with"))  # reads what the one before reads
             continue
         if re.match(r"^(?:in|of|for)\s+\x00\d+\x00\s*$", clause.text) and merged:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from code_evolver.plan import Plan
+from code_evolver.plan import RUN_INPUT, Plan
 from code_evolver.planner.clauses import STARTS_INSTRUCTION, Clause, split_request
 from code_evolver.planner.items import MAX_ITEMS, NUMBERS, expand_items
 from code_evolver.planner.languages import find_languages
@@ -46,6 +46,9 @@ class MissingText(NotDecomposable):
     """The request asks to work on text it does not give: no planner can make that up."""
 
 
+_GIVE_TEXT = 'Put it in quotes or after a colon, or pipe it in: echo TEXT | evolve "..."'
+
+
 @dataclass(frozen=True)
 class Decomposition:
     plan: Plan
@@ -61,9 +64,14 @@ class Decomposition:
 
 
 def decompose(
-    request: str, tools: Collection[str], chosen: Mapping[int, str] | None = None
+    request: str,
+    tools: Collection[str],
+    chosen: Mapping[int, str] | None = None,
+    *,
+    has_input: bool = False,
 ) -> Decomposition:
     """The plan of ``request`` by the rules; ``chosen`` settles uncertain clauses' tools.
+    ``has_input``: text was piped to the request; steps read it as ``{input}``.
 
     Raises :class:`NotDecomposable` when the rules cannot make a plan that can run.
     """
@@ -71,7 +79,7 @@ def decompose(
     if not clauses:
         raise NotDecomposable("the request has no instruction")
     chosen = chosen or {}
-    built, uncertain = Made(), []
+    built, uncertain = Made(has_input=has_input), []
     for index, clause in enumerate(clauses):
         tool, certain = tool_for(clause)
         if clause.joiner == "same" and built.tools:
@@ -92,24 +100,24 @@ def decompose(
 
 
 async def decompose_choosing(
-    request: str, tools: Collection[str], choose: Chooser
+    request: str, tools: Collection[str], choose: Chooser, *, has_input: bool = False
 ) -> Decomposition:
     """:func:`decompose`, with ``choose`` (a model) asked for each uncertain clause's tool."""
-    first = decompose(request, tools)
+    first = decompose(request, tools, has_input=has_input)
     if not first.uncertain:
         return first
     options = [t for t in CHOICES if t in tools]
     chosen = {i: await choose(first.clauses[i], options) for i in first.uncertain}
     try:
-        return decompose(request, tools, chosen)
+        return decompose(request, tools, chosen, has_input=has_input)
     except NotDecomposable:  # the choice cannot run (a translation with no language named)
         return first
 
 
-def rules_plan(request: str, tools: Collection[str]) -> Plan | None:
+def rules_plan(request: str, tools: Collection[str], *, has_input: bool = False) -> Plan | None:
     """The rules' plan of ``request``, or None when they cannot make one."""
     try:
-        return decompose(request, tools).plan
+        return decompose(request, tools, has_input=has_input).plan
     except NotDecomposable:
         return None
 
@@ -127,6 +135,8 @@ def _known(clause: Clause) -> bool:
 def _add(built: Made, clauses: Sequence[Clause], index: int, tool: str) -> None:
     clause = clauses[index]
     reads = what_it_reads(built, clauses, index, tool)
+    if not reads and built.reads_piped(clause, tool):
+        reads = [RUN_INPUT]
     if tool == WRITER:
         built.outputs.append([_writer(built, clause, reads)])
     elif tool == COMBINE:
@@ -179,9 +189,7 @@ def _translations(built: Made, clause: Clause, reads: Sequence[str]) -> list[str
     if not languages:
         raise NotDecomposable(f"which language? {clause.text!r} names none")
     if clause.source is None and not reads:
-        raise MissingText(
-            f"there is no text to translate in {clause.text!r}: put it in quotes or after a colon"
-        )
+        raise MissingText(f"what text should {clause.text!r} translate? {_GIVE_TEXT}")
     made: list[str] = []
     sources = [(f"{{{r}}}", [r]) for r in reads] if reads else [(escape(clause.source or ""), [])]
     for text, depends in sources:
@@ -212,9 +220,7 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
         pronoun = re.search(r"\b(?:it|this|these|that|them)\b", clause.text, re.I)
         if tool == SUMMARIZER and len(clause.text.split()) > 2 and not pronoun:
             return [_writer(built, clause, ())]  # "summarize the history of rome": write it
-        raise MissingText(
-            f"there is no text for {clause.text!r}: put it in quotes or after a colon"
-        )
+        raise MissingText(f"what text should {clause.text!r} work on? {_GIVE_TEXT}")
     if EACH.search(clause.text) and len(reads) > 1:
         return [built.add(tool, f"{{{r}}}", description, [r]) for r in reads]
     return [built.add(tool, "\n\n".join(f"{{{r}}}" for r in reads), description, reads)]

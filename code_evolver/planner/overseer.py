@@ -21,7 +21,7 @@ from pydantic_core import from_json
 from code_evolver.bounded import JSON_DECODER, TooLarge
 from code_evolver.errors import ConfigError, PlanError
 from code_evolver.llm.base import Message, assistant, system, user
-from code_evolver.plan import Plan, Step
+from code_evolver.plan import RUN_INPUT, Plan, Step
 from code_evolver.resources import data_dir
 from code_evolver.templating import Ref, escape, parse
 from code_evolver.tools.base import Tool
@@ -97,15 +97,22 @@ def load_prompt(path: Path | None = None) -> str:
         raise ConfigError(f"cannot read the planner prompt {prompt_path}: {exc}") from None
 
 
+PIPED = (
+    "(Text was piped in with this request. A step that works on it writes {input} in its "
+    "input, exactly like {step1}; do not list it in depends_on.)"
+)
+
+
 def planner_messages(
-    request: str, tools: Mapping[str, Tool], max_steps: int, prompt: str
+    request: str, tools: Mapping[str, Tool], max_steps: int, prompt: str, *, has_input: bool = False
 ) -> list[Message]:
     values = {"tools": catalogue(tools), "max_steps": str(max_steps)}
 
     def resolve(ref: Ref) -> str:
         return values.get(ref.name, str(ref))
 
-    return [system(parse(prompt).render(resolve)), user(request)]
+    asked = f"{request}\n\n{PIPED}" if has_input else request
+    return [system(parse(prompt).render(resolve)), user(asked)]
 
 
 def repair_messages(
@@ -201,9 +208,9 @@ def coerce_step(raw: Any) -> Any:
     return step
 
 
-def fallback_plan(request: str, tool: str, *, why: str = "") -> Plan:
+def fallback_plan(request: str, tool: str, *, why: str = "", has_input: bool = False) -> Plan:
     """The whole request as one step: what runs when no valid plan could be made."""
-    text = escape(request)
+    text = escape(request) + (f"\n\n{{{RUN_INPUT}}}" if has_input else "")
     description = f"Answer the whole request with {tool}"
     if why:
         description += f" (no plan: {why})"

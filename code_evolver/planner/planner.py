@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from code_evolver.config import Config
-from code_evolver.errors import PlanError, PromptTooLong
+from code_evolver.errors import MissingInput, PlanError, PromptTooLong
 from code_evolver.llm.base import Message
 from code_evolver.llm.service import LLMService
 from code_evolver.organizer import OrganizedPlan, organize
@@ -84,6 +84,7 @@ class _Attempt:
 
     started: float
     rules: Decomposition | NotDecomposable
+    has_input: bool = False
     calls: int = 0
     tokens: int = 0
     problems: tuple[str, ...] = ()
@@ -120,25 +121,27 @@ class Planner:
             self._cache = PlanCache()
         return self._cache
 
-    def rules(self, request: str) -> Decomposition | NotDecomposable:
+    def rules(self, request: str, has_input: bool = False) -> Decomposition | NotDecomposable:
         """The rules' reading of ``request`` (or why they cannot read it)."""
         try:
-            return decompose(request, self.registry)
+            return decompose(request, self.registry, has_input=has_input)
         except NotDecomposable as exc:
             return exc
 
-    async def quick(self, request: str, *, use_cache: bool = True) -> PlanOutcome | None:
+    async def quick(
+        self, request: str, *, use_cache: bool = True, has_input: bool = False
+    ) -> PlanOutcome | None:
         """A plan without asking a model (rules or cache), or None."""
         started = time.perf_counter()
         mode = self.settings.mode
         if mode != "llm":
-            rules = self.rules(request)
+            rules = self.rules(request, has_input)
             certain = isinstance(rules, Decomposition) and rules.understood and not rules.uncertain
             if isinstance(rules, Decomposition) and (certain or mode == "rules"):
                 return self._outcome(organize(rules.plan, self.registry), "rules", started)
         if mode != "rules" and use_cache and self.settings.cache:
             await self.llm.resolve()  # the cache key names the backend actually used
-            cached = self.cache.get(self._cache_key(request))
+            cached = self.cache.get(self._cache_key(request, has_input))
             if cached is not None:
                 try:
                     return self._outcome(organize(cached, self.registry), "cache", started)
@@ -152,15 +155,18 @@ class Planner:
         *,
         use_cache: bool = True,
         on_partial: PartialListener | None = None,
+        has_input: bool = False,
     ) -> PlanOutcome:
+        """Plan ``request``; ``has_input``: text was piped to it, which steps read as
+        ``{input}`` (the plan is a template: the same plan serves any piped text)."""
         if not request.strip():
             raise PlanError("the request is empty; say what you want done")
-        quick = await self.quick(request, use_cache=use_cache)
+        quick = await self.quick(request, use_cache=use_cache, has_input=has_input)
         if quick is not None:
             return quick
-        attempt = _Attempt(time.perf_counter(), self.rules(request))
+        attempt = _Attempt(time.perf_counter(), self.rules(request, has_input), has_input)
         if isinstance(attempt.rules, MissingText):  # no model can make the text up
-            raise PlanError(str(attempt.rules))
+            raise MissingInput(str(attempt.rules))
         if self.settings.mode == "rules":
             raise PlanError(
                 f"the rules cannot plan this request ({attempt.rules}); rephrase it (e.g. "
@@ -180,7 +186,7 @@ class Planner:
         except TimeoutError:
             outcome = self._past_deadline(request, attempt)
         if outcome.source in ("llm", "clauses") and self.settings.cache:
-            self.cache.put(self._cache_key(request), outcome.organized.plan)
+            self.cache.put(self._cache_key(request, has_input), outcome.organized.plan)
         return outcome
 
     async def _ask_choices(self, request: str, attempt: _Attempt) -> PlanOutcome:
@@ -189,7 +195,9 @@ class Planner:
             return self._fallback(request, attempt, (str(attempt.rules),))
         chooser = ToolChooser(self.llm, self.registry)
         self._progress("choosing tools", attempt)
-        decomposition = await decompose_choosing(request, self.registry, chooser)
+        decomposition = await decompose_choosing(
+            request, self.registry, chooser, has_input=attempt.has_input
+        )
         attempt.calls = chooser.asked
         organized = organize(decomposition.plan, self.registry)
         source: Source = "clauses" if decomposition.choices else "rules"
@@ -202,7 +210,9 @@ class Planner:
         schema = overseer.overseer_schema(self.registry, max_steps)
         prompt = self._prompt if self._prompt is not None else overseer.load_prompt()
         examples = prompt_examples(prompt)
-        first = overseer.planner_messages(request, self.registry, max_steps, prompt)
+        first = overseer.planner_messages(
+            request, self.registry, max_steps, prompt, has_input=attempt.has_input
+        )
         messages = first
         stream = on_partial if self.settings.stream else None
         for round_ in range(self.settings.repairs + 1):
@@ -317,7 +327,10 @@ class Planner:
             f"no valid plan could be made{tries} ({listed}); running the whole request as one "
             f"{tool} step"
         )
-        organized = organize(overseer.fallback_plan(request, tool, why=listed), self.registry)
+        organized = organize(
+            overseer.fallback_plan(request, tool, why=listed, has_input=attempt.has_input),
+            self.registry,
+        )
         return self._done(organized, "fallback", attempt)
 
     def _done(
@@ -356,5 +369,5 @@ class Planner:
     def _outcome(self, organized: OrganizedPlan, source: Source, started: float) -> PlanOutcome:
         return PlanOutcome(organized, source, organized.warnings, 0, time.perf_counter() - started)
 
-    def _cache_key(self, request: str) -> str:
-        return PlanCache.key(request, self.llm.identity, self.registry)
+    def _cache_key(self, request: str, has_input: bool) -> str:
+        return PlanCache.key(request, self.llm.identity, self.registry, has_input=has_input)

@@ -5,6 +5,9 @@ result not yet used; ``the summary`` / ``the translation`` / ``the original`` th
 it; ``the intro and the three histories`` the clauses that wrote them; a transform (translate,
 summarize, count, ...) with no text of its own reads the clause before. An item's ``it`` is its
 topic (``an argument for remote work and one against it``).
+
+With text piped to the request, that text is a result too: ``{input}`` (``RUN_INPUT``) is what
+a transform with no text of its own reads first, and what ``the original`` names.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from code_evolver.plan import RUN_INPUT
 from code_evolver.planner.clauses import GENRES, Clause
 from code_evolver.planner.items import singular
 from code_evolver.planner.tool_words import COMBINE, NAMED_RESULTS, SUMMARIZER, TRANSLATOR, WRITER
@@ -52,6 +56,8 @@ class Made:
     tools: list[str] = field(default_factory=list)
     """The tool of each clause."""
     used: set[str] = field(default_factory=set)
+    has_input: bool = False
+    """Text was piped to the request: ``RUN_INPUT`` may be read like a step's output."""
 
     def add(
         self,
@@ -67,7 +73,7 @@ class Made:
             "description": description,
             "tool": tool,
             "input": text,
-            "depends_on": list(reads),
+            "depends_on": [r for r in reads if r != RUN_INPUT],  # the input is no step
         }
         if params:
             step["params"] = params
@@ -80,6 +86,13 @@ class Made:
 
     def depends_on(self, step_id: str) -> list[str]:
         return next(list(s["depends_on"]) for s in self.steps if s["step_id"] == step_id)
+
+    def reads_piped(self, clause: Clause, tool: str) -> bool:
+        """Whether a clause that reads no step reads the piped text: a transform with no text
+        of its own, or a writer pointing at "this"/"it" ("write a reply to this")."""
+        if not self.has_input or clause.source is not None or tool == "delay":
+            return False
+        return tool != WRITER or _SINGULAR.search(clause.text) is not None
 
 
 def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str) -> list[str]:
@@ -163,7 +176,9 @@ def _things_named(built: Made, clauses: Sequence[Clause], index: int) -> list[st
 
 def _named(built: Made, kind: str) -> list[str]:
     tool = {"summary": SUMMARIZER, "translation": TRANSLATOR, "combined": COMBINE}.get(kind)
-    if tool is None:  # the original: what the first clause made
+    if tool is None:  # the original: the piped text, else what the first clause made
+        if built.has_input:
+            return [RUN_INPUT]
         return built.outputs[0] if built.outputs else []
     for outputs, made in zip(reversed(built.outputs), reversed(built.tools), strict=True):
         if made == tool:

@@ -79,6 +79,7 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
 _WRITES = re.compile(rf"^(?:{STRONG_WRITERS})\b(?![^.]*\bsummar(?:y|ies)\s+of\b)", re.I)
 NAMED_RESULTS: tuple[tuple[str, str], ...] = (
     ("summary", r"\b(?:the|its)\s+(?:summar(?:y|ies)|tl;?dr|tldr)\b|\ble\s+r[ée]sum[ée]\b"
+                r"|\bthe\s+(?:gist|recap)\b(?!\s+(?:of|in\s+(?:one|a|two|three|\d))\b)"
                 r"|\bel\s+resumen\b|\bdie\s+zusammenfassung\b|\bil\s+riassunto\b"),
     ("translation", r"\b(?:the|both|all|these)\s+(?:\w+\s+)?translations?\b"
                     r"|\bthe\s+translated\s+\w+|\b(?:la|les)\s+traductions?\b"
