@@ -208,3 +208,15 @@ def test_full_shows_every_line_of_intermediate_outputs() -> None:
     whole = render(results_view(result, full=True), width=80)
     assert "line 29" in whole
     assert "more lines" not in whole
+
+
+def test_code_blocks_in_a_models_answer_are_highlighted() -> None:
+    rec = Recorder()
+    rec.behaviours["a"] = Behaviour(output="```python\ndef f():\n    return 1\n```")
+    result = execute(plan(step("a")), {"work": rec.tool()})
+    console = Console(file=io.StringIO(), width=60, force_terminal=True, color_system="truecolor")
+    console.print(results_view(result, markdown={"work"}))
+    code_line = next(
+        line for line in cast(io.StringIO, console.file).getvalue().splitlines() if "def" in line
+    )
+    assert "\x1b[38;2;" in code_line  # colours from the syntax theme
