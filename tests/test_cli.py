@@ -327,6 +327,44 @@ def test_help_and_version() -> None:
     assert "evolve, version" in invoke("--version").stdout
 
 
+def _options_in(help_text: str) -> set[str]:
+    return {word.rstrip(",") for word in help_text.split() if word.startswith("--")}
+
+
+def test_each_help_lists_the_options_it_uses() -> None:
+    request = {"--planner", "--no-cache", "--scheduling", "--on-failure", "--input", "--full"}
+    group = invoke("--help").stdout
+    assert request <= _options_in(group)
+    assert 'evolve "write a joke and translate it to french and spanish"' in group
+    assert _options_in(invoke("tools", "--help").stdout) == {"--config", "--json", "--help"}
+    doctor = _options_in(invoke("doctor", "--help").stdout)
+    assert doctor == {"--config", "--backend", "--model", "--json", "--help"}
+    plan = _options_in(invoke("plan", "--help").stdout)
+    assert {"--planner", "--no-cache", "--input"} <= plan
+    assert not {"--scheduling", "--max-parallel", "--full"} & plan
+    run = _options_in(invoke("run", "--help").stdout)
+    assert {"--scheduling", "--on-failure", "--max-parallel", "--input", "--full"} <= run
+    assert not {"--planner", "--no-cache"} & run
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_request_and_run_options_work_before_or_after(tmp_path: Path, where: str) -> None:
+    def args(options: list[str], *command: str) -> list[str]:
+        return [*options, *command] if where == "before" else [*command, *options]
+
+    flags = ["--planner", "rules", "--no-cache", "--config", CONFIG, "--json"]
+    asked = CliRunner().invoke(
+        main_group, args(flags, "combine these:", "a", "b"), catch_exceptions=False
+    )
+    assert asked.exit_code == 0, asked.stderr
+    assert json.loads(asked.stdout)["planner"]["source"] == "rules"
+    plan = write_plan(tmp_path, {"step_id": "a", "tool": "combine", "input": "x"})
+    flags = ["--scheduling", "waves", "--on-failure", "fail_fast", "--config", CONFIG, "--json"]
+    ran = invoke(*args(flags, "run", plan))
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["status"] == "succeeded"
+
+
 @pytest.mark.integration  # runs command tools
 def test_cli_function_returns_exit_codes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -49,18 +49,22 @@ class EvolveGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="evolve")
-@options.common_options
+@options.these(*options.REQUEST)
 @click.pass_context
 def main_group(ctx: click.Context) -> None:
     """Code Evolver: turn a request into a plan of steps and run every independent step at once.
 
     \b
     evolve "write a joke and translate it to french and spanish"
+    cat notes.txt | evolve "summarize this and translate it to german"
     evolve plan "REQUEST" [--json > plan.json]   plan only, show the waves
     evolve run PLAN.json                         run a saved plan
     evolve plan --show PLAN.json                 check a plan file, show its waves
     evolve tools                                 list the tools plans can use
     evolve doctor                                which LLM backend, and what is missing
+
+    The options below are those of a request; each command takes them before or after
+    its arguments (evolve COMMAND --help lists a command's own).
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

@@ -17,11 +17,7 @@ from code_evolver.session import Answer, Session
 
 @click.command("ask", hidden=True)
 @click.argument("request", nargs=-1, required=True)
-@options.common_options
-@options.execution_options
-@options.planner_options
-@options.input_options
-@options.output_options
+@options.these(*options.REQUEST)
 def ask_command(request: tuple[str, ...]) -> None:
     """Plan REQUEST, show the plan, run it with a live view, and print the results."""
     opts = options.current()
@@ -67,9 +63,7 @@ def ask_command(request: tuple[str, ...]) -> None:
     help="Validate PLAN_FILE and show its waves, without planning or running anything.",
 )
 @click.option("--schema", is_flag=True, help="Print the JSON schema of plan files.")
-@options.common_options
-@options.planner_options
-@options.input_options
+@options.these("config", *options.MODEL, *options.PLANNING, "input", "json")
 def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool) -> None:
     """Plan REQUEST (or check PLAN_FILE) and show its waves, without running anything.
 

@@ -18,7 +18,7 @@ from code_evolver.tools.registry import ToolRegistry
 
 
 @click.command("tools")
-@options.common_options
+@options.these("config", "json")
 def tools_command() -> None:
     """List the tools that plan steps can use, from config.yaml."""
     opts = options.current()
@@ -49,7 +49,7 @@ def tools_command() -> None:
 
 
 @click.command("doctor")
-@options.common_options
+@options.these("config", *options.MODEL, "json")
 def doctor_command() -> None:
     """Check the setup: which LLM backend would be used, where its model is, what is missing.
 

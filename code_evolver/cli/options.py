@@ -64,120 +64,93 @@ def _option(*decls: str, **attrs: Any) -> Callable[[F], F]:
     return click.option(*decls, callback=_remember, expose_value=False, **attrs)
 
 
-def _apply(f: F, options: list[Callable[[F], F]]) -> F:
-    for option in reversed(options):
-        f = option(f)
-    return f
+_OPTIONS: dict[str, Callable[[F], F]] = {
+    "config": _option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="config.yaml to use (default: $CODE_EVOLVER_CONFIG, ./config.yaml, then the "
+        "packaged one).",
+    ),
+    "backend": _option(
+        "--backend",
+        type=click.Choice(["auto", "ollama", "embedded", "openai"]),
+        help="LLM backend (default: llm.backend, auto: Ollama if it has the model, else the "
+        "embedded model).",
+    ),
+    "model": _option("--model", help="Model of the backend (embedded: a GGUF file path)."),
+    "max_parallel": _option(
+        "--max-parallel",
+        type=click.IntRange(min=1),
+        help="Most steps running at once (config: execution.max_parallel).",
+    ),
+    "json": _option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        default=None,
+        is_eager=True,
+        help="Print one JSON document on stdout instead of the rich display.",
+    ),
+    "scheduling": _option(
+        "--scheduling",
+        type=click.Choice(["eager", "waves"]),
+        help="eager: a step starts when its last dependency succeeds; waves: a barrier after "
+        "each wave.",
+    ),
+    "on_failure": _option(
+        "--on-failure",
+        type=click.Choice(["continue", "fail_fast"]),
+        help="continue: skip the failed step's dependents, finish the rest; fail_fast: cancel "
+        "everything.",
+    ),
+    "planner": _option(
+        "--planner",
+        type=click.Choice(["auto", "rules", "clauses", "llm"]),
+        help="auto (default): the rules when they understand the request, else the embedded "
+        "model makes bounded choices in their plan, or a stronger model (Ollama, "
+        "OpenAI-compatible) writes it; rules: no model; clauses: the rules with model "
+        "choices; llm: the model writes the whole plan.",
+    ),
+    "no_cache": _option(
+        "--no-cache",
+        is_flag=True,
+        default=None,
+        help="Plan afresh instead of reusing the plan cached for this request.",
+    ),
+    "input": _option(
+        "--input",
+        "input_path",
+        type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+        metavar="FILE",
+        help="The text the request works on ({input} in a plan); - reads stdin. Text piped "
+        "to evolve is read without it.",
+    ),
+    "full": _option(
+        "--full",
+        is_flag=True,
+        default=None,
+        help="Show every line of every output (intermediate ones are clipped to 12 lines "
+        "otherwise).",
+    ),
+}
 
 
-def common_options(f: F) -> F:
-    """--config, --backend, --model, --max-parallel, --json."""
-    return _apply(
-        f,
-        [
-            _option(
-                "--config",
-                "config_path",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="config.yaml to use (default: $CODE_EVOLVER_CONFIG, ./config.yaml, then "
-                "the packaged one).",
-            ),
-            _option(
-                "--backend",
-                type=click.Choice(["auto", "ollama", "embedded", "openai"]),
-                help="LLM backend (default: llm.backend, auto: Ollama if it has the model, "
-                "else the embedded model).",
-            ),
-            _option("--model", help="Model of the backend (embedded: a GGUF file path)."),
-            _option(
-                "--max-parallel",
-                type=click.IntRange(min=1),
-                help="Most steps running at once (config: execution.max_parallel).",
-            ),
-            _option(
-                "--json",
-                "as_json",
-                is_flag=True,
-                default=None,
-                is_eager=True,
-                help="Print one JSON document on stdout instead of the rich display.",
-            ),
-        ],
-    )
+def these(*names: str) -> Callable[[F], F]:
+    """Decorate a command with the named options, in this order in its help."""
+
+    def decorate(f: F) -> F:
+        for name in reversed(names):
+            f = _OPTIONS[name](f)
+        return f
+
+    return decorate
 
 
-def execution_options(f: F) -> F:
-    """--scheduling, --on-failure."""
-    return _apply(
-        f,
-        [
-            _option(
-                "--scheduling",
-                type=click.Choice(["eager", "waves"]),
-                help="eager: a step starts when its last dependency succeeds; waves: a barrier "
-                "after each wave.",
-            ),
-            _option(
-                "--on-failure",
-                type=click.Choice(["continue", "fail_fast"]),
-                help="continue: skip the failed step's dependents, finish the rest; fail_fast: "
-                "cancel everything.",
-            ),
-        ],
-    )
-
-
-def planner_options(f: F) -> F:
-    """--planner, --no-cache."""
-    return _apply(
-        f,
-        [
-            _option(
-                "--planner",
-                type=click.Choice(["auto", "rules", "clauses", "llm"]),
-                help="auto (default): the rules when they understand the request, else the "
-                "embedded model makes bounded choices in their plan, or a stronger model "
-                "(Ollama, OpenAI-compatible) writes it; rules: no model; clauses: the rules "
-                "with model choices; llm: the model writes the whole plan.",
-            ),
-            _option(
-                "--no-cache",
-                is_flag=True,
-                default=None,
-                help="Plan afresh instead of reusing the plan cached for this request.",
-            ),
-        ],
-    )
-
-
-def input_options(f: F) -> F:
-    """--input."""
-    return _apply(
-        f,
-        [
-            _option(
-                "--input",
-                "input_path",
-                type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-                metavar="FILE",
-                help="The text the request works on ({input} in a plan); - reads stdin. "
-                "Text piped to evolve is read without it.",
-            ),
-        ],
-    )
-
-
-def output_options(f: F) -> F:
-    """--full."""
-    return _apply(
-        f,
-        [
-            _option(
-                "--full",
-                is_flag=True,
-                default=None,
-                help="Show every line of every output (intermediate ones are clipped to 12 "
-                "lines otherwise).",
-            ),
-        ],
-    )
+MODEL = ("backend", "model")
+EXECUTION = ("max_parallel", "scheduling", "on_failure")
+PLANNING = ("planner", "no_cache")
+REQUEST = ("config", *MODEL, *PLANNING, *EXECUTION, "input", "full", "json")
+"""Everything a request (``evolve "..."``) uses: accepted before it too, so the group has them."""
+common_options = these("config", "json")
+"""What every command takes: which config, and JSON output."""

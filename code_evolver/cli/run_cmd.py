@@ -15,10 +15,7 @@ from code_evolver.session import Session, require_input
 
 @click.command("run")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
-@options.common_options
-@options.execution_options
-@options.input_options
-@options.output_options
+@options.these("config", *options.MODEL, *options.EXECUTION, "input", "full", "json")
 def run_command(plan_file: Path) -> None:
     """Run PLAN_FILE (plan JSON) and print each step's output and a summary.
 
