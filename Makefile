@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/runtime.py
 	$(BIN)/python bench/embedded.py
 	$(BIN)/python bench/context.py
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/sandbox.py
 
 clean:

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from code_evolver.organizer import OrganizedPlan
-from code_evolver.outputs import Spilled
-from code_evolver.tools.base import Output
+if TYPE_CHECKING:
+    from code_evolver.organizer import OrganizedPlan
+    from code_evolver.outputs import Spilled
+    from code_evolver.tools.base import Output
 
 
 class StepStatus(StrEnum):

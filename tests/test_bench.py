@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("runtime.py", ("call_tools_parallel", "brokered")),
         ("embedded.py", ("threads 1", "+2 busy", "no collapse")),
         ("sandbox.py", ("Part A: spawning", "wide-50", "layered-120", "floor:")),
+        ("startup.py", ("evolve --help", "evolve tools", "heavy modules imported:")),
     ],
 )
 def test_benchmark_quick_run_prints_its_figures(script: str, expected: tuple[str, ...]) -> None:

@@ -7,7 +7,9 @@ from rich.console import Console
 from support import Behaviour, Recorder, execute, plan, step
 
 from code_evolver import events
-from code_evolver.display import LineProgress, LiveView, plan_tree, results_view, summary_line
+from code_evolver.display.live import LineProgress, LiveView
+from code_evolver.display.plan_tree import plan_tree
+from code_evolver.display.results import results_view, summary_line
 from code_evolver.display.style import clip, seconds
 from code_evolver.organizer import organize
 

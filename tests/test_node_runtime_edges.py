@@ -18,7 +18,7 @@ from support import Behaviour, Recorder, make_broker, wait_until_gone
 import code_evolver
 from code_evolver import events
 from code_evolver.calls import CallBroker
-from code_evolver.display import LiveView
+from code_evolver.display.live import LiveView
 from code_evolver.errors import StepTimeout, ToolFailed, ToolNotFound
 from code_evolver.events import EventBus
 from code_evolver.organizer import organize

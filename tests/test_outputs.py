@@ -13,7 +13,7 @@ from typing import cast
 from rich.console import Console
 
 import code_evolver
-from code_evolver.display import results_view
+from code_evolver.display.results import results_view
 
 
 def big(text: str) -> str:

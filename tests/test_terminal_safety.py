@@ -23,8 +23,11 @@ from code_evolver import events
 from code_evolver.cli import main_group
 from code_evolver.cli.show import warnings
 from code_evolver.cli.terminal import report_error, stderr_console
-from code_evolver.display import LineProgress, LiveView, plan_tree, results_view, tools_table
+from code_evolver.display.live import LineProgress, LiveView
+from code_evolver.display.plan_tree import plan_tree
+from code_evolver.display.results import results_view
 from code_evolver.display.safe import json_safe, terminal_safe
+from code_evolver.display.tools_table import tools_table
 from code_evolver.errors import PlanError
 from code_evolver.organizer import organize
 from code_evolver.tools.template import TemplateTool

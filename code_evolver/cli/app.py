@@ -16,14 +16,14 @@ from typing import Any
 import click
 
 from code_evolver import __version__
-from code_evolver.cli import options, terminal
+from code_evolver.cli import options
 from code_evolver.cli.ask_cmd import ask_command, plan_command
 from code_evolver.cli.info_cmd import doctor_command, tools_command
 from code_evolver.cli.run_cmd import run_command
-from code_evolver.cli.show import EXIT_INTERRUPTED, EXIT_OK
-from code_evolver.errors import EvolverError
+from code_evolver.errors import EvolverError, Interrupted
 
 DEFAULT_COMMAND = "ask"
+EXIT_OK, EXIT_INTERRUPTED = 0, Interrupted.exit_code
 
 
 class EvolveGroup(click.Group):
@@ -35,6 +35,8 @@ class EvolveGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from code_evolver.cli import terminal  # here: `evolve --help` does not need it
+
         try:
             with terminal.library_warnings():
                 return super().invoke(ctx)
@@ -106,5 +108,7 @@ def main() -> None:
         for t in threading.enumerate()
         if t is not threading.main_thread()
     ):
+        from code_evolver.cli import terminal
+
         terminal.leave_now(code)
     raise SystemExit(code)

@@ -1,18 +1,22 @@
-"""``evolve "REQUEST"`` (plan and run) and ``evolve plan`` (plan only)."""
+"""``evolve "REQUEST"`` (plan and run) and ``evolve plan`` (plan only).
+
+The library is imported inside the commands, not here: ``evolve --help`` and the other
+commands do not pay for what only these use (``tests/test_startup.py``).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from code_evolver.cli import options, piped, show, terminal
-from code_evolver.display import plan_tree
-from code_evolver.organizer import organize
-from code_evolver.plan import load_plan, plan_json_schema
-from code_evolver.planner.planner import PlanOutcome
-from code_evolver.session import Answer, Session
+from code_evolver.cli import options, piped
+
+if TYPE_CHECKING:
+    from code_evolver.planner.planner import PlanOutcome
+    from code_evolver.session import Answer
 
 
 @click.command("ask", hidden=True)
@@ -20,6 +24,10 @@ from code_evolver.session import Answer, Session
 @options.these(*options.REQUEST)
 def ask_command(request: tuple[str, ...]) -> None:
     """Plan REQUEST, show the plan, run it with a live view, and print the results."""
+    from code_evolver.cli import show, terminal
+    from code_evolver.display.plan_tree import plan_tree
+    from code_evolver.session import Session
+
     opts = options.current()
     text, input_text = _request_and_input(request, opts)
     session = Session(opts.config())
@@ -69,6 +77,12 @@ def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool)
 
     With --json, print the plan itself: save it and run it later with `evolve run`.
     """
+    from code_evolver.cli import show, terminal
+    from code_evolver.display.plan_tree import plan_tree
+    from code_evolver.organizer import organize
+    from code_evolver.plan import load_plan, plan_json_schema
+    from code_evolver.session import Session
+
     opts = options.current()
     config = opts.config()
     if schema:

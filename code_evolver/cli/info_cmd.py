@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
-from rich.table import Table
 
-from code_evolver.cli import options, terminal
-from code_evolver.display import tools_table
-from code_evolver.display.safe import shown
-from code_evolver.doctor import diagnose
-from code_evolver.errors import BackendUnavailable
-from code_evolver.launch.launcher import Launcher
-from code_evolver.tools.process import ProcessTool
-from code_evolver.tools.registry import ToolRegistry
+from code_evolver.cli import options
 
 
 @click.command("tools")
 @options.these("config", "json")
 def tools_command() -> None:
     """List the tools that plan steps can use, from config.yaml."""
+    from code_evolver.cli import terminal
+    from code_evolver.display.safe import shown
+    from code_evolver.display.tools_table import tools_table
+    from code_evolver.launch.launcher import Launcher
+    from code_evolver.tools.process import ProcessTool
+    from code_evolver.tools.registry import ToolRegistry
+
     opts = options.current()
     config = opts.config()
     registry = ToolRegistry.from_config(config)
@@ -55,6 +52,15 @@ def doctor_command() -> None:
 
     Exit status 0 when that backend can serve requests, 3 when it cannot.
     """
+    import asyncio
+
+    from rich.table import Table
+
+    from code_evolver.cli import terminal
+    from code_evolver.display.safe import shown
+    from code_evolver.doctor import diagnose
+    from code_evolver.errors import BackendUnavailable
+
     opts = options.current()
     report = asyncio.run(diagnose(opts.config()))
     if opts.as_json:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from code_evolver.api import resolve_config
-from code_evolver.config import Config
+if TYPE_CHECKING:
+    from code_evolver.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 _META = "evolve.options"
@@ -37,9 +37,11 @@ class Options:
 
     def config(self) -> Config:
         """config.yaml (found as documented) with these options applied on top."""
+        from code_evolver.config import load_config
+
         return (
-            resolve_config(
-                self.config_path,
+            load_config(self.config_path)
+            .with_execution(
                 max_parallel=self.max_parallel,
                 scheduling=self.scheduling,
                 on_failure=self.on_failure,

@@ -1,16 +1,16 @@
-"""``evolve run PLAN.json``: run a plan file."""
+"""``evolve run PLAN.json``: run a plan file (the library is imported when it runs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from code_evolver.cli import options, piped, show, terminal
-from code_evolver.organizer import organize
-from code_evolver.plan import load_plan
-from code_evolver.result import RunResult
-from code_evolver.session import Session, require_input
+from code_evolver.cli import options, piped
+
+if TYPE_CHECKING:
+    from code_evolver.result import RunResult
 
 
 @click.command("run")
@@ -24,6 +24,11 @@ def run_command(plan_file: Path) -> None:
     Exit status: 0 all steps succeeded, 1 some failed, 2 bad plan or config, 3 LLM backend
     unavailable, 130 interrupted.
     """
+    from code_evolver.cli import show, terminal
+    from code_evolver.organizer import organize
+    from code_evolver.plan import load_plan
+    from code_evolver.session import Session, require_input
+
     opts = options.current()
     session = Session(opts.config())
     organized = organize(load_plan(plan_file), session.registry)

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping
 
 from rich.console import Console
 
-from code_evolver.display import results_view, summary_line
+from code_evolver.display.results import results_view, summary_line
 from code_evolver.display.safe import shown
 from code_evolver.display.style import seconds
 from code_evolver.planner.planner import PlanOutcome

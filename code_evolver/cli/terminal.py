@@ -7,7 +7,6 @@ the exit code still says how the run went.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -15,18 +14,19 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 
-from code_evolver.display import LineProgress, LiveView
 from code_evolver.display.safe import json_safe, shown, without_controls
 from code_evolver.errors import EvolverError, UserError
-from code_evolver.events import EventBus
-from code_evolver.launch.processes import kill_all_groups
-from code_evolver.organizer import OrganizedPlan
+
+if TYPE_CHECKING:  # the rest is imported where it is used: `evolve tools` needs none of it
+    from code_evolver.display.live import LiveView
+    from code_evolver.events import EventBus
+    from code_evolver.organizer import OrganizedPlan
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -130,6 +130,7 @@ def run_async(main: Callable[[], Awaitable[T]], on_stop: Callable[[], None]) -> 
     """Run ``main()`` on a fresh event loop. The first SIGINT/SIGTERM/SIGHUP calls ``on_stop``
     (a graceful stop: finished work is kept); a second one ends the process at once (see
     :func:`hard_exit`), also while threads are still being wound up after the loop."""
+    import asyncio
 
     async def wrapper() -> T:
         loop = asyncio.get_running_loop()
@@ -184,6 +185,8 @@ def hard_exit() -> None:
 def leave_now(code: int) -> None:
     """End the process with ``code`` without waiting for threads: kill our process groups,
     flush what was printed, and skip the interpreter's teardown."""
+    from code_evolver.launch.processes import kill_all_groups
+
     kill_all_groups()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -201,6 +204,8 @@ def progress(
     status: str = "",
 ) -> Iterator[LiveView | None]:
     """A live view on a terminal, one line per step elsewhere, nothing when disabled."""
+    from code_evolver.display.live import LineProgress, LiveView
+
     if not enabled:
         yield None
         return

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, urlsplit
 
-import httpx
-
 OLLAMA_PORT = 11434
 
 
@@ -76,6 +74,8 @@ def _port(parts: SplitResult, original: str) -> int | None:
 
 def _checked(url: str, original: str) -> str:
     try:
+        import httpx  # here: reading a config does not need the HTTP client loaded
+
         httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
         raise ValueError(f"{original!r} is not a valid address ({exc})") from None

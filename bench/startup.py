@@ -1,0 +1,90 @@
+"""Start-up benchmark: what a command costs before it does anything, against its floor.
+
+A command should import only what it needs. Each command is timed beside the floor it is
+measured against, in one run, rounds interleaved (so that a competing load hits both alike),
+and the best time of each is compared:
+
+- ``evolve --help`` against ``python -c "import click"`` (target <= 1.5x);
+- ``evolve tools`` against ``python -c "import click, yaml, pydantic, rich.console"``
+  (target <= 1.5x). Note that ``import pydantic`` alone is lazy: the floor leaves out
+  building any model, which reading config.yaml cannot.
+
+Also listed: which heavy modules each command imported (they should be absent from --help).
+Targets are printed as PASS/FAIL and never change the exit code.
+
+    python bench/startup.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = str(REPO / "config.yaml")
+TARGET = 1.5
+HEAVY = ("networkx", "httpx", "asyncio", "xllamacpp", "pydantic_core", "rich")
+EVOLVE = [sys.executable, "-c", "from code_evolver.cli import main; main()"]
+PAIRS = (
+    ("evolve --help", [*EVOLVE, "--help"], "import click", [sys.executable, "-c", "import click"]),
+    (
+        "evolve tools",
+        [*EVOLVE, "tools", "--config", CONFIG],
+        "import click, yaml, pydantic, rich.console",
+        [sys.executable, "-c", "import click, yaml, pydantic, rich.console"],
+    ),
+)
+
+
+def best_of(command: list[str], times: list[float]) -> None:
+    started = time.perf_counter()
+    subprocess.run(command, capture_output=True, check=True, cwd=REPO)
+    times.append(time.perf_counter() - started)
+
+
+def imported(command: list[str]) -> list[str]:
+    """The heavy top-level modules a command has loaded by the time it exits."""
+    probe = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: print(json.dumps(sorted({{m.split('.')[0] for m in "
+        f"sys.modules}} & set({list(HEAVY)!r}))), file=sys.stderr))\n"
+        "sys.argv = ['evolve', *sys.argv[1:]]\n"
+        "from code_evolver.cli import main\nmain()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *command[3:]],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    return list(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 15")
+    rounds = 3 if parser.parse_args().quick else 15
+    print(f"Start-up: best of {rounds} interleaved rounds, {sys.executable}")
+    for name, command, floor_name, floor in PAIRS:
+        mine: list[float] = []
+        base: list[float] = []
+        for _ in range(rounds):
+            best_of(command, mine)
+            best_of(floor, base)
+        ratio = min(mine) / min(base)
+        verdict = "PASS" if ratio <= TARGET else "FAIL"
+        print(
+            f"  {name:<14} {min(mine) * 1000:6.0f} ms   floor ({floor_name}) "
+            f"{min(base) * 1000:5.0f} ms   {ratio:.2f}x  target <= {TARGET}x  {verdict}"
+        )
+        heavy = imported(command)
+        print(f"  {'':<14} heavy modules imported: {', '.join(heavy) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
