@@ -1,32 +1,51 @@
-"""config.yaml: where it is found, what it may contain, and errors that name the key path.
+"""config.yaml: the layers it comes from, what it may contain, and errors that name the file and
+the key path.
 
-Search order: an explicit path (``--config``), ``$CODE_EVOLVER_CONFIG``, ``./config.yaml``, then the
-default packaged with Code Evolver. Relative paths inside a config file (prompts, scripts, a
-command's working directory) are relative to the folder of that file.
+A config is read from up to three layers, each overriding only the keys it sets:
+
+1. the defaults packaged with Code Evolver (this repository's ``config.yaml``);
+2. ``$EVOLVE_HOME/config.yaml`` (default ``~/.code_evolver/config.yaml``), skipped when absent;
+3. the project's config: the first of ``--config PATH``, ``$CODE_EVOLVER_CONFIG`` and
+   ``./config.yaml`` (an explicit path that does not exist is an error).
+
+Mappings (``llm``, ``planner``, ``execution`` and the mappings inside them) are merged key by
+key; any other value (text, a number, a list, null) replaces the one before. Tools are merged by
+name, but a layer that defines a tool replaces that tool's whole spec, never part of it: kinds
+have different fields, and half of a ``command`` merged into an ``llm`` spec is never what was
+meant. ``tools: {NAME: null}`` removes a tool an earlier layer defined.
+
+Relative paths in a tool (a prompt, a script, a command's ``cwd``, the modules of a function
+tool) are relative to the folder of the file that defined the tool. Every problem names the
+file that set the key and the key path; :attr:`Config.origins` says which file set what.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import resource
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
-from code_evolver.bounded import TooLarge, load_yaml
+from code_evolver.config_layers import (
+    Layer,
+    LayeredConfig,
+    origin_of,
+    parse_document,
+    project_config,
+    read_layers,
+)
 from code_evolver.errors import ConfigError
 from code_evolver.launch.limits import Limits
 from code_evolver.llm.settings import LlmSettings
 from code_evolver.resources import default_config_path
 from code_evolver.suggest import did_you_mean
-from code_evolver.tools.specs import SPEC_BY_KIND, TOOL_KINDS, TOOL_NAME_PATTERN, ToolSpec
-
-CONFIG_ENV = "CODE_EVOLVER_CONFIG"
+from code_evolver.tools.specs import SPEC_BY_KIND, TOOL_KINDS, ToolSpec
 
 Scheduling = Literal["eager", "waves"]
 OnFailure = Literal["continue", "fail_fast"]
@@ -128,16 +147,40 @@ class Config(BaseModel):
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
 
     _path: Path | None = PrivateAttr(default=None)
+    _sources: tuple[Path, ...] = PrivateAttr(default=())
+    _origins: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @property
     def path(self) -> Path | None:
-        """The file this config was loaded from, if any."""
+        """The file this config was loaded from, if any: of its layers, the one that wins (the
+        project's config, else ``$EVOLVE_HOME/config.yaml``, else the packaged one)."""
         return self._path
 
     @property
+    def sources(self) -> tuple[Path, ...]:
+        """Every file this config was loaded from, lowest layer first."""
+        return self._sources
+
+    @property
+    def origins(self) -> Mapping[str, Path]:
+        """The file each setting came from, by dotted key path of every value a file set
+        (``llm.backend``, ``tools.shout.command``); settings no file set are absent."""
+        return MappingProxyType(self._origins)
+
+    def origin(self, key: str) -> Path | None:
+        """The file that set ``key`` (a dotted path, e.g. ``tools.shout``), if a file did."""
+        return origin_of(self._origins, key)
+
+    @property
     def base_dir(self) -> Path:
-        """The folder that relative paths in this config are relative to."""
+        """The folder of :attr:`path` (or the working directory for a config made in code)."""
         return self._path.parent if self._path else Path.cwd()
+
+    def tool_dir(self, name: str) -> Path:
+        """The folder that relative paths of tool ``name`` are relative to: that of the file
+        that defined the tool."""
+        origin = self.origin(f"tools.{name}")
+        return origin.parent if origin else self.base_dir
 
     def with_execution(self, **changes: Any) -> Config:
         """A copy with some execution settings replaced (CLI flags), validated like the file."""
@@ -159,104 +202,82 @@ class Config(BaseModel):
         try:
             replaced = type(current).model_validate(current.model_dump() | given)
         except ValidationError as exc:
-            raise ConfigError(list(_describe(exc, prefix=(section,)))) from None
+            raise ConfigError([p for _, p in _describe(exc, prefix=(section,))]) from None
         copy = self.model_copy(update={section: replaced})
-        copy._path = self._path
+        copy._path, copy._sources, copy._origins = self._path, self._sources, self._origins
         return copy
 
 
 def find_config(path: str | os.PathLike[str] | None = None) -> Path:
-    """The config file to use, following the documented search order."""
-    if path is not None:
-        return _existing(Path(path), "--config")
-    if env := os.environ.get(CONFIG_ENV):
-        return _existing(Path(env), f"${CONFIG_ENV}")
-    local = Path("config.yaml")
-    if local.is_file():
-        return local.resolve()
-    return default_config_path()
+    """The project's config file (``--config``, ``$CODE_EVOLVER_CONFIG``, ``./config.yaml``),
+    else the packaged one: the top layer, which :func:`load_config` stacks on the others."""
+    project = project_config(path)
+    return project[0] if project else default_config_path()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Find, read and validate config.yaml; every problem is reported with its key path."""
-    found = find_config(path)
-    try:
-        text = found.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{found}: cannot read config: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{found}: not a UTF-8 text file") from None
-    return parse_config(text, path=found)
+    """Read every layer (packaged defaults, ``$EVOLVE_HOME/config.yaml``, the project's config
+    or ``path``), merge and validate them; every problem names its file and key path."""
+    return _validated(read_layers(path))
 
 
 def parse_config(text: str, *, path: Path | None = None) -> Config:
-    source = str(path) if path else "config"
+    """One config document on its own (no layers); ``path`` is where it was read from, for
+    messages and relative paths."""
+    file = path.resolve() if path else None
+    stack = LayeredConfig()
+    stack.add(Layer(file, "config", parse_document(text, file)))
+    return _validated(stack)
+
+
+def _validated(stack: LayeredConfig) -> Config:
+    problems = list(stack.problems)
+    top = stack.layers[-1].path if stack.layers else None
     try:
-        data = load_yaml(text)
-    except RecursionError:
-        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
-    except TooLarge as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of settings")
-    problems = [f"{source}: {p}" for p in _check_tool_names(data.get("tools"))]
-    try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(stack.data)
     except ValidationError as exc:
-        problems += [f"{source}: {p}" for p in _describe(exc)]
+        for loc, problem in _describe(exc):
+            source = origin_of(stack.origins, ".".join(loc)) or top
+            problems.append(f"{source or 'config'}: {problem}")
     if problems:
         raise ConfigError(problems)
-    config._path = path.resolve() if path else None
+    config._path = top
+    config._sources = tuple(layer.path for layer in stack.layers if layer.path)
+    config._origins = dict(stack.origins)
     return config
 
 
-def _existing(path: Path, origin: str) -> Path:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (from {origin})")
-    return path.resolve()
-
-
-def _check_tool_names(tools: Any) -> Iterable[str]:
-    if not isinstance(tools, dict):
-        return
-    for name in tools:
-        if not isinstance(name, str) or not re.match(TOOL_NAME_PATTERN, name):
-            yield f"tools.{name}: tool names may use only letters, digits, '_' and '-'"
-
-
-def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Iterable[str]:
-    """One line per error: the dotted key path, then what is wrong and what is allowed."""
+def _describe(
+    exc: ValidationError, prefix: tuple[str, ...] = ()
+) -> Iterable[tuple[tuple[str, ...], str]]:
+    """One line per error, with its key path: the dotted key path, then what is wrong and what
+    is allowed."""
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in (*prefix, *err["loc"])]
         # A tagged union puts the tag into the path (tools.x.command.command): drop it.
         if len(loc) >= 3 and loc[0] == "tools" and loc[2] in TOOL_KINDS:
             del loc[2]
-        key = ".".join(loc)
-        kind = err["type"]
-        kinds = ", ".join(TOOL_KINDS)
-        if kind == "union_tag_invalid":
-            tag = str(err.get("ctx", {}).get("tag", ""))
-            yield (
-                f"{key}.kind: unknown tool kind {tag!r}{did_you_mean(tag, TOOL_KINDS)}; "
-                f"expected one of {kinds}"
-            )
-        elif kind == "union_tag_not_found":
-            yield f"{key}.kind: missing; every tool needs a kind ({kinds})"
-        elif kind == "extra_forbidden":
-            yield f"{key}: unknown setting{_suggest_key(err['loc'])}"
-        elif kind == "missing":
-            yield f"{key}: required setting is missing"
-        elif kind == "value_error" and "error" in err.get("ctx", {}):
-            yield f"{key}: {err['ctx']['error']}"  # our own validators' words, unprefixed
-        else:
-            yield f"{key}: {err['msg']}"
+        yield tuple(loc), _problem(err, ".".join(loc))
+
+
+def _problem(err: ErrorDetails, key: str) -> str:
+    kind = err["type"]
+    kinds = ", ".join(TOOL_KINDS)
+    if kind == "union_tag_invalid":
+        tag = str(err.get("ctx", {}).get("tag", ""))
+        return (
+            f"{key}.kind: unknown tool kind {tag!r}{did_you_mean(tag, TOOL_KINDS)}; "
+            f"expected one of {kinds}"
+        )
+    if kind == "union_tag_not_found":
+        return f"{key}.kind: missing; every tool needs a kind ({kinds})"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown setting{_suggest_key(err['loc'])}"
+    if kind == "missing":
+        return f"{key}: required setting is missing"
+    if kind == "value_error" and "error" in err.get("ctx", {}):
+        return f"{key}: {err['ctx']['error']}"  # our own validators' words, unprefixed
+    return f"{key}: {err['msg']}"
 
 
 def _suggest_key(loc: tuple[int | str, ...]) -> str:

@@ -58,7 +58,8 @@ class Report:
 async def diagnose(config: Config) -> Report:
     llm = config.llm
     choice = await choose_backend(llm)
-    checks = [Check("config", True, str(config.path or "built-in defaults"))]
+    files = " + ".join(str(path) for path in config.sources)
+    checks = [Check("config", True, files or "built-in defaults")]
     checks += await _embedded_checks(config, load=choice.backend == "embedded")
     checks += await _ollama_checks(config)
     if llm.backend == "openai":

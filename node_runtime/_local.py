@@ -1,9 +1,10 @@
 """Standalone mode: no workflow around the script, so its tool calls run in this process.
 
-The config comes from ``$CODE_EVOLVER_CONFIG``, ``./config.yaml`` or the packaged default, as
-for ``evolve``. Calls are scheduled by the same broker a run uses (limits, timeouts, retries),
-on an event loop in a background thread, so the synchronous API works from any script. When
-the script exits, calls still running are cancelled and their processes killed.
+The config is layered as for ``evolve``: the packaged defaults, ``$EVOLVE_HOME/config.yaml``,
+then ``$CODE_EVOLVER_CONFIG`` or ``./config.yaml``. Calls are scheduled by the same broker a run
+uses (limits, timeouts, retries), on an event loop in a background thread, so the synchronous
+API works from any script. When the script exits, calls still running are cancelled and their
+processes killed.
 """
 
 from __future__ import annotations

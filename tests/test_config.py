@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from code_evolver.config import Config, find_config, load_config, parse_config
-from code_evolver.errors import ConfigError
+from code_evolver.errors import ConfigError, ToolFailed
 from code_evolver.resources import default_config_path
+from code_evolver.tools.base import ToolCall
 from code_evolver.tools.registry import ToolRegistry
 
 
@@ -148,21 +152,45 @@ def test_with_execution_overrides_and_validates(tmp_path: Path) -> None:
         config.with_execution(on_failure="explode")
 
 
-def test_registry_reports_unimportable_function_with_key_path(tmp_path: Path) -> None:
+def test_registry_reports_bad_specs_with_the_file_and_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "tools:\n"
+        "  a: {kind: function, function: 'no_such_module_xyz:f'}\n"
+        "  c: {kind: command, command: [echo, '{oops}']}\n"
+        "  d: {kind: node, script: nope.py}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        ToolRegistry.from_config(load_config(path))
+    found = info.value.problems
+    assert any("tools.c.command[1]: unknown placeholder {oops}" in p for p in found)
+    assert any("tools.d.script: no such file" in p for p in found)
+    assert not any("tools.a" in p for p in found)  # imported when a step uses it
+    assert all(p.startswith(f"{path.resolve()}: ") for p in found)
+
+
+def test_function_import_errors_fail_the_step_with_the_file_and_key_path(tmp_path: Path) -> None:
+    (tmp_path / "exits_on_import_xyz.py").write_text("raise SystemExit(7)\n")
     path = tmp_path / "config.yaml"
     path.write_text(
         "tools:\n"
         "  a: {kind: function, function: 'no_such_module_xyz:f'}\n"
         "  b: {kind: function, function: 'os:no_such_attr'}\n"
-        "  c: {kind: command, command: [echo, '{oops}']}\n"
+        "  t: {kind: function, function: 'exits_on_import_xyz:f'}\n"
     )
-    with pytest.raises(ConfigError) as info:
-        ToolRegistry.from_config(load_config(path))
-    found = info.value.problems
-    assert any("tools.a.function: cannot import module 'no_such_module_xyz'" in p for p in found)
-    assert any("tools.b.function: module 'os' has no attribute 'no_such_attr'" in p for p in found)
-    assert any("tools.c.command[1]: unknown placeholder {oops}" in p for p in found)
-    assert all(str(path) in p for p in found)
+    registry = ToolRegistry.from_config(load_config(path))
+    assert "exits_on_import_xyz" not in sys.modules
+    where = f"{path.resolve()}: tools"
+    for name, problem in [
+        ("a", "a.function: cannot import module 'no_such_module_xyz': ModuleNotFoundError: No "),
+        ("b", "b.function: module 'os' has no attribute 'no_such_attr'"),
+        ("t", "t.function: cannot import module 'exits_on_import_xyz': it raised SystemExit(7)"),
+    ]:
+        for _ in range(2):  # every step that uses it fails the same way
+            with pytest.raises(ToolFailed) as info:
+                asyncio.run(registry[name].run(ToolCall("x")))
+            assert str(info.value).startswith(f"{where}.{problem}")
+            assert not info.value.retryable
 
 
 def test_function_module_beside_the_config_is_importable(tmp_path: Path) -> None:
@@ -171,6 +199,7 @@ def test_function_module_beside_the_config_is_importable(tmp_path: Path) -> None
     path.write_text("tools:\n  shout: {kind: function, function: 'my_local_tools:shout'}\n")
     registry = ToolRegistry.from_config(load_config(path))
     assert registry["shout"].kind == "function"
+    assert asyncio.run(registry["shout"].run(ToolCall("hi"))) == "HI"
 
 
 def test_a_yaml_alias_bomb_is_refused_at_once() -> None:
@@ -194,19 +223,7 @@ def test_a_number_too_long_for_text_is_a_config_error() -> None:
         parse_config("execution: {retries: " + "9" * 5000 + "}")
 
 
-def test_a_function_module_exiting_on_import_is_a_config_error(tmp_path: Path) -> None:
-    (tmp_path / "exits_on_import_xyz.py").write_text("raise SystemExit(7)\n")
-    path = tmp_path / "config.yaml"
-    path.write_text("tools:\n  t: {kind: function, function: 'exits_on_import_xyz:f'}\n")
-    with pytest.raises(ConfigError) as info:
-        ToolRegistry.from_config(load_config(path))
-    (problem,) = info.value.problems
-    assert problem.endswith(
-        "tools.t.function: cannot import module 'exits_on_import_xyz': it raised SystemExit(7)"
-    )
-
-
-def test_the_cli_reports_a_module_exiting_on_import_with_exit_code_2(tmp_path: Path) -> None:
+def test_a_module_exiting_on_import_fails_only_its_step(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from code_evolver.cli import main_group
@@ -214,9 +231,22 @@ def test_the_cli_reports_a_module_exiting_on_import_with_exit_code_2(tmp_path: P
     (tmp_path / "exits_on_import_abc.py").write_text("import sys\nsys.exit(0)\n")
     path = tmp_path / "config.yaml"
     path.write_text("tools:\n  t: {kind: function, function: 'exits_on_import_abc:f'}\n")
-    result = CliRunner().invoke(main_group, ["tools", "--config", str(path)])
-    assert result.exit_code == 2
-    assert "it raised SystemExit(0)" in result.stderr
+    plan = tmp_path / "plan.json"
+    steps = [
+        {"step_id": "a", "tool": "t", "input": "x"},
+        {"step_id": "b", "tool": "combine", "input": "y"},
+    ]
+    plan.write_text(json.dumps({"request": "r", "steps": steps}))
+    listed = CliRunner().invoke(main_group, ["tools", "--config", str(path)])
+    assert listed.exit_code == 0
+    assert "exits_on_import_abc" not in sys.modules
+    result = CliRunner().invoke(main_group, ["run", str(plan), "--config", str(path), "--json"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["steps"]["b"]["status"] == "succeeded"
+    assert doc["steps"]["a"]["error"].endswith(
+        "tools.t.function: cannot import module 'exits_on_import_abc': it raised SystemExit(0)"
+    )
 
 
 # --------------------------------------------------------------- strict parsing and paths

@@ -18,6 +18,7 @@ import click
 from code_evolver import __version__
 from code_evolver.cli import options
 from code_evolver.cli.ask_cmd import ask_command, plan_command
+from code_evolver.cli.config_cmd import config_command
 from code_evolver.cli.info_cmd import doctor_command, tools_command
 from code_evolver.cli.run_cmd import run_command
 from code_evolver.errors import EvolverError, Interrupted
@@ -63,6 +64,7 @@ def main_group(ctx: click.Context) -> None:
     evolve run PLAN.json                         run a saved plan
     evolve plan --show PLAN.json                 check a plan file, show its waves
     evolve tools                                 list the tools plans can use
+    evolve config                                the merged config, and which file set what
     evolve doctor                                which LLM backend, and what is missing
 
     The options below are those of a request; each command takes them before or after
@@ -72,7 +74,14 @@ def main_group(ctx: click.Context) -> None:
         click.echo(ctx.get_help())
 
 
-for command in (ask_command, plan_command, run_command, tools_command, doctor_command):
+for command in (
+    ask_command,
+    plan_command,
+    run_command,
+    tools_command,
+    config_command,
+    doctor_command,
+):
     main_group.add_command(command)
 
 

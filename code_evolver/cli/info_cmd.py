@@ -42,7 +42,8 @@ def tools_command() -> None:
         return
     console = terminal.stdout_console()
     console.print(tools_table(registry, launcher))
-    console.print(f"[dim]from {config.path or 'built-in settings'}[/]")
+    files = " + ".join(str(path) for path in config.sources) or "built-in settings"
+    console.print(f"[dim]from {shown(files)} (evolve config: which file set what)[/]")
 
 
 @click.command("doctor")

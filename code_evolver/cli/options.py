@@ -71,8 +71,8 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         "--config",
         "config_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="config.yaml to use (default: $CODE_EVOLVER_CONFIG, ./config.yaml, then the "
-        "packaged one).",
+        help="The project's config.yaml, stacked on the packaged defaults and "
+        "$EVOLVE_HOME/config.yaml (default: $CODE_EVOLVER_CONFIG, else ./config.yaml).",
     ),
     "backend": _option(
         "--backend",

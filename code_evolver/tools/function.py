@@ -1,5 +1,11 @@
 """``kind: function``: a Python callable ``f(input, **params) -> str | dict``, run in-process.
 
+A tool from config.yaml names its function as ``module:name`` and imports the module when a
+step first uses the tool, not when the tool is built: listing the tools or planning never runs a
+module's code, and a module that cannot be imported fails the steps that use it (each with the
+same message, naming the config file and key), not the whole command. Its description comes
+from the config's ``description:``, since reading the docstring would mean importing it.
+
 Coroutine functions are awaited on the event loop; plain functions run in a thread of their own
 so a slow one never blocks the scheduler. A thread cannot be killed: when a sync function times
 out or the run is interrupted, its attempt ends at once and the thread's eventual result is
@@ -23,22 +29,58 @@ from code_evolver.tools.base import Output, Tool, ToolCall, output_to_json
 
 
 class FunctionTool(Tool):
+    """A callable, or a ``module:name`` reference imported on first use (``search_dir``: a
+    folder to import modules from; ``where``: what to name in an import error, e.g.
+    ``config.yaml: tools.shout.function``)."""
+
     kind = "function"
 
-    def __init__(self, name: str, function: Callable[..., Any], **settings: Any) -> None:
-        if not settings.get("description"):
+    def __init__(
+        self,
+        name: str,
+        function: Callable[..., Any] | str,
+        *,
+        search_dir: Path | None = None,
+        where: str = "",
+        **settings: Any,
+    ) -> None:
+        if not settings.get("description") and callable(function):
             doc = inspect.getdoc(function) or ""
             settings["description"] = doc.strip().splitlines()[0] if doc.strip() else ""
         super().__init__(name, **settings)
-        self.function = function
-        self._is_async = inspect.iscoroutinefunction(function)
+        self.reference = function if isinstance(function, str) else None
+        """``module:name`` for a function not imported yet (None for a callable given)."""
+        self._function = None if isinstance(function, str) else function
+        self._search_dir = search_dir
+        self._where = where or f"tool {name!r}"
+        self._import_error: str | None = None
+
+    @property
+    def imported(self) -> bool:
+        """Whether the function is at hand (given as a callable, or imported by a step)."""
+        return self._function is not None
+
+    async def resolve(self) -> Callable[..., Any]:
+        """The callable, importing its module the first time; ToolFailed (not retried) when
+        that fails, and again for every later step without importing it again."""
+        if self._function is not None:
+            return self._function
+        if self._import_error is None:
+            reference = self.reference or ""
+            try:
+                self._function = await in_thread(import_function, reference, self._search_dir)
+                return self._function
+            except ValueError as exc:
+                self._import_error = f"{self._where}: {exc}"
+        raise ToolFailed(self._import_error, retryable=False)
 
     async def run(self, call: ToolCall) -> Output:
         try:
-            if self._is_async:
-                result = await self.function(call.input, **call.params)
+            function = await self.resolve()
+            if inspect.iscoroutinefunction(function):
+                result = await function(call.input, **call.params)
             else:
-                result = await in_thread(self.function, call.input, **call.params)
+                result = await in_thread(function, call.input, **call.params)
                 if inspect.isawaitable(result):
                     result = await result
         except (StepError, asyncio.CancelledError):
@@ -85,7 +127,9 @@ def import_function(reference: str, search_dir: Path | None = None) -> Callable[
             f"cannot import module {module_name!r}: it raised SystemExit({exc.code!r})"
         ) from None
     except Exception as exc:
-        raise ValueError(f"cannot import module {module_name!r}: {exc}") from exc
+        raise ValueError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     function = getattr(module, attr, None)
     if function is None:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r}")

@@ -8,10 +8,12 @@ ending into the same ToolFailed for every kind.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from code_evolver.home import HOME_ENV
 from code_evolver.launch.launcher import Launcher, check
 from code_evolver.launch.limits import LimitOverrides
 from code_evolver.launch.processes import MAX_STDOUT, ProcessResult
@@ -64,6 +66,8 @@ class ProcessTool(Tool):
         internal = {"CODE_EVOLVER_STEP_ID": call.step_id}
         if self.config_path is not None and isolation != "strict":
             internal["CODE_EVOLVER_CONFIG"] = str(self.config_path)  # a script on its own
+            if home := os.environ.get(HOME_ENV):  # stacks the same $EVOLVE_HOME/config.yaml
+                internal[HOME_ENV] = home
         ending = await launcher.run(
             Request(
                 list(argv),

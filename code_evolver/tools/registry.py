@@ -12,7 +12,7 @@ from code_evolver.llm.service import LLMService
 from code_evolver.suggest import did_you_mean
 from code_evolver.tools.base import Tool, parse_tool_template
 from code_evolver.tools.command import CommandTool
-from code_evolver.tools.function import FunctionTool, import_function
+from code_evolver.tools.function import FunctionTool
 from code_evolver.tools.llm import LlmTool
 from code_evolver.tools.node import NodeTool
 from code_evolver.tools.specs import (
@@ -45,7 +45,9 @@ class ToolRegistry(Mapping[str, Tool]):
         *,
         llm: LLMService | None = None,
     ) -> ToolRegistry:
-        """Build every configured tool; all problems are reported at once, with key paths.
+        """Build every configured tool; all problems are reported at once, each with the file
+        that defined the tool and the key path. Relative paths of a tool are relative to that
+        file's folder. Function tools import their module when a step first uses them.
 
         ``llm`` is the service llm tools use; by default one is made from ``config.llm``
         (nothing is loaded or contacted until a tool or the planner first needs it).
@@ -54,10 +56,14 @@ class ToolRegistry(Mapping[str, Tool]):
         tools: dict[str, Tool] = {}
         problems: list[str] = []
         for name, spec in config.tools.items():
+            source = config.origin(f"tools.{name}")
+            where = f"{source}: tools.{name}" if source else f"tools.{name}"
             try:
-                tools[name] = build_tool(name, spec, config.base_dir, llm, config.path)
+                tools[name] = build_tool(
+                    name, spec, config.tool_dir(name), llm, config.path, where=where
+                )
             except SpecError as exc:
-                problems.append(f"{_source(config)}tools.{name}.{exc.field}: {exc}")
+                problems.append(f"{where}.{exc.field}: {exc}")
         if problems:
             raise ConfigError(problems)
         for name, tool in (extra or {}).items():
@@ -111,8 +117,15 @@ def build_tool(
     base_dir: Path,
     llm: LLMService,
     config_path: Path | None = None,
+    *,
+    where: str = "",
 ) -> Tool:
-    """Turn one validated spec into a runnable tool. Raises SpecError naming the bad key."""
+    """Turn one validated spec into a runnable tool. Raises SpecError naming the bad key.
+
+    ``base_dir`` is the folder of the file that defined the tool, ``config_path`` the config a
+    process tool's script loads when it runs on its own, and ``where`` names the tool's spec in
+    messages (``FILE: tools.NAME``).
+    """
     settings: dict[str, Any] = {
         "description": spec.description,
         "max_concurrency": spec.max_concurrency,
@@ -138,11 +151,14 @@ def build_tool(
             **settings,
         )
     if isinstance(spec, FunctionSpec):
-        try:
-            function = import_function(spec.function, base_dir)
-        except ValueError as exc:
-            raise SpecError("function", str(exc)) from None
-        return FunctionTool(name, function, **settings)
+        # Imported when a step first uses it: listing tools or planning runs no module code.
+        return FunctionTool(
+            name,
+            spec.function,
+            search_dir=base_dir,
+            where=f"{where or f'tools.{name}'}.function",
+            **settings,
+        )
     if isinstance(spec, NodeSpec):
         script = base_dir / spec.script
         if not script.is_file():
@@ -179,7 +195,3 @@ def _process(spec: ProcessSpec, config_path: Path | None) -> dict[str, Any]:
         "env": spec.env_mapping,
         "config_path": config_path,
     }
-
-
-def _source(config: Config) -> str:
-    return f"{config.path}: " if config.path else ""
