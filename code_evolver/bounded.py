@@ -52,7 +52,11 @@ JSON_DECODER = json.JSONDecoder(parse_int=bounded_int)
 """A decoder whose integers are bounded (``raw_decode`` for JSON inside other text)."""
 
 
-class BoundedYamlLoader(yaml.SafeLoader):
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser where PyYAML was built with it (five times faster), else the Python one."""
+
+
+class BoundedYamlLoader(_SafeLoader):  # type: ignore[misc]
     """``yaml.SafeLoader`` with bounded integers and a bounded size after alias expansion."""
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
@@ -65,7 +69,7 @@ class BoundedYamlLoader(yaml.SafeLoader):
         return value
 
     def get_single_node(self) -> yaml.Node | None:
-        node = super().get_single_node()
+        node: yaml.Node | None = super().get_single_node()
         if node is not None and _expanded_size(node, {}) > MAX_YAML_VALUES:
             raise TooLarge(
                 f"the YAML expands to more than {MAX_YAML_VALUES:,} values (aliases of aliases?)"
@@ -99,4 +103,10 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
 
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` within bounds; raises yaml.YAMLError, TooLarge or RecursionError."""
-    return yaml.load(text, Loader=BoundedYamlLoader)  # a SafeLoader: no arbitrary objects
+    try:
+        data = yaml.load(text, Loader=BoundedYamlLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own bound
+            raise TooLarge("the YAML is nested too deeply") from None
+        raise
+    return data
