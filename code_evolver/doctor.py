@@ -11,7 +11,7 @@ import asyncio
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 
 from code_evolver.config import Config
@@ -29,6 +29,15 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    needed: bool = True
+    """False for the checks of a backend that is not the one used: not a failure."""
+
+
+BACKEND_CHECKS = {
+    "embedded": ("xllamacpp", "embedded model"),
+    "ollama": ("ollama server", "ollama model"),
+    "openai": ("openai server",),
+}
 
 
 @dataclass
@@ -39,11 +48,7 @@ class Report:
     @property
     def usable(self) -> bool:
         """Whether the backend that would be used has everything it needs."""
-        needed = {
-            "embedded": ("xllamacpp", "embedded model"),
-            "ollama": ("ollama server", "ollama model"),
-            "openai": ("openai server",),
-        }[self.choice.backend]
+        needed = BACKEND_CHECKS[self.choice.backend]
         return all(c.ok for c in self.checks if c.name in needed)
 
     def to_json(self) -> dict[str, object]:
@@ -66,6 +71,13 @@ async def diagnose(config: Config) -> Report:
         checks.append(await _openai_check(config))
     checks.append(_home_check())
     checks += await asyncio.to_thread(_isolation_checks, config)
+    unused = {
+        name
+        for backend, names in BACKEND_CHECKS.items()
+        if backend != choice.backend
+        for name in names
+    }
+    checks = [replace(c, needed=False) if c.name in unused else c for c in checks]
     return Report(choice, checks)
 
 

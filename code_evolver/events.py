@@ -27,6 +27,16 @@ class Planning:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelLoading:
+    """The model is being loaded (or its server reached) before it can answer: seconds in
+    which nothing else moves, so they are shown. ``done`` with the time it took."""
+
+    model: str
+    done: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted:
     run_id: str
     organized: OrganizedPlan
@@ -131,6 +141,7 @@ class RunFinished:
 
 Event = (
     Planning
+    | ModelLoading
     | RunStarted
     | PlanExtended
     | StepStarted

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from code_evolver import events
@@ -34,10 +34,13 @@ class Answer:
     request: str
     outcome: PlanOutcome
     result: RunResult
+    model: str | None = None
+    """The model, named as every line names it (None: ``auto`` never had to choose one)."""
 
     def to_json(self) -> dict[str, Any]:
         return self.result.to_json() | {
             "plan": self.outcome.organized.plan.model_dump(exclude_defaults=True),
+            "model": self.model,
             "planner": {
                 "source": self.outcome.source,
                 "seconds": round(self.outcome.seconds, 6),
@@ -60,6 +63,9 @@ class Session:
         self.llm = LLMService(config.llm, backend)
         self.registry = ToolRegistry.from_config(config, tools, llm=self.llm)
         self.bus = bus if bus is not None else EventBus()
+        self.llm.on_loading = lambda model, done, took: self.bus.emit(
+            events.ModelLoading(model, done, took)
+        )
         self.planner = Planner(
             config, self.registry, llm=self.llm, on_progress=self._publish_progress
         )
@@ -136,6 +142,16 @@ class Session:
     ) -> Answer:
         """Plan ``request`` and run it, starting streamed steps before the plan is complete.
         ``input_text``: text piped to the request, which its steps read as ``{input}``."""
+        answer = await self._answer(request, use_cache, on_plan, input_text)
+        return replace(answer, model=self.llm.known_identity)
+
+    async def _answer(
+        self,
+        request: str,
+        use_cache: bool,
+        on_plan: Callable[[PlanOutcome], None] | None,
+        input_text: str | None,
+    ) -> Answer:
         streamed: Executor | None = None
         streamed_run: asyncio.Future[RunResult] | None = None
 

@@ -3,6 +3,7 @@ one-line errors, plan and tool listings, and ending well on Ctrl-C, SIGTERM and 
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -552,3 +553,16 @@ def test_sigterm_exits_130_and_kills_the_running_command(tmp_path: Path) -> None
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert wait_until_gone(str(pidfile)) == [], "the step's process outlived the run"
+
+
+def test_json_runs_show_progress_only_to_a_person() -> None:
+    from rich.console import Console
+
+    from code_evolver.cli.terminal import progress_wanted
+
+    def console(terminal: bool) -> Console:
+        return Console(file=io.StringIO(), force_terminal=terminal)
+
+    assert progress_wanted(True, console(terminal=True))  # stdout is data; stderr a person
+    assert not progress_wanted(True, console(terminal=False))  # a log or a pipe: data only
+    assert progress_wanted(False, console(terminal=False))

@@ -204,7 +204,14 @@ def test_streaming_plan_from_the_model_runs(backend: ScriptedBackend) -> None:
     result = invoke("why is the sky blue", "--no-cache", "--planner", "llm")
     assert result.exit_code == 0, result.output
     assert "summary of reply to: Explain" in result.stdout
-    assert "planned by embedded:" in result.stderr  # the configured identity
+    name = "embedded:SmolLM2-135M-Instruct.Q4_1.gguf"  # one name per model, in every line
+    assert f"planned by {name}" in result.stderr
+    assert f"by {name} · ran in" in result.stdout
+    assert "auto:" not in result.stdout + result.stderr
+    as_json = invoke("why is the sky blue", "--no-cache", "--planner", "llm", "--json")
+    assert json.loads(as_json.stdout)["model"] == name
+    no_model = json.loads(invoke("combine these: 'a' 'b'", "--json").stdout)
+    assert no_model["model"] is None  # auto never had to choose a model
 
 
 @pytest.mark.integration  # loads the embedded model, probes a local port
@@ -216,8 +223,12 @@ def test_doctor_reports_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     names = [c["name"] for c in doc["checks"]]
     assert {"config", "xllamacpp", "embedded model", "ollama server", "EVOLVE_HOME"} <= set(names)
     assert result.exit_code == (0 if doc["usable"] else 3)
+    ollama = next(c for c in doc["checks"] if c["name"] == "ollama server")
+    assert (ollama["ok"], ollama["needed"]) == (False, False)  # not a failure: not used
     text = invoke("doctor", "--backend", "embedded")
     assert "backend: embedded" in text.stdout
+    assert "not needed (embedded is used)" in text.stdout
+    assert "✗  ollama server" not in text.stdout
 
 
 def test_plan_json_says_on_stderr_which_planner_made_it_and_why(backend: ScriptedBackend) -> None:

@@ -222,3 +222,27 @@ def test_code_blocks_in_a_models_answer_are_highlighted() -> None:
         line for line in cast(io.StringIO, console.file).getvalue().splitlines() if "def" in line
     )
     assert "\x1b[38;2;" in code_line  # colours from the syntax theme
+
+
+def test_the_planning_line_counts_time_before_the_models_first_token() -> None:
+    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    view = LiveView(None, console, status="planning…")
+    assert "planning… 0s" in render(view)
+    view._status_since -= (
+        7  # seven seconds of loading the model: no event came, the time still moves
+    )
+    assert "planning… 7s" in render(view)
+    view(events.Planning("planning with embedded:m.gguf", 7.5, 40, 2))
+    assert "planning… 7s · planning with embedded:m.gguf: 40 tokens, 2 steps so far" in render(view)
+
+
+def test_loading_the_model_is_shown() -> None:
+    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    view = LiveView(None, console, status="planning…")
+    view(events.ModelLoading("embedded:m.gguf"))
+    assert "loading embedded:m.gguf… 0s" in render(view)
+    lines = LineProgress(console)
+    lines(events.ModelLoading("embedded:m.gguf"))
+    lines(events.ModelLoading("embedded:m.gguf", done=True, seconds=1.5))
+    printed = cast(io.StringIO, console.file).getvalue()
+    assert "loading embedded:m.gguf…\nembedded:m.gguf loaded in 1.50s" in printed

@@ -197,7 +197,7 @@ def test_progress_counts_tokens_and_steps(tmp_path: Path) -> None:
     backend = ScriptedBackend([GOOD], chunk_size=10)
     planner, seen = make_planner(backend, tmp_path, mode="llm")
     plan(planner)
-    assert seen[0].stage == "planning"
+    assert seen[0].stage == "planning with scripted:scripted"  # the model, as every line names it
     assert seen[-1].tokens > 5
     assert seen[-1].steps == 2
     assert [p.elapsed_s for p in seen] == sorted(p.elapsed_s for p in seen)

@@ -277,3 +277,17 @@ def test_a_plan_that_changed_reruns_and_carries_identical_results_over() -> None
     assert tool_calls.count("Write a haiku.") == 1  # carried over, not run again
     assert answer.result.outputs["step2"] == "[French] reply to: Write a haiku."
     assert list(answer.result.steps) == ["step1", "step2"]
+
+
+def test_loading_the_model_is_announced_once_with_its_time() -> None:
+    seen: list[events.Event] = []
+    session = Session(config(), backend=ScriptedBackend(echo_model), bus=EventBus(seen.append))
+    answer = ask(session, "write a haiku about rain and translate it to french")
+    assert answer.result.ok
+    loading = [e for e in seen if isinstance(e, events.ModelLoading)]
+    assert [(e.model, e.done) for e in loading] == [
+        ("scripted:scripted", False),
+        ("scripted:scripted", True),
+    ]
+    assert loading[1].seconds >= 0
+    assert answer.model == "scripted:scripted"

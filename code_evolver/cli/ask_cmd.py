@@ -46,10 +46,12 @@ def ask_command(request: tuple[str, ...]) -> None:
                 text, use_cache=not opts.no_cache, on_plan=on_plan, input_text=input_text
             )
 
-    status = f"planning with {session.llm.identity}…"
+    status = "planning…"  # the model is named once it is known (auto: after choosing)
     with (
         terminal.quiet_stdout(opts.as_json),
-        terminal.progress(session.bus, err, enabled=not opts.as_json, status=status),
+        terminal.progress(
+            session.bus, err, enabled=terminal.progress_wanted(opts.as_json, err), status=status
+        ),
     ):
         answer = terminal.run_async(main, session.interrupt)
     if opts.as_json:
@@ -106,8 +108,10 @@ def plan_command(request: tuple[str, ...], plan_file: Path | None, schema: bool)
                     text, use_cache=not opts.no_cache, has_input=input_text is not None
                 )
 
-        status = f"planning with {session.llm.identity}…"
-        with terminal.progress(session.bus, err, enabled=not opts.as_json, status=status):
+        status = "planning…"  # the model is named once it is known (auto: after choosing)
+        with terminal.progress(
+            session.bus, err, enabled=terminal.progress_wanted(opts.as_json, err), status=status
+        ):
             outcome = terminal.run_async(main, session.interrupt)
         organized = outcome.organized
         line = show.planner_line(outcome, session.llm.identity)

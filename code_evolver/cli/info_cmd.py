@@ -69,9 +69,17 @@ def doctor_command() -> None:
     else:
         table = Table.grid(padding=(0, 2))
         for check in report.checks:
-            mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-            fix = f"  [yellow]→ {shown(check.fix)}[/]" if check.fix and not check.ok else ""
-            table.add_row(mark, f"[bold]{check.name}[/]", shown(check.detail) + fix)
+            if check.ok:
+                mark, detail = "[green]✓[/]", shown(check.detail)
+            elif not check.needed:  # another backend's: not a failure
+                backend = report.choice.backend
+                mark = "[dim]–[/]"
+                detail = f"[dim]not needed ({backend} is used): {shown(check.detail)}[/]"
+            else:
+                mark, detail = "[red]✗[/]", shown(check.detail)
+                if check.fix:
+                    detail += f"  [yellow]→ {shown(check.fix)}[/]"
+            table.add_row(mark, f"[bold]{check.name}[/]", detail)
         console = terminal.stdout_console()
         console.print(table)
         verdict = "ready" if report.usable else "[red]not ready[/]"

@@ -44,7 +44,9 @@ def run_command(plan_file: Path) -> None:
 
     with (
         terminal.quiet_stdout(opts.as_json),
-        terminal.progress(session.bus, err, organized, enabled=not opts.as_json),
+        terminal.progress(
+            session.bus, err, organized, enabled=terminal.progress_wanted(opts.as_json, err)
+        ),
     ):
         result = terminal.run_async(main, session.interrupt)
     if opts.as_json:

@@ -194,6 +194,12 @@ def leave_now(code: int) -> None:
     os._exit(code)
 
 
+def progress_wanted(as_json: bool, err: Console) -> bool:
+    """Progress goes to stderr unless stdout is data (--json) and stderr is no terminal: a
+    person watching a --json run still sees it move, a log or a pipe gets only the data."""
+    return not as_json or err.is_terminal
+
+
 @contextlib.contextmanager
 def progress(
     bus: EventBus,

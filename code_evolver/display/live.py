@@ -79,7 +79,7 @@ class LiveView:
         self._lock = threading.Lock()
         self._spinner = Spinner("dots", style="cyan")
         self._finished = 0
-        self._t0 = time.monotonic()
+        self._t0 = self._status_since = time.monotonic()
         if organized is not None:
             self._add_rows(organized, organized.plan.step_ids)
         self._live = Live(
@@ -87,7 +87,7 @@ class LiveView:
         )
 
     def __enter__(self) -> LiveView:
-        self._t0 = time.monotonic()
+        self._t0 = self._status_since = time.monotonic()
         self._live.__enter__()
         return self
 
@@ -110,9 +110,12 @@ class LiveView:
 
     def __call__(self, event: events.Event) -> None:
         match event:
-            case events.Planning(stage=stage, elapsed_s=elapsed, tokens=tokens, steps=steps):
+            case events.Planning(stage=stage, tokens=tokens, steps=steps):
                 found = f", {steps} step{'s' * (steps != 1)} so far" if steps else ""
-                self.planning = f"{stage}: {elapsed:.0f}s, {tokens} tokens{found}"
+                self.planning = f"{stage}: {tokens} tokens{found}"
+            case events.ModelLoading(model=model, done=False):
+                self.status, self.planning = f"loading {model}…", ""
+                self._status_since = time.monotonic()  # the line's time is the loading's
             case events.RunStarted(organized=organized):
                 with self._lock:
                     self.rows = {}  # a new run (e.g. a repaired plan) replaces the old rows
@@ -164,8 +167,10 @@ class LiveView:
             rows = list(self.rows.values())
         if not rows:
             waiting = Table.grid(padding=(0, 1))
-            if self.status:
-                line = f"{self.status} {self.planning}" if self.planning else self.status
+            if self.status:  # the time is the view's own: it moves before the model's first token
+                line = f"{self.status} {time.monotonic() - self._status_since:.0f}s"
+                if self.planning:
+                    line += f" · {self.planning}"
                 waiting.add_row(self._spinner, Text(line, style="dim"))
             return waiting
         visible = rows if len(rows) <= self.max_rows else self._selection(rows)
@@ -238,6 +243,11 @@ class LineProgress:
                 if stage != self._stage:  # one line per stage, not per token
                     self._stage = stage
                     self.console.print(f"[dim]{shown(stage)} ({elapsed:.0f}s)…[/]")
+            case events.ModelLoading(model=model, done=done, seconds=took):
+                if done:
+                    self.console.print(f"[dim]{shown(model)} loaded in {seconds(took)}[/]")
+                else:
+                    self.console.print(f"[dim]loading {shown(model)}…[/]")
             case events.StepSucceeded(step_id=step_id, duration_s=duration):
                 self._line(StepStatus.SUCCEEDED, step_id, seconds(duration))
             case events.StepFailed(step_id=step_id, error=error, status=status):

@@ -10,7 +10,8 @@ request (``code_evolver.llm.context``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ class LLMService:
         self.choice: Choice | None = Choice(backend.name, ["given"]) if backend else None
         self._checked = False
         self._given = backend
+        self.on_loading: Callable[[str, bool, float], None] | None = None
+        """Told (model, done, seconds) around the one load of the model, so it can be shown."""
 
     async def resolve(self) -> Choice:
         """Decide which backend to use (probing Ollama for ``auto``); cheap after the first."""
@@ -107,8 +110,14 @@ class LLMService:
     async def check(self) -> None:
         """Make sure the chosen backend can serve (once per session); raises BackendError."""
         if not self._checked:
-            await (await self.backend()).check()
+            backend = await self.backend()
+            started = time.perf_counter()
+            if self.on_loading is not None:
+                self.on_loading(self.identity, False, 0.0)
+            await backend.check()
             self._checked = True
+            if self.on_loading is not None:
+                self.on_loading(self.identity, True, time.perf_counter() - started)
 
     async def backend(self) -> LLMBackend:
         if self._backend is None:
@@ -136,6 +145,14 @@ class LLMService:
             "openai": self.settings.openai.model,
         }.get(backend, "")
         return f"{backend}:{model}"
+
+    @property
+    def known_identity(self) -> str | None:
+        """:attr:`identity` once it names a model: None while ``auto`` has not chosen yet
+        (nothing asked a model), so no line shows a half name such as ``auto:``."""
+        if self.choice is None and self._given is None and self.settings.backend == "auto":
+            return None
+        return self.identity
 
     async def complete(
         self,

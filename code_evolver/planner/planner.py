@@ -194,7 +194,7 @@ class Planner:
         if isinstance(attempt.rules, NotDecomposable):
             return self._fallback(request, attempt, (str(attempt.rules),))
         chooser = ToolChooser(self.llm, self.registry)
-        self._progress("choosing tools", attempt)
+        self._progress(f"choosing tools with {self.llm.identity}", attempt)
         decomposition = await decompose_choosing(
             request, self.registry, chooser, has_input=attempt.has_input
         )
@@ -261,7 +261,9 @@ class Planner:
         """
         max_steps, examples = bounds
         attempt.calls += 1
-        stage = "planning" if attempt.calls == 1 else f"repairing the plan ({attempt.calls - 1})"
+        stage = f"planning with {self.llm.identity}"
+        if attempt.calls > 1:
+            stage = f"repairing the plan with {self.llm.identity} ({attempt.calls - 1})"
         self._progress(stage, attempt)
         stream = StepStream()
         steps: list[object] = []
