@@ -5,6 +5,10 @@ then ``$CODE_EVOLVER_CONFIG`` or ``./config.yaml``. Calls are scheduled by the s
 uses (limits, timeouts, retries), on an event loop in a background thread, so the synchronous
 API works from any script. When the script exits, calls still running are cancelled and their
 processes killed.
+
+With ``-v`` (or ``--verbose``) among the script's arguments, or ``EVOLVE_VERBOSE=1``, each call
+and the loading of a model are shown on stderr as they happen: a script that waits minutes
+for a model is never silent.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import random
+import sys
 import threading
 from concurrent.futures import Future
 from typing import Any
 
+from code_evolver import events
 from code_evolver.calls import CallBroker, CallChannel
 from code_evolver.capacity import Capacity
 from code_evolver.config import Config, load_config
@@ -33,6 +40,11 @@ class LocalClient:
             self._registry = ToolRegistry.from_config(config)
         except EvolverError as exc:
             raise ToolCallError(f"cannot run tools here: {exc}", kind=type(exc).__name__) from None
+        self._bus = EventBus(_show_on_stderr) if verbose() else EventBus()
+        if self._registry.llm is not None:
+            self._registry.llm.on_loading = lambda model, done, took: self._bus.emit(
+                events.ModelLoading(model, done, took)
+            )
         capacity = Capacity(config.execution.max_parallel)
         capacity.open(self._registry)
         self._loop = asyncio.new_event_loop()
@@ -61,7 +73,7 @@ class LocalClient:
             self._registry,
             execution,
             capacity,
-            EventBus(),
+            self._bus,
             self._loop.time,
             lambda attempts: execution.retry_delay(attempts, rng),
             lambda: broker.dispatch(),
@@ -102,3 +114,28 @@ class LocalClient:
 
         with contextlib.suppress(Exception):
             self._run(stop()).result(timeout=5)
+
+
+def verbose() -> bool:
+    """``-v`` / ``--verbose`` among the script's arguments, or ``EVOLVE_VERBOSE`` set."""
+    return bool({"-v", "--verbose"} & set(sys.argv[1:])) or os.environ.get(
+        "EVOLVE_VERBOSE", ""
+    ) not in ("", "0")
+
+
+def _show_on_stderr(event: events.Event) -> None:
+    match event:
+        case events.ModelLoading(model=model, done=False):
+            line = f"loading {model}…"
+        case events.ModelLoading(model=model, seconds=took):
+            line = f"{model} loaded in {took:.2f}s"
+        case events.CallStarted(call_id=call_id, tool=tool, attempt=attempt):
+            again = f" (attempt {attempt})" if attempt > 1 else ""
+            line = f"→ {call_id} {tool}{again}"
+        case events.CallFinished(call_id=call_id, tool=tool, status=status, duration_s=took):
+            error = event.error
+            mark = "✓" if status == "succeeded" else "✗"
+            line = f"{mark} {call_id} {tool} {took:.2f}s" + (f": {error}" if error else "")
+        case _:
+            return
+    print(f"[node_runtime] {line}", file=sys.stderr, flush=True)

@@ -342,11 +342,19 @@ def _standalone_config(tmp_path: Path) -> Path:
     return config
 
 
-def _standalone(tmp_path: Path, script: Path, payload: dict[str, Any]) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k not in (ENV_FD, ENV_TOKEN)}
+def _standalone(
+    tmp_path: Path, script: Path, payload: dict[str, Any], *args: str
+) -> dict[str, Any]:
+    return dict(json.loads(_standalone_run(tmp_path, script, payload, *args).stdout)["result"])
+
+
+def _standalone_run(
+    tmp_path: Path, script: Path, payload: dict[str, Any], *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_FD, ENV_TOKEN, "EVOLVE_VERBOSE")}
     env["CODE_EVOLVER_CONFIG"] = str(_standalone_config(tmp_path))
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), *args],
         input=json.dumps(payload),
         env=env,
         capture_output=True,
@@ -355,12 +363,24 @@ def _standalone(tmp_path: Path, script: Path, payload: dict[str, Any]) -> dict[s
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    return dict(json.loads(proc.stdout)["result"])
+    return proc
 
 
 def test_standalone_runs_calls_in_process_in_order(tmp_path: Path) -> None:
     result = _standalone(tmp_path, NODES / "fan_out.py", {"input": "s", "params": {"n": 6}})
     assert result["outputs"] == [f"<s-{i}>" for i in range(6)]
+
+
+def test_standalone_with_v_shows_each_call_on_stderr(tmp_path: Path) -> None:
+    payload = {"input": "x", "params": {"tool": "broken"}}
+    quiet = _standalone_run(tmp_path, NODES / "one_call.py", payload)
+    assert "[node_runtime]" not in quiet.stderr
+    shown = _standalone_run(tmp_path, NODES / "one_call.py", payload, "-v")
+    lines = [line for line in shown.stderr.splitlines() if line.startswith("[node_runtime]")]
+    assert lines[0].startswith("[node_runtime] → ")
+    assert lines[0].endswith(" broken")
+    assert lines[-1].startswith("[node_runtime] ✗ ")
+    assert "ValueError: nope" in lines[-1]
 
 
 def test_standalone_errors(tmp_path: Path) -> None:
