@@ -47,7 +47,8 @@ TRANSFORM_VERBS = (
     r"trad[uú]\w*|tradui\w*|r[ée]sum\w*|res[úu]m\w*|r[ée]uni\w*|comb[íi]n\w*|cuenta|compte|"
     r"rassembl\w*|metti|"
     r"j[úu]nt\w*|junte|stitch|compare|dedupe|deduplicate|boil|vertaal|vat|tel|sorteer|"
-    r"[üu]bersetz\w*|fass\w*|z[äa]hl\w*|sortier\w*|kombinier\w*|riassum\w*|unisci"
+    r"[üu]bersetz\w*|fass\w*|z[äa]hl\w*|sortier\w*|kombinier\w*|riassum\w*|unisci\w*|"
+    r"f[üu]ge|f[üu]g|vergleiche?|confronta"
 )
 _VERB = rf"(?:{GENERATE_VERBS}|{TRANSFORM_VERBS})"
 _POLITE = (
@@ -58,9 +59,10 @@ _POLITE = (
 )
 STARTS_INSTRUCTION = re.compile(rf"^{_POLITE}(?:{_VERB})\b", re.I)
 _ITEM_START = re.compile(
-    r"^(?:(?:and\s+)?(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|ein)\s+"
+    r"^(?:(?:and\s+)?(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|eins|ein)\s+"
     r"(?:(?:autre|other|andere[nrs]?|altro|altra)\s+)?"
-    r"(?:about|on|for|against|sobre|de|sur|über|ueber|su|contra|contre|gegen)\b)",
+    r"(?:about|on|for|against|sobre|de|sur|über|ueber|su|sul|sulla|sullo|sui|sugli|sulle|contra|"
+    r"contre|gegen|für|pour|para|over)\b)",
     re.I,
 )
 _THEN = (
@@ -74,9 +76,18 @@ _ALSO = (
     r"also|separately|additionally|as\s+well|aussi|tambi[ée]n|auch|anche|separatamente|"
     r"por\s+separado|s[ée]par[ée]ment|getrennt|separat|unrelated|plus|as\s+well\s+as|"
     r"while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|meanwhile|in\s+the\s+meantime|"
-    r"en\s+attendant|mientras\s+tanto|inzwischen|intanto"
+    r"en\s+attendant|mientras\s+tanto|inzwischen|intanto|sans\s+rapport|independently|"
+    r"ind[ée]pendamment|tamb[ée]m|a\s+parte|los\s+daarvan|unabh[äa]ngig\s+davon"
 )
 _AND = r"and|&|et|y|e|und|en|as\s+well\s+as"
+_VERB_THEN = re.compile(
+    r"\b(?P<verb>vat|fass|fasse|vergleiche|vergleich|[üu]bersetze|z[äa]hle|vertaal|tel|f[üu]ge)"
+    r"(?P<object>(?:\s+(?!dann\b|danach\b|daarna\b|dan\b)\w+){0,3}?)"
+    r"\s+(?P<then>dann|danach|daarna|dan)\b",
+    re.I,
+)
+"""German and Dutch put "then" after the verb ("vergleiche dann die beiden", "vat het daarna
+samen"); it is moved before the verb, where the cut between clauses belongs."""
 
 # Where the instruction part is cut, with what the cut says about the two sides.
 _CUTS = re.compile(
@@ -177,6 +188,7 @@ def split_request(request: str) -> Parts:
     if each and len(named) > 1 and all(canonical(word) for word in named):
         text = f"{text[: each.start()]}, then translate each into {each['languages']}"
     head, tail = _colon_source(text)
+    head = _VERB_THEN.sub(r"\g<then> \g<verb>\g<object>", head)
     head = _QUOTE.sub(hole, head)
     head = " ".join(head.split())
     head_clauses, trailing = _cut(head)
@@ -310,7 +322,9 @@ GENRES = (
     "review|post|paragraph|sentence|idea|name|question|answer|fable|tale|ballad|rhyme|pun|"
     "argument|conclusion|note|tip|intro|introduction|list|version|message|motivational quote|"
     "greeting|farewell|band name|album title|ad|advert|blurb|verse|tongue twister|bio|"
-    "opening line|closing line|toast|pickup line|anecdote|definition|plan|menu"
+    "opening line|closing line|toast|pickup line|anecdote|definition|plan|menu|motto|mantra|"
+    "proverb|catchphrase|pitch|hashtag|epitaph|couplet|jingle|lullaby|compliment|excuse|"
+    "apology|invitation|motivational message"
 )
 
 

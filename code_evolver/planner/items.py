@@ -24,11 +24,17 @@ NUMBERS = {
 }  # fmt: skip
 _NUMBER = rf"(?P<n>\d+|{'|'.join(sorted(NUMBERS, key=len, reverse=True))})"
 _ABOUT = (
-    r"about|on|for|of|against|featuring|sobre|sur|über|ueber|su|de|pour|para|für|contra|contre|"
-    r"gegen"
+    r"about|on|for|of|against|featuring|sobre|sur|über|ueber|su|sul|sulla|sullo|sui|sugli|sulle|"
+    r"de|pour|para|für|contra|contre|gegen|over"
 )
+FOREIGN_GENRES = (
+    r"blague|po[èe]me|histoire|conte|chiste|poema|historia|cuento|witz|gedicht|geschichte|"
+    r"barzelletta|poesia|storia|racconto|piada|conto|grap|mop|verhaal|slogan|haïku|haiku"
+)
+"""The things the writing verbs of other languages make, for items (``une blague sur ...``)."""
 _COUNTED = re.compile(
-    rf"^(?P<verb>(?:{GENERATE_VERBS})(?:\s+(?:me|us|up|out|down))?(?:\s+(?:a\s+)?(?:list|set)\s+of)?)"
+    rf"^(?P<verb>(?:{GENERATE_VERBS})(?:\s+(?:me|us|up|out|down|mir|uns|moi|nous|mi|ci))?"
+    rf"(?:\s+(?:a\s+)?(?:list|set)\s+of)?)"
     rf"\s+{_NUMBER}\s+(?P<thing>(?:[\w'-]+\s+){{0,3}}?[\w'-]+?)"
     rf"(?:\s+(?P<prep>{_ABOUT})\s+(?P<topics>.+))?$",
     re.I,
@@ -58,7 +64,7 @@ _ABOUT_EACH_OF = re.compile(
     re.I,
 )
 _ONE = (
-    r"(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|ein)"
+    r"(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|eins|ein)"
     r"(?:\s+(?:autre|other|andere[nrs]?|altro|altra))?"
 )
 _ONE_LIST = re.compile(r"\bone\s+per\s+line\b|\bin\s+one\s+list\b|\bas\s+a\s+list\b", re.I)
@@ -73,7 +79,11 @@ def expand_items(clauses: Sequence[Clause]) -> list[Clause]:
         if pending is not None:
             clause = Clause(f"{pending.text}, {clause.text}", clause.source, pending.joiner)
             pending = None
-        elif _FOR_EACH_ALONE.match(clause.text) and clause.source is None:
+        elif (
+            _FOR_EACH_ALONE.match(clause.text)
+            and clause.source is None
+            and not _FOR_EACH.match(_unbracketed(clause.text))  # its instruction is here
+        ):
             pending = clause
             continue
         if clause.source is not None and (match := _EACH_OF_THESE.search(clause.text)):
@@ -101,7 +111,8 @@ def _is_item(text: str) -> bool:
     text = re.sub(rf"^(?:{GENERATE_VERBS})(?:\s+me)?\s+(?=(?:one|another)\s)", "", text, flags=re.I)
     return bool(
         re.match(
-            rf"^(?:and\s+)?{_ONE}\s+(?:{_ABOUT})\b|^(?:a|an)\s+(?:\w+\s+){{0,2}}(?:{GENRES})s?\b",
+            rf"^(?:and\s+)?{_ONE}\s+(?:{_ABOUT})\b|^(?:a|an)\s+(?:\w+\s+){{0,2}}(?:{GENRES})s?\b"
+            rf"|^(?:un|une|uno|una|um|uma|ein|eine|einen|een)\s+(?:\w+\s+)?(?:{FOREIGN_GENRES})\b",
             text,
             re.I,
         )
@@ -125,7 +136,7 @@ def _like(previous: str, item: str) -> str:
 def _items(clause: Clause) -> list[Clause]:
     if clause.source is not None or tool_for(clause)[0] != WRITER:
         return [clause]
-    text = clause.text
+    text = _unbracketed(clause.text)
     if (match := _IN_N_KINDS.match(text)) and (items := split_list(match["items"])):
         raw = match["n"].lower()
         if len(items) == (int(raw) if raw.isdigit() else NUMBERS[raw]):  # "in 3 tones (a, b, c)"
@@ -179,8 +190,11 @@ def _items(clause: Clause) -> list[Clause]:
             text
         ):
             return [clause]  # "a list of 10 vegetables" is one list
-        if 2 <= count <= MAX_ITEMS and re.search(r"s\b|es\b", match["thing"]):
+        if 2 <= count <= MAX_ITEMS and re.search(r"(?:s|e|i|en)\b", match["thing"]):
             prep = f" {match['prep']}" if match["prep"] else ""
+            if match["prep"]:  # "über Katzen, über Hunde und über Vögel": the preposition once
+                again = re.compile(rf"^{re.escape(match['prep'])}\s+", re.I)
+                topics = [again.sub("", t) for t in topics]
             if len(topics) == count:
                 return [
                     Clause(
@@ -220,6 +234,19 @@ def _items(clause: Clause) -> list[Clause]:
                 for i, t in enumerate(topics)
             ]
     return [clause]
+
+
+def _unbracketed(text: str) -> str:
+    """Items in brackets read as items: ``three jokes (about A, B and C)``, ``for each of these
+    cities (Paris, Tokyo, Cairo) write ...``."""
+    text = re.sub(rf"\s*\((?=(?:{_ABOUT})\s)([^()]+)\)", r" \1", text, flags=re.I)
+    return re.sub(
+        rf"^((?:for|para|pour|für)\s+(?:each|every)\b[^(]*?)\s*\((?P<items>[^()]+)\)[,:]?\s*"
+        rf"(?=(?:{GENERATE_VERBS})\b)",
+        r"\1: \g<items> - ",
+        text,
+        flags=re.I,
+    )
 
 
 def _count_with_items(clauses: list[Clause]) -> list[Clause]:

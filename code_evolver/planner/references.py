@@ -25,7 +25,7 @@ from code_evolver.planner.tool_words import COMBINE, NAMED_RESULTS, SUMMARIZER, 
 PLURAL = re.compile(
     r"\b(?:them|both|all|these|those|they|their|each|every|beide\w*|ambos|"
     r"ambas|tous|toutes|todos|todas|alle|the\s+two|os\s+dois|los\s+dos|les\s+deux|"
-    r"die\s+beiden|i\s+due)\b|\w+-les\b|\w+(?:los|las)\b(?=\s|$)",
+    r"die\s+beiden|i\s+due|entramb[ei]|ambedue|tutt[ei]\s+e\s+due|allebei|beide)\b|\w+-les\b|\w+(?:r|[áéíóú]\w*)(?:los|las)\b(?=\s|$)",
     re.I,
 )
 _CHOOSES = re.compile(
@@ -34,13 +34,15 @@ _CHOOSES = re.compile(
     re.I,
 )
 _EVERYTHING = re.compile(r"\b(?:everything|all\s+of\s+(?:it|this)|all\s+the\s+results)\b", re.I)
+# Spanish and Italian clitics ("tradúcela", "traducirlo", "uniscile"): an infinitive's r or an
+# accented vowel before the pronoun, so that "umbrella" or "tortillas" are not references.
 EACH = re.compile(
     r"\b(?:each|every|cada|chaque|chacun\w*|jede\w*|ogni|ognuno|ognuna|elk|elke)\b", re.I
 )
 _SINGULAR = re.compile(
     r"\b(?:it|its|this|that|the\s+(?:result|output|text|above|best|story|poem|joke|list|"
     rf"names?|one|{GENRES})s?|which|based\s+on|le|la|lo|es|ihn)\b|\w+-(?:le|la|lo)\b"
-    r"|\w+(?:lo|la)\b(?=\s|$)",
+    r"|\w+(?:r|[áéíóú]\w*)(?:lo|la)\b(?=\s|$)",
     re.I,
 )
 

@@ -69,7 +69,7 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
         r"\b(?:combine|merge|join)\w*|\bput\b[^.]*?\b(?:together|into\s+one|in\s+one|into\s+a"
         r"\s+single|in\s+a\s+single)\b|\b(?:together|side\s+by\s+side)\b|\b(?:one|single)\s+"
         r"(?:document|list|text|section|page)\b|\br[ée]uni\w*|\bcomb[íi]n\w*|\bkombinier\w*"
-        r"|\bzusammenf[üu]g\w*|\bunisci\b|\bj[úu]nt\w*|\bstitch\w*|\bun\s+solo\s+texto\b"
+        r"|\bzusammenf[üu]g\w*|\bf[üu]ge?\b[^.]*\bzusammen\b|\bunisci\w*|\bj[úu]nt\w*|\bstitch\w*|\bun\s+solo\s+texto\b"
         r"|\brassembl\w*|\bmetti\s+insieme\b|\bzusammenstell\w*|\bsamenvoeg\w*"
         r"|\bun\s+seul\s+texte\b|\beinem\s+text\b",
     ),
@@ -84,7 +84,8 @@ NAMED_RESULTS: tuple[tuple[str, str], ...] = (
     ("translation", r"\b(?:the|both|all|these)\s+(?:\w+\s+)?translations?\b"
                     r"|\bthe\s+translated\s+\w+|\b(?:la|les)\s+traductions?\b"
                     r"|\b(?:la|las)\s+traducci(?:[óo]n|ones)\b|\b(?:a|as)\s+tradu[çc](?:[ãa]o|[õo]es)\b"
-                    r"|\b(?:les|las|le|die|i)\s+(?:deux|dos|zwei|due|twee)\s+tradu\w+"
+                    r"|\b(?:les|las|le|die|i|de)\s+(?:deux|dos|zwei|beiden|due|twee)\s+"
+                    r"(?:tradu\w+|[üu]bersetzung\w*|vertaling\w*)"
                     r"|\b(?:le|i)\s+(?:due\s+)?traduzion[ei]\b"
                     r"|\bdie\s+[üu]bersetzung\w*"),
     ("original", r"\bthe\s+original\b|\bl'original\w*\b|\bel\s+original\b|\bdas\s+original\b"
