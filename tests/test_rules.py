@@ -485,3 +485,44 @@ def test_siblings_and_each(request_text: str, expected: list[tuple[str, list[str
     plan = rules_plan(request_text, {*TOOLS, "sort_lines", "upper"})
     assert plan is not None
     assert [(s.tool, s.depends_on) for s in plan.steps] == expected
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "write three jokes (about lawyers, doctors, and teachers)",
+            [(G, []), (G, []), (G, [])],
+        ),
+        ("For each of these cities (Paris, Tokyo, Cairo) write a travel tip.", [(G, [])] * 3),
+        ("Schreib mir drei Witze: über Katzen, über Hunde und über Vögel.", [(G, [])] * 3),
+        ("écris un haïku sur l'hiver et, sans rapport, une blague sur les chats", [(G, [])] * 2),
+        (
+            "scrivi una barzelletta sui pinguini e una sui gatti, poi uniscile in un unico testo",
+            [(G, []), (G, []), ("combine", ["step1", "step2"])],
+        ),
+        (
+            "Schreibe einen Slogan für ein Café und einen für eine Bäckerei und füge beide "
+            "zusammen.",
+            [(G, []), (G, []), ("combine", ["step1", "step2"])],
+        ),
+        (
+            "schrijf een kort verhaal over een oude fiets en vat het daarna samen",
+            [(G, []), (S, ["step1"])],
+        ),
+        (
+            "scrivi due poesie, una sul mare e una sulla montagna, poi traduci entrambe in inglese",
+            [(G, []), (G, []), (T, ["step1"]), (T, ["step2"])],
+        ),
+        (
+            "translate 'I love this city' into Italian. Also write a story about an umbrella",
+            [(T, []), (G, [])],
+        ),
+    ],
+)
+def test_items_and_words_of_other_languages(
+    request_text: str, expected: list[tuple[str, list[str]]]
+) -> None:
+    plan = rules_plan(request_text, TOOLS)
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == expected
