@@ -84,7 +84,7 @@ TABLE: list[tuple[str, list[tuple[str, str, str | None]]]] = [
     ),
     (
         "write a poem about the sea, and separately wait 3 seconds",
-        [("", "write a poem about the sea", None), ("and", "wait 3 seconds", None)],
+        [("", "write a poem about the sea", None), ("also", "wait 3 seconds", None)],
     ),
     (
         "Please write a motivational quote, a fun fact about space, and a riddle.",

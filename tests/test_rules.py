@@ -526,3 +526,49 @@ def test_items_and_words_of_other_languages(
     plan = rules_plan(request_text, TOOLS)
     assert plan is not None
     assert [(s.tool, s.depends_on) for s in plan.steps] == expected
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "write two emails declining a meeting invitation, one formal and one casual",
+            [(G, [], "(formal)"), (G, [], "(casual)")],
+        ),
+        (
+            "Summarize the following text, and separately translate it into Italian: The hotel "
+            "offers free breakfast.",
+            [
+                (S, [], "The hotel offers free breakfast."),
+                (T, [], "The hotel offers free breakfast."),
+            ],
+        ),
+        (
+            "take this text, translate it to Spanish and then shout it: 'the meeting is off'",
+            [(T, [], "the meeting is off"), ("upper", ["step1"], "{step1}")],
+        ),
+        (
+            "take the following: 'We shipped it.' Translate it to German, summarize the German "
+            "version, and uppercase the original.",
+            [(T, [], "We shipped it."), (S, ["step1"], "{step1}"), ("upper", [], "We shipped it.")],
+        ),
+        (
+            "Write a paragraph about coffee. Then summarize it and put it in uppercase (the "
+            "original, not the summary).",
+            [
+                (G, [], "Write a paragraph about coffee."),
+                (S, ["step1"], "{step1}"),
+                ("upper", ["step1"], "{step1}"),
+            ],
+        ),
+    ],
+)
+def test_kinds_siblings_lead_ins_and_the_original(
+    request_text: str, expected: list[tuple[str, list[str], str]]
+) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "upper"})
+    assert plan is not None
+    steps = [(s.tool, s.depends_on, s.input) for s in plan.steps]
+    assert [(tool, deps) for tool, deps, _ in steps] == [(t, d) for t, d, _ in expected]
+    for (_, _, text), (_, _, wanted) in zip(steps, expected, strict=True):
+        assert wanted in text

@@ -48,7 +48,7 @@ TRANSFORM_VERBS = (
     r"rassembl\w*|metti|"
     r"j[úu]nt\w*|junte|stitch|compare|dedupe|deduplicate|boil|vertaal|vat|tel|sorteer|"
     r"[üu]bersetz\w*|fass\w*|z[äa]hl\w*|sortier\w*|kombinier\w*|riassum\w*|unisci\w*|"
-    r"f[üu]ge|f[üu]g|vergleiche?|confronta"
+    r"f[üu]ge|f[üu]g|vergleiche?|confronta|vergelijk"
 )
 _VERB = rf"(?:{GENERATE_VERBS}|{TRANSFORM_VERBS})"
 _POLITE = (
@@ -95,7 +95,7 @@ _CUTS = re.compile(
     rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
     rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
     rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+"
-    rf"|\s+(?:{_AND})\s+(?:{_ALSO})\s+)"
+    rf"|\s*,?\s+(?:{_AND})\s+(?:{_ALSO})\s+)"
     rf"|(?P<and>\s*,?\s+\b(?:{_AND})\s+,?\s*|\s*,\s*)",
     re.I,
 )
@@ -144,7 +144,8 @@ _FIRST_LABEL = re.compile(
     r"message|comment|story|poem)\s+(?:A|1|one))$",
     re.I,
 )
-_FOLLOWING = re.compile(r"\bthe\s+following\b(?:\s+\w+)?\s*", re.I)
+_FOLLOWING = re.compile(r"\bthe\s+following\b(?:\s+(?!(?:two|three|four|five|\d+)\b)\w+)?\s*", re.I)
+"""``the following`` and its noun, but not a count: ``the following two emails`` keeps two."""
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,32 @@ def split_request(request: str) -> Parts:
             more, _ = _cut(" ".join(_QUOTE.sub(hole, after).split()))
             clauses += [Clause(c.text, c.source, c.joiner or joiner) for c in more]
     del trailing
-    restored = tuple(_restore(c, quotes) for c in clauses if c.text or c.source)
-    return Parts(restored, tuple(quotes))
+    restored = [_restore(c, quotes) for c in clauses if c.text or c.source]
+    return Parts(tuple(_without_lead_ins(restored)), tuple(quotes))
+
+
+_LEAD_IN = re.compile(
+    r"^(?:take|use|here\s+is|here'?s|consider|given|with)\s+(?:this|the\s+following|the|my)?"
+    r"\s*(?:text|sentence|paragraph|passage|message|note|line)?\s*$",
+    re.I,
+)
+"""``take this text, translate it ...``: a clause that only introduces the text."""
+
+
+def _without_lead_ins(clauses: list[Clause]) -> list[Clause]:
+    """Lead-ins dropped; the text one was given goes to the clause after it."""
+    kept: list[Clause] = []
+    lead_in: Clause | None = None
+    for clause in clauses:
+        if _LEAD_IN.match(clause.text) and len(clauses) > 1:
+            lead_in = clause
+            continue
+        if lead_in is not None:  # the clause takes the lead-in's place and its text
+            source = clause.source if clause.source is not None else lead_in.source
+            clause = Clause(clause.text, source, lead_in.joiner, clause.item_of)
+            lead_in = None
+        kept.append(clause)
+    return kept or clauses
 
 
 def _join(head: str, tail: str) -> str:

@@ -23,7 +23,7 @@ from code_evolver.plan import RUN_INPUT, Plan
 from code_evolver.planner.clauses import STARTS_INSTRUCTION, Clause, split_request
 from code_evolver.planner.items import MAX_ITEMS, NUMBERS, expand_items
 from code_evolver.planner.languages import find_languages
-from code_evolver.planner.references import EACH, Made, what_it_reads
+from code_evolver.planner.references import EACH, Made, names_the_given_text, what_it_reads
 from code_evolver.planner.tool_words import (
     CHOICES,
     COMBINE,
@@ -135,8 +135,12 @@ def _known(clause: Clause) -> bool:
 def _add(built: Made, clauses: Sequence[Clause], index: int, tool: str) -> None:
     clause = clauses[index]
     reads = what_it_reads(built, clauses, index, tool)
+    if names_the_given_text(clauses, index) and not built.has_input:
+        clause, reads = Clause(clause.text, clauses[0].source, clause.joiner, clause.item_of), []
     if not reads and built.reads_piped(clause, tool):
         reads = [RUN_INPUT]
+    if not reads and _sibling_of_source(clauses, index, tool, built):
+        clause = Clause(clause.text, clauses[index - 1].source, clause.joiner, clause.item_of)
     if tool == WRITER:
         built.outputs.append([_writer(built, clause, reads)])
     elif tool == COMBINE:
@@ -151,6 +155,20 @@ def _add(built: Made, clauses: Sequence[Clause], index: int, tool: str) -> None:
     else:
         built.outputs.append(_transform(built, clause, tool, reads))
     built.tools.append(tool)
+
+
+def _sibling_of_source(clauses: Sequence[Clause], index: int, tool: str, built: Made) -> bool:
+    """``summarize the following, and separately translate it: TEXT``: "it" is the text the
+    clause before was given, not what that clause made."""
+    clause = clauses[index]
+    return (
+        index > 0
+        and clause.source is None
+        and clause.joiner == "also"
+        and clauses[index - 1].source is not None
+        and tool != WRITER
+        and built.tools[-1] != WRITER
+    )
 
 
 def _writer(built: Made, clause: Clause, reads: Sequence[str]) -> str:
@@ -227,7 +245,8 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
 
 
 _SEVERAL = re.compile(
-    r"\b(?:two|three|four|five|both|each|separately|these\s+\w+s|those\s+\w+s)\b"
+    r"\b(?:two|three|four|five|both|each|separately|these\s+\w+s|those\s+\w+s|twee|drie|"
+    r"deux|trois|dos|tres|zwei|drei|due|tre|duas|três|beide|ambos|ambas|entramb[ei])\b"
     r"|\b(?:text|note|review|paragraph)\s+(?:[A-E1-5])\s+and\b",
     re.I,
 )

@@ -175,6 +175,8 @@ def _items(clause: Clause) -> list[Clause]:
             Clause(f"{match['rest']} {season}", None, clause.joiner if i == 0 else "and")
             for i, season in enumerate(_SEASONS)
         ]
+    if made := _kinds_of_one(text, clause.joiner):  # "two emails, one formal and one casual"
+        return made
     if match := _COUNTED.match(text):
         raw = match["n"].lower()
         count = int(raw) if raw.isdigit() else NUMBERS[raw]
@@ -236,6 +238,36 @@ def _items(clause: Clause) -> list[Clause]:
     return [clause]
 
 
+_KINDS = re.compile(
+    rf"^(?P<main>.*?\b{_NUMBER}\s+(?P<things>[\w'-]+)\b.*?),\s*"
+    r"(?P<kinds>(?:one|an?)\s+[\w-]+(?:\s*,\s*(?:one|an?)\s+[\w-]+)*\s*,?\s*and\s+"
+    r"(?:one|an?|the\s+other)\s+[\w-]+)\s*[.!]?$",
+    re.I,
+)
+
+
+def _kinds_of_one(text: str, joiner: str) -> list[Clause]:
+    """``write two emails declining X, one formal and one casual``: an email of each kind."""
+    match = _KINDS.match(text)
+    if match is None:
+        return []
+    kinds = re.findall(r"(?:one|an?|the\s+other)\s+([\w-]+)", match["kinds"], re.I)
+    raw = match["n"].lower()
+    count = int(raw) if raw.isdigit() else NUMBERS[raw]
+    if len(kinds) != count or any(re.fullmatch(_ABOUT, kind, re.I) for kind in kinds):
+        return []
+    thing = singular(match["things"])
+    one = re.sub(
+        rf"\b{re.escape(match['n'])}\s+{re.escape(match['things'])}\b",
+        f"{_article(thing)} {thing}",
+        match["main"],
+        count=1,
+    )
+    return [
+        Clause(f"{one} ({kind})", None, joiner if i == 0 else "and") for i, kind in enumerate(kinds)
+    ]
+
+
 def _unbracketed(text: str) -> str:
     """Items in brackets read as items: ``three jokes (about A, B and C)``, ``for each of these
     cities (Paris, Tokyo, Cairo) write ...``."""
@@ -284,6 +316,10 @@ def split_list(text: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
+_US_PLURALS = frozenset({"haikus", "menus", "gurus", "emus", "tutus", "tofus"})
+"""Plurals in -us (not "bus" or "virus")."""
+
+
 def singular(noun: str) -> str:
     words = noun.split()
     last, lower = words[-1], words[-1].lower()
@@ -291,7 +327,7 @@ def singular(noun: str) -> str:
         last = last[:-3] + "y"
     elif lower.endswith(("ches", "shes", "sses", "xes")):
         last = last[:-2]
-    elif lower.endswith("s") and not lower.endswith(("ss", "us", "is")):
+    elif lower in _US_PLURALS or (lower.endswith("s") and not lower.endswith(("ss", "us", "is"))):
         last = last[:-1]
     return " ".join([*words[:-1], last])
 

@@ -37,7 +37,7 @@ _FOREIGN = {
     "german": "allemand alemán aleman tedesco alemão deutsch deutsche deutschen duits",
     "italian": "italien italiano italienisch italienische italienischen italiaans",
     "portuguese": "portugais portugués portugues portoghese português portugiesisch portugiesische "
-    "portugees",
+    "portugees portugese portugeuse portguese",
     "japanese": "japonais japonés japones giapponese japonês japanisch japanische",
     "chinese": "chinois chino cinese chinês chinesisch chinesische",
     "russian": "russe ruso russo russisch russische",

@@ -25,7 +25,7 @@ from code_evolver.planner.tool_words import COMBINE, NAMED_RESULTS, SUMMARIZER, 
 PLURAL = re.compile(
     r"\b(?:them|both|all|these|those|they|their|each|every|beide\w*|ambos|"
     r"ambas|tous|toutes|todos|todas|alle|the\s+two|os\s+dois|los\s+dos|les\s+deux|"
-    r"die\s+beiden|i\s+due|entramb[ei]|ambedue|tutt[ei]\s+e\s+due|allebei|beide)\b|\w+-les\b|\w+(?:r|[áéíóú]\w*)(?:los|las)\b(?=\s|$)",
+    r"die\s+beiden|i\s+due|entramb[ei]|ambedue|tutt[ei]\s+e\s+due|allebei|beide|ze)\b|\w+-les\b|\w+(?:r|[áéíóú]\w*)(?:los|las)\b(?=\s|$)",
     re.I,
 )
 _CHOOSES = re.compile(
@@ -97,12 +97,33 @@ class Made:
         return tool != WRITER or _SINGULAR.search(clause.text) is not None
 
 
+_NOT_THAT = re.compile(
+    r",?\s*\b(?:not|rather\s+than|instead\s+of|nicht|pas|no)\s+(?:the|die|das|le|la|el)\s+\w+",
+    re.I,
+)
+"""A result named only to say it is not the one meant."""
+
+
+_ORIGINAL = re.compile(dict(NAMED_RESULTS)["original"], re.I)
+
+
+def names_the_given_text(clauses: Sequence[Clause], index: int) -> bool:
+    """``..., and uppercase the original`` when the request gave the text: the original is
+    that text, not what the first step made of it."""
+    return (
+        index > 0
+        and clauses[index].source is None
+        and clauses[0].source is not None
+        and _ORIGINAL.search(_NOT_THAT.sub("", clauses[index].text)) is not None
+    )
+
+
 def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str) -> list[str]:
     """The step ids this clause reads."""
     clause = clauses[index]
     if clause.source is not None or index == 0:
         return []
-    text = clause.text
+    text = _NOT_THAT.sub("", clause.text)  # "(the original, not the summary)"
     if clause.joiner == "with" and built.steps:
         return list(built.steps[-1]["depends_on"])
     if clause.item_of is not None and not PLURAL.search(text):
