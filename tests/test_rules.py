@@ -572,3 +572,36 @@ def test_kinds_siblings_lead_ins_and_the_original(
     assert [(tool, deps) for tool, deps, _ in steps] == [(t, d) for t, d, _ in expected]
     for (_, _, text), (_, _, wanted) in zip(steps, expected, strict=True):
         assert wanted in text
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "Please do these independently:\n(a) summarize 'Sales rose.'\n(b) write a haiku "
+            "about coffee\n(c) translate 'good night' into Dutch",
+            [(S, []), (G, []), (T, [])],
+        ),
+        ("summarize this: (a) is fine, (b) is not", [(S, [])]),  # a text, not steps
+        (
+            "write a speech about sleep, then give me the speech in uppercase plus its word count",
+            [(G, []), ("upper", ["step1"]), ("word_count", ["step1"])],
+        ),
+        (
+            "write a story about a lighthouse, translate it into Italian, and count the words "
+            "of both the original and the translation",
+            [(G, []), (T, ["step1"]), ("word_count", ["step1"]), ("word_count", ["step2"])],
+        ),
+        (
+            "write a haiku about rain and a haiku about sun, then count the words across both",
+            [(G, []), (G, []), ("word_count", ["step1", "step2"])],
+        ),
+    ],
+)
+def test_lettered_steps_plus_and_measures_of_both(
+    request_text: str, expected: list[tuple[str, list[str]]]
+) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "upper", "word_count"})
+    assert plan is not None
+    got = [(s.tool, s.depends_on) for s in plan.steps]
+    assert sorted(got) == sorted(expected)  # parallel steps may come in either order

@@ -80,6 +80,25 @@ _ALSO = (
     r"ind[ée]pendamment|tamb[ée]m|a\s+parte|los\s+daarvan|unabh[äa]ngig\s+davon"
 )
 _AND = r"and|&|et|y|e|und|en|as\s+well\s+as"
+_MARKER = r"(?:\d[).]|\(\d\)|\(?[a-e]\))"
+"""A numbered or lettered step: ``1.``, ``2)``, ``(3)``, ``(a)``, ``b)``."""
+_STEPS_FOLLOW = re.compile(rf"^[^:\n]{{0,80}}:\s*(?={_MARKER}\s)", re.I)
+_STEP_LINE = re.compile(rf"\s*\n\s*(?={_MARKER}\s)")
+
+
+def _steps_only(text: str) -> str:
+    """``Please do these independently:\n(a) summarize ...\n(b) write ...``: the lead-in goes
+    (it introduces steps, not a text) and the steps are one line, cut at their markers."""
+    match = _STEPS_FOLLOW.match(text)
+    if match is None:
+        return text
+    steps = text[match.end() :]
+    markers = re.findall(rf"(?:^|\s){_MARKER}\s+(\S+)", steps)
+    if len(markers) < 2 or not all(re.match(rf"(?:{_VERB})\b", m, re.I) for m in markers):
+        return text  # "summarize this: (a) is fine" is a text
+    return _STEP_LINE.sub(" ", steps)
+
+
 _VERB_THEN = re.compile(
     r"\b(?P<verb>vat|fass|fasse|vergleiche|vergleich|[üu]bersetze|z[äa]hle|vertaal|tel|f[üu]ge)"
     r"(?P<object>(?:\s+(?!dann\b|danach\b|daarna\b|dan\b)\w+){0,3}?)"
@@ -91,12 +110,12 @@ samen"); it is moved before the verb, where the cut between clauses belongs."""
 
 # Where the instruction part is cut, with what the cut says about the two sides.
 _CUTS = re.compile(
-    rf"(?P<semi>\s*;\s*)|(?P<numbered>\s+(?=\d[).]\s))"
+    rf"(?P<semi>\s*;\s*)|(?P<numbered>\s+(?={_MARKER}\s))"
     rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
     rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
     rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+"
     rf"|\s*,?\s+(?:{_AND})\s+(?:{_ALSO})\s+)"
-    rf"|(?P<and>\s*,?\s+\b(?:{_AND})\s+,?\s*|\s*,\s*)",
+    rf"|(?P<and>\s*,?\s+\b(?:{_AND})\s+,?\s*|\s*,\s*|\s+plus\s+(?=(?:its|the|an?)\s))",
     re.I,
 )
 _CONNECTIVE = re.compile(rf"(?:{_ALSO}|{_THEN}|{_AND})", re.I)
@@ -139,6 +158,7 @@ _JOINS_OBJECTS = re.compile(
     r"^(?:combine|merge|join|compare|contrast|put\s+together|show|display|list)\b", re.I
 )
 """A verb whose object is several things: ``and the translation`` is its second object."""
+_BOTH_OF = re.compile(r"\b(?:of|in|for)\s+both\s+(?:the\s+)?\w+$", re.I)
 _FIRST_LABEL = re.compile(
     r"(?<=[.!?:])\s*(?:first|[A]|(?:review|text|paragraph|blurb|email|option|version|note|item|"
     r"message|comment|story|poem)\s+(?:A|1|one))$",
@@ -188,6 +208,7 @@ def split_request(request: str) -> Parts:
     named = re.split(r"\s*,\s*|\s+and\s+", each["languages"].strip()) if each else []
     if each and len(named) > 1 and all(canonical(word) for word in named):
         text = f"{text[: each.start()]}, then translate each into {each['languages']}"
+    text = _steps_only(text)
     head, tail = _colon_source(text)
     head = _VERB_THEN.sub(r"\g<then> \g<verb>\g<object>", head)
     head = _QUOTE.sub(hole, head)
@@ -354,7 +375,7 @@ GENRES = (
 
 
 def _clean(text: str) -> str:
-    text = re.sub(r"^\d[).]\s*", "", text.strip(" ,.;:!-–—"))  # "2) summarize it"
+    text = re.sub(rf"^{_MARKER}\s*", "", text.strip(" ,.;:!-–—"))  # "2) summarize it", "(b) ..."
     text = re.sub(rf"^{_POLITE}", "", text, flags=re.I).strip(" ,")
     return re.sub(rf"^both\s+(?=(?:{_VERB})\b)", "", text, flags=re.I)
 
@@ -370,7 +391,9 @@ def _merge_fragments(clauses: list[Clause]) -> list[Clause]:
             or _starts_genre(clause.text)
             or "\x00" in clause.text[:2]
         )
-        joins_two = merged and _JOINS_OBJECTS.match(merged[-1].text)  # "combine A and the B"
+        joins_two = merged and (  # "combine A and the B", "count the words of both A and the B"
+            _JOINS_OBJECTS.match(merged[-1].text) or _BOTH_OF.search(merged[-1].text)
+        )
         if _DELIVERABLE.match(clause.text) and merged and clause.joiner == "and" and not joins_two:
             merged.append(Clause(clause.text, None, "with"))  # reads what the one before reads
             continue

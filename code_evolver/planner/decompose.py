@@ -23,7 +23,13 @@ from code_evolver.plan import RUN_INPUT, Plan
 from code_evolver.planner.clauses import STARTS_INSTRUCTION, Clause, split_request
 from code_evolver.planner.items import MAX_ITEMS, NUMBERS, expand_items
 from code_evolver.planner.languages import find_languages
-from code_evolver.planner.references import EACH, Made, names_the_given_text, what_it_reads
+from code_evolver.planner.references import (
+    EACH,
+    MEASURES,
+    Made,
+    names_the_given_text,
+    what_it_reads,
+)
 from code_evolver.planner.tool_words import (
     CHOICES,
     COMBINE,
@@ -239,7 +245,10 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
         if tool == SUMMARIZER and len(clause.text.split()) > 2 and not pronoun:
             return [_writer(built, clause, ())]  # "summarize the history of rome": write it
         raise MissingText(f"what text should {clause.text!r} work on? {_GIVE_TEXT}")
-    if EACH.search(clause.text) and len(reads) > 1:
+    each = EACH.search(clause.text) or (
+        tool in MEASURES and _BOTH.search(clause.text) and not _TOTAL.search(clause.text)
+    )
+    if each and len(reads) > 1:  # "count the words of both": a count of each
         return [built.add(tool, f"{{{r}}}", description, [r]) for r in reads]
     return [built.add(tool, "\n\n".join(f"{{{r}}}" for r in reads), description, reads)]
 
@@ -257,6 +266,14 @@ _LABEL = re.compile(
     re.I,
 )
 _QUOTED_PART = re.compile(r"""["“'‘](?P<text>[^"”'’\n]{3,}?)["”'’](?=\s|$|[,.;])""")
+
+
+_BOTH = re.compile(r"\b(?:both|beide\w*|ambos|ambas|les\s+deux|entramb[ei])\b", re.I)
+_TOTAL = re.compile(
+    r"\b(?:across|in\s+total|total|together|combined|altogether|overall|insgesamt|en\s+total)\b",
+    re.I,
+)
+"""A measure of both that is one figure ("the words across both")."""
 
 
 def _source_parts(clause: Clause) -> list[str] | None:
