@@ -605,3 +605,35 @@ def test_lettered_steps_plus_and_measures_of_both(
     assert plan is not None
     got = [(s.tool, s.depends_on) for s in plan.steps]
     assert sorted(got) == sorted(expected)  # parallel steps may come in either order
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            'Summarize each of these articles and merge the summaries into one brief:\n(1) "Rates '
+            'held, and then fell." (2) "Rain came, then sun." (3) "A coach, who starts soon."',
+            [(S, []), (S, []), (S, []), ("combine", ["step1", "step2", "step3"])],
+        ),
+        (
+            "Write a haiku and a limerick, both about snow, and tell me how many words they "
+            "have in total.",
+            [(G, []), (G, []), ("word_count", ["step1", "step2"])],
+        ),
+        (
+            "Two things: summarize the text below, and write me a limerick about tax day.\n\n"
+            "The library opens late in May, and then closes early in June.",
+            [(S, []), (G, [])],
+        ),
+    ],
+)
+def test_listed_texts_shared_topics_and_text_below(
+    request_text: str, expected: list[tuple[str, list[str]]]
+) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "word_count"})
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == expected
+    if request_text.startswith("Two things"):
+        assert plan.steps[0].input.startswith("The library opens late in May")
+    if request_text.startswith("Write a haiku"):
+        assert all("about snow" in s.input for s in plan.steps[:2])

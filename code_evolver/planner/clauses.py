@@ -193,8 +193,20 @@ class Parts:
     quotes: tuple[str, ...]
 
 
+_BELOW = re.compile(r"^(?P<head>.+?)\n[ \t]*\n(?P<body>.+)$", re.S)
+_POINTS_BELOW = re.compile(r"\b(?:below|underneath|as\s+follows)\b", re.I)
+
+
 def split_request(request: str) -> Parts:
     """Cut ``request`` into clauses (see the module docstring); never raises."""
+    below = _BELOW.match(request.strip())
+    if below and _POINTS_BELOW.search(below["head"]):  # "summarize the text below ...\n\nTEXT"
+        parts = split_request(below["head"])
+        if parts.clauses and all(c.source is None for c in parts.clauses):
+            at = next((i for i, c in enumerate(parts.clauses) if _POINTS_BELOW.search(c.text)), 0)
+            clause = parts.clauses[at]
+            given = Clause(clause.text, below["body"].strip(), clause.joiner, clause.item_of)
+            return Parts((*parts.clauses[:at], given, *parts.clauses[at + 1 :]), parts.quotes)
     text = re.sub(r"\btl;\s?dr\b", "tldr", request.strip(), flags=re.I)
     quotes: list[str] = []
 

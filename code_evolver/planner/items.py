@@ -87,14 +87,24 @@ def expand_items(clauses: Sequence[Clause]) -> list[Clause]:
             pending = clause
             continue
         if clause.source is not None and (match := _EACH_OF_THESE.search(clause.text)):
-            items = split_list(clause.source)
+            items = _listed(clause.source)
             if 2 <= len(items) <= MAX_ITEMS:
                 head = clause.text[: match.start()].rstrip()
+                texts = tool_for(Clause(head)) != (WRITER, True)  # "summarize each of these"
                 expanded += [
-                    Clause(f"{head} {item}", None, clause.joiner if i == 0 else "and")
+                    Clause(head, item, clause.joiner if i == 0 else "and")
+                    if texts
+                    else Clause(f"{head} {item}", None, clause.joiner if i == 0 else "and")
                     for i, item in enumerate(items)
                 ]
                 continue
+        if expanded and (shared := _SHARED_TOPIC.match(clause.text)):  # "..., both about snow"
+            clause = Clause(f"{shared['main']} {shared['topic']}", None, clause.joiner, 1)
+            before = expanded[-1]
+            if not re.search(rf"\b(?:{_ABOUT})\s", before.text, re.I):
+                expanded[-1] = Clause(
+                    f"{before.text} {shared['topic']}", before.source, before.joiner, 1
+                )
         if expanded and clause.source is None and _is_item(clause.text):
             previous = expanded[-1]
             like = _like(previous.text, clause.text)
@@ -104,6 +114,13 @@ def expand_items(clauses: Sequence[Clause]) -> list[Clause]:
     if pending is not None:
         expanded.append(pending)
     return _count_with_items(expanded)
+
+
+_SHARED_TOPIC = re.compile(
+    r"^(?P<main>.+?),?\s+(?:both|all\s+(?:two|three)|each)\s+(?P<topic>(?:about|on|for)\s+.+)$",
+    re.I,
+)
+"""``a haiku and a limerick, both about snow``: the topic of each item, not a reference."""
 
 
 def _is_item(text: str) -> bool:
@@ -305,6 +322,23 @@ def _count_with_items(clauses: list[Clause]) -> list[Clause]:
         result.append(clause)
         index += 1
     return result
+
+
+_LISTED = re.compile(r"(?:^|\s)(?:\(\d+\)|\d+[.)]|\(?[a-e]\))\s+")
+_QUOTED = re.compile(r"""["“](?P<text>[^"”]{3,})["”]""")
+
+
+def _listed(source: str) -> list[str]:
+    """The things a source lists: numbered or lettered entries, else quoted texts, else a
+    list of short names (``cats, dogs and birds``); a text that lists nothing is one thing."""
+    marked = [part.strip() for part in _LISTED.split(source) if part.strip()]
+    if len(_LISTED.findall(source)) >= 2:
+        return [_QUOTED.sub(lambda m: m["text"], part).strip() for part in marked]
+    quoted = [m["text"].strip() for m in _QUOTED.finditer(source)]
+    if len(quoted) >= 2:
+        return quoted
+    items = split_list(source)
+    return items if all(len(item.split()) <= 6 for item in items) else [source]
 
 
 def split_list(text: str) -> list[str]:

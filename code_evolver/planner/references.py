@@ -130,8 +130,9 @@ def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str)
         return []  # an item's "it" is its topic ("an argument against it")
     named: list[str] = []
     for kind, pattern in NAMED_RESULTS:
-        if re.search(pattern, text, re.I):
-            named += _named(built, kind)
+        if found := re.search(pattern, text, re.I):
+            every = re.search(r"(?:ies|ions|s)\b", found.group(0), re.I) is not None
+            named += _named(built, kind, every=every)
     named += _things_named(built, clauses, index)
     if named:
         return list(dict.fromkeys(named))
@@ -197,8 +198,18 @@ def _things_named(built: Made, clauses: Sequence[Clause], index: int) -> list[st
     return found
 
 
-def _named(built: Made, kind: str) -> list[str]:
+def _named(built: Made, kind: str, *, every: bool = False) -> list[str]:
+    """The step(s) that made the named result; ``every`` for a plural ("the summaries")."""
     tool = {"summary": SUMMARIZER, "translation": TRANSLATOR, "combined": COMBINE}.get(kind)
+    if every and tool is not None:
+        every_one = [
+            step
+            for outputs, by in zip(built.outputs, built.tools, strict=True)
+            if by == tool
+            for step in outputs
+        ]
+        if every_one:
+            return every_one
     if tool is None:  # the original: the piped text, else what the first clause made
         if built.has_input:
             return [RUN_INPUT]
