@@ -637,3 +637,20 @@ def test_listed_texts_shared_topics_and_text_below(
         assert plan.steps[0].input.startswith("The library opens late in May")
     if request_text.startswith("Write a haiku"):
         assert all("about snow" in s.input for s in plan.steps[:2])
+
+
+def test_kinds_of_one_with_an_adjective_then_each_summarized_side_by_side() -> None:
+    plan = rules_plan(
+        "draft two short bios for me, one formal and one casual, then boil each of them down "
+        "to a sentence, then put both summaries side by side",
+        TOOLS,
+    )
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == [
+        (G, []),
+        (G, []),
+        (S, ["step1"]),
+        (S, ["step2"]),
+        ("combine", ["step3", "step4"]),
+    ]
+    assert plan.steps[0].input == "Draft a short bio for me (formal)."

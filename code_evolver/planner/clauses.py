@@ -77,7 +77,7 @@ _ALSO = (
     r"por\s+separado|s[ée]par[ée]ment|getrennt|separat|unrelated|plus|as\s+well\s+as|"
     r"while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|meanwhile|in\s+the\s+meantime|"
     r"en\s+attendant|mientras\s+tanto|inzwischen|intanto|sans\s+rapport|independently|"
-    r"ind[ée]pendamment|tamb[ée]m|a\s+parte|los\s+daarvan|unabh[äa]ngig\s+davon"
+    r"ind[ée]pendamment|tamb[ée]m|a\s+parte|los\s+daarvan|unabh[äa]ngig\s+davon|separadamente"
 )
 _AND = r"and|&|et|y|e|und|en|as\s+well\s+as"
 _MARKER = r"(?:\d[).]|\(\d\)|\(?[a-e]\))"

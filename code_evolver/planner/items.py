@@ -256,7 +256,7 @@ def _items(clause: Clause) -> list[Clause]:
 
 
 _KINDS = re.compile(
-    rf"^(?P<main>.*?\b{_NUMBER}\s+(?P<things>[\w'-]+)\b.*?),\s*"
+    rf"^(?P<main>.*?\b{_NUMBER}\s+(?P<things>(?:[\w'-]+\s+){{0,2}}?[\w'-]+s)\b.*?),\s*"
     r"(?P<kinds>(?:one|an?)\s+[\w-]+(?:\s*,\s*(?:one|an?)\s+[\w-]+)*\s*,?\s*and\s+"
     r"(?:one|an?|the\s+other)\s+[\w-]+)\s*[.!]?$",
     re.I,
@@ -273,7 +273,7 @@ def _kinds_of_one(text: str, joiner: str) -> list[Clause]:
     count = int(raw) if raw.isdigit() else NUMBERS[raw]
     if len(kinds) != count or any(re.fullmatch(_ABOUT, kind, re.I) for kind in kinds):
         return []
-    thing = singular(match["things"])
+    thing = singular(match["things"])  # "short bios": "short bio"
     one = re.sub(
         rf"\b{re.escape(match['n'])}\s+{re.escape(match['things'])}\b",
         f"{_article(thing)} {thing}",

@@ -61,7 +61,7 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
         r"\bsumm?ari[sz]\w*|\bsumerize\b|\bsummar(?:y|ies)\b|\bsum\s+(?:it|this|that|them)\s+up"
         r"|\btl;?\s?dr\b|\br[ée]sum[eé]-?(?:le|la|les)\b|\bres[úu]m\w*|\bresum[aeo]\b"
         r"|\bzusammenfass\w*|\bfass\w*\b[^.]*\bzusammen\b|\briassum\w*|\bcondense\b"
-        r"|\bvat\b[^.]*\bsamen\b|\bsamenvat\w*|\bboil\w*\s+(?:\w+\s+)?down\b"
+        r"|\bvat\b[^.]*\bsamen\b|\bsamenvat\w*|\bboil\w*\s+(?:\w+\s+){0,3}?down\b"
         r"|\bshorter\s+version\b|\bone[- ]sentence\s+version\b|\brecap\b|\bgist\b",
     ),
     (
@@ -78,7 +78,8 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
 # decides it ("write a story about sorting algorithms" is not a sort).
 _WRITES = re.compile(rf"^(?:{STRONG_WRITERS})\b(?![^.]*\bsummar(?:y|ies)\s+of\b)", re.I)
 NAMED_RESULTS: tuple[tuple[str, str], ...] = (
-    ("summary", r"\b(?:the|its)\s+(?:summar(?:y|ies)|tl;?dr|tldr)\b|\ble\s+r[ée]sum[ée]\b"
+    ("summary", r"\b(?:the|its|both|all|these|those)\s+(?:summar(?:y|ies)|tl;?dr|tldr)\b"
+                r"|\ble\s+r[ée]sum[ée]\b"
                 r"|\bthe\s+(?:gist|recap)\b(?!\s+(?:of|in\s+(?:one|a|two|three|\d))\b)"
                 r"|\bel\s+resumen\b|\bdie\s+zusammenfassung\b|\bil\s+riassunto\b"),
     ("translation", r"\b(?:the|both|all|these)\s+(?:\w+\s+)?translations?\b"
