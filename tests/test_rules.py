@@ -654,3 +654,37 @@ def test_kinds_of_one_with_an_adjective_then_each_summarized_side_by_side() -> N
         ("combine", ["step3", "step4"]),
     ]
     assert plan.steps[0].input == "Draft a short bio for me (formal)."
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "write a haiku about rain then translate it to frnech",
+            [(G, [], None), (T, ["step1"], "French")],
+        ),
+        ("translate 'hola' to germna pls", [(T, [], "German")]),
+        (
+            "hey real quick, write a story about a robot, after that summarize it. thanks!",
+            [(G, [], None), (S, ["step1"], None)],
+        ),
+        ("hello", [(G, [], None)]),  # a greeting alone is the request
+    ],
+)
+def test_typos_in_languages_and_fillers(
+    request_text: str, expected: list[tuple[str, list[str], str | None]]
+) -> None:
+    plan = rules_plan(request_text, TOOLS)
+    assert plan is not None
+    got = [(s.tool, s.depends_on, s.params.get("target_lang")) for s in plan.steps]
+    assert got == expected
+    assert "hey" not in plan.steps[0].input.lower()
+    assert "thanks" not in plan.steps[-1].input.lower()
+
+
+def test_a_rare_word_is_not_read_as_a_misspelled_language() -> None:
+    from code_evolver.planner.languages import canonical
+
+    assert canonical("russia") is None  # the start of "russian": a country
+    assert canonical("finish") is None  # Finnish is not a common target
+    assert canonical("spansih") == "Spanish"

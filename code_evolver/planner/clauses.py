@@ -54,7 +54,8 @@ _VERB = rf"(?:{GENERATE_VERBS}|{TRANSFORM_VERBS})"
 _POLITE = (
     r"(?:please\s+|pls\s+|kindly\s+|(?:can|could|would|will)\s+you\s+(?:please\s+)?|"
     r"i\s+(?:need|want|would\s+like)\s+(?:you\s+)?(?:to\s+)?|i'?d\s+like\s+(?:you\s+)?(?:to\s+)?|"
-    r"let'?s\s+|bitte\s+|"
+    r"let'?s\s+|bitte\s+|(?:hey|hi|hello|ok(?:ay)?|so|yo|alright|um+)\b\s*[,!:]?\s*|"
+    r"real\s+quick\b\s*[,!:]?\s*|quick(?:ly)?\s*[,:]\s*|"
     rf"(?:{_ALSO_WORDS}|and)\s*,?\s+)*"
 )
 STARTS_INSTRUCTION = re.compile(rf"^{_POLITE}(?:{_VERB})\b", re.I)
@@ -240,6 +241,8 @@ def split_request(request: str) -> Parts:
             clauses += [Clause(c.text, c.source, c.joiner or joiner) for c in more]
     del trailing
     restored = [_restore(c, quotes) for c in clauses if c.text or c.source]
+    if not restored and request.strip():  # "hello" alone is what was said, not a filler
+        restored = [Clause(" ".join(request.split()).strip(" .!?"))]
     return Parts(tuple(_without_lead_ins(restored)), tuple(quotes))
 
 
@@ -253,6 +256,8 @@ _LEAD_IN = re.compile(
 
 def _without_lead_ins(clauses: list[Clause]) -> list[Clause]:
     """Lead-ins dropped; the text one was given goes to the clause after it."""
+    if clauses and clauses[0].joiner:  # the first clause was a filler ("hey, real quick")
+        clauses = [Clause(clauses[0].text, clauses[0].source, "", clauses[0].item_of), *clauses[1:]]
     kept: list[Clause] = []
     lead_in: Clause | None = None
     for clause in clauses:
@@ -386,8 +391,16 @@ GENRES = (
 )
 
 
+_THANKS = re.compile(
+    r"^(?:thanks?(?:\s+(?:you|a\s+lot|so\s+much))?|thx|ty|cheers|pls|please)[\s!.]*$", re.I
+)
+
+
 def _clean(text: str) -> str:
     text = re.sub(rf"^{_MARKER}\s*", "", text.strip(" ,.;:!-–—"))  # "2) summarize it", "(b) ..."
+    if _THANKS.match(text):  # "... to german. thanks!"
+        return ""
+    text = re.sub(r"[.!,]?\s*\b(?:thanks?(?:\s+you)?|thx|cheers)[\s!.]*$", "", text, flags=re.I)
     text = re.sub(rf"^{_POLITE}", "", text, flags=re.I).strip(" ,")
     return re.sub(rf"^both\s+(?=(?:{_VERB})\b)", "", text, flags=re.I)
 
@@ -440,7 +453,7 @@ def _wants_quote(text: str) -> bool:
     if into and canonical(into.group(1)):  # "what's 'good morning' in Dutch?"
         return True
     return bool(
-        re.search(rf"\b(?:{TRANSFORM_VERBS}|how\s+many|words?|lines?)\b", bare, re.I)
+        re.search(rf"\b(?:{TRANSFORM_VERBS}|how\s+many|words?|lines?|caps|capitals)\b", bare, re.I)
         or re.match(r"^(?:in|into|to)\s", bare, re.I)
         or re.search(r"\b(?:in|of)\s*$", bare, re.I)
     )

@@ -46,13 +46,46 @@ _FOREIGN = {
 _ALIASES.update({word: name for name, words in _FOREIGN.items() for word in words.split()})
 
 
+_COMMON = [
+    *("english", "french", "spanish", "german", "italian", "portuguese", "dutch"),
+    *("japanese", "chinese", "korean", "russian", "arabic", "swedish", "turkish"),
+]
+"""The languages a typo is read as (``spansih``, ``germna``, ``frnech``): the ones people ask
+for most, so that a rare word is not mistaken for a rare language."""
+
+
 def canonical(name: str) -> str | None:
     """``french`` -> ``French``; ``None`` for anything that is not a language we know."""
     key = " ".join(name.lower().split())
     if key in _ALIASES:
         alias = _ALIASES[key]
         return alias.title() if alias else None
-    return key.title() if key in LANGUAGES else None
+    if key in LANGUAGES:
+        return key.title()
+    typo = _misspelled(key)
+    return typo.title() if typo else None
+
+
+def _misspelled(word: str) -> str | None:
+    """The common language ``word`` misspells by one letter (swapped, missing, extra or wrong),
+    for words of six letters or more that are not the start of it (``russia``, ``italia``)."""
+    if len(word) < 6 or not word.isalpha():
+        return None
+    for language in _COMMON:
+        if not language.startswith(word) and _one_edit(word, language):
+            return language
+    return None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+        return len(diff) == 1 or (swapped and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 def find_languages(text: str) -> list[str]:
