@@ -688,3 +688,32 @@ def test_a_rare_word_is_not_read_as_a_misspelled_language() -> None:
     assert canonical("russia") is None  # the start of "russian": a country
     assert canonical("finish") is None  # Finnish is not a common target
     assert canonical("spansih") == "Spanish"
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "step 1 write a joke about lawyers step 2 write a joke about doctors step 3 combine "
+            "both into one message",
+            [(G, []), (G, []), ("combine", ["step1", "step2"])],
+        ),
+        (
+            "ok so first write a tweet about mondays, second make what you wrote all caps, "
+            "third count the words",
+            [(G, []), ("upper", ["step1"]), ("word_count", ["step2"])],
+        ),
+        ("wait 2 seconds and while that's happening write a toast", [("delay", []), (G, [])]),
+        (
+            "write a short paragraph about sleep. how many words is the above?",
+            [(G, []), ("word_count", ["step1"])],
+        ),
+        ("1. write a poem\n2. summarize it", [(G, []), (S, ["step1"])]),
+    ],
+)
+def test_steps_in_words_parallel_work_and_questions(
+    request_text: str, expected: list[tuple[str, list[str]]]
+) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "upper", "word_count", "delay"})
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == expected

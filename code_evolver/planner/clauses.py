@@ -78,10 +78,12 @@ _ALSO = (
     r"por\s+separado|s[ée]par[ée]ment|getrennt|separat|unrelated|plus|as\s+well\s+as|"
     r"while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|meanwhile|in\s+the\s+meantime|"
     r"en\s+attendant|mientras\s+tanto|inzwischen|intanto|sans\s+rapport|independently|"
-    r"ind[ée]pendamment|tamb[ée]m|a\s+parte|los\s+daarvan|unabh[äa]ngig\s+davon|separadamente"
+    r"ind[ée]pendamment|tamb[ée]m|a\s+parte|los\s+daarvan|unabh[äa]ngig\s+davon|separadamente|"
+    r"while\s+(?:that|it)'?s?\s+(?:is\s+)?(?:happening|running|going\s+on)|at\s+the\s+same\s+time|"
+    r"in\s+parallel|simultaneously"
 )
 _AND = r"and|&|et|y|e|und|en|as\s+well\s+as"
-_MARKER = r"(?:\d[).]|\(\d\)|\(?[a-e]\))"
+_MARKER = r"(?:\d[).]|\(\d\)|\(?[a-e]\)|step\s*\d+\s*[:.)]?)"
 """A numbered or lettered step: ``1.``, ``2)``, ``(3)``, ``(a)``, ``b)``."""
 _STEPS_FOLLOW = re.compile(rf"^[^:\n]{{0,80}}:\s*(?={_MARKER}\s)", re.I)
 _STEP_LINE = re.compile(rf"\s*\n\s*(?={_MARKER}\s)")
@@ -111,7 +113,7 @@ samen"); it is moved before the verb, where the cut between clauses belongs."""
 
 # Where the instruction part is cut, with what the cut says about the two sides.
 _CUTS = re.compile(
-    rf"(?P<semi>\s*;\s*)|(?P<numbered>\s+(?={_MARKER}\s))"
+    rf"(?P<semi>\s*;\s*)|(?P<numbered>\s*,?\s+(?={_MARKER}\s))"
     rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
     rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
     rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+"
@@ -222,6 +224,9 @@ def split_request(request: str) -> Parts:
     if each and len(named) > 1 and all(canonical(word) for word in named):
         text = f"{text[: each.start()]}, then translate each into {each['languages']}"
     text = _steps_only(text)
+    if len(_ORDINAL_STEP.findall(text)) >= 2:  # "first ..., second ..., third ..."
+        count = iter(range(1, 10))
+        text = _ORDINAL_STEP.sub(lambda _: f"{next(count)}) ", text)
     head, tail = _colon_source(text)
     head = _VERB_THEN.sub(r"\g<then> \g<verb>\g<object>", head)
     head = _QUOTE.sub(hole, head)
@@ -360,8 +365,11 @@ def _cut(text: str) -> tuple[list[Clause], str]:
             or re.match(r"^(?:in|of|for)\s+\x00\d+\x00", rest)  # "in 'X' and in 'Y'"
         ):
             continue  # "cats and dogs": not a new instruction
-        if kind == "stop" and not rest[:1].isupper():
-            continue
+        if kind == "stop" and (
+            not (rest[:1].isupper() or STARTS_INSTRUCTION.match(rest) or _QUESTION.match(rest))
+            or re.search(rf"(?:^|\s){_MARKER}$|(?:^|\s)\d+\.$", text[: match.start()])
+        ):
+            continue  # "e.g. cats", "1. write": no new sentence; "matters. how many ...": one
         pieces.append((joiner, text[position : match.start()]))
         position, joiner = match.end(), _JOINERS.get(kind, kind)
     pieces.append((joiner, text[position:]))
@@ -391,6 +399,16 @@ GENRES = (
 )
 
 
+_QUESTION = re.compile(
+    r"^(?:how\s+(?:many|long|much)|what(?:'s|\s+is|\s+are|\s+were)|which\s+(?:one|is))\b", re.I
+)
+"""A question that asks for work: ``how many words is the above?``."""
+_ORDINAL_STEP = re.compile(
+    rf"(?:^|(?<=[\s,;]))(?:first(?:ly)?|second(?:ly)?|third(?:ly)?|fourth(?:ly)?|fifth(?:ly)?)"
+    rf",?\s+(?=(?:{_VERB})\b)",
+    re.I,
+)
+"""``first write X, second make it Y, third count Z``: numbered steps in words."""
 _THANKS = re.compile(
     r"^(?:thanks?(?:\s+(?:you|a\s+lot|so\s+much))?|thx|ty|cheers|pls|please)[\s!.]*$", re.I
 )

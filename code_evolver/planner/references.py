@@ -40,7 +40,8 @@ EACH = re.compile(
     r"\b(?:each|every|cada|chaque|chacun\w*|jede\w*|ogni|ognuno|ognuna|elk|elke)\b", re.I
 )
 _SINGULAR = re.compile(
-    r"\b(?:it|its|this|that|the\s+(?:result|output|text|above|best|story|poem|joke|list|"
+    r"\b(?:it|its|this|that|what\s+you\s+(?:wrote|made|got)|your\s+(?:answer|reply|result|"
+    r"summary|translation|text|poem|story|list)|the\s+(?:result|output|text|above|best|story|poem|joke|list|"
     rf"names?|one|{GENRES})s?|which|based\s+on|le|la|lo|es|ihn)\b|\w+-(?:le|la|lo)\b"
     r"|\w+(?:r|[áéíóú]\w*)(?:lo|la)\b(?=\s|$)",
     re.I,
