@@ -717,3 +717,50 @@ def test_steps_in_words_parallel_work_and_questions(
     plan = rules_plan(request_text, {*TOOLS, "upper", "word_count", "delay"})
     assert plan is not None
     assert [(s.tool, s.depends_on) for s in plan.steps] == expected
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "write three jokes (about lawyers, doctors, and teachers) and translate the second "
+            "one into German",
+            [(G, []), (G, []), (G, []), (T, ["step2"])],
+        ),
+        (
+            "write haikus about spring, summer and autumn then combine the first two",
+            [(G, []), (G, []), (G, []), ("combine", ["step1", "step2"])],
+        ),
+        (
+            "translate 'the shop opens at nine' to french and german, then uppercase the "
+            "german one",
+            [(T, []), (T, []), ("upper", ["step2"])],
+        ),
+        (
+            "escribe tres chistes, uno sobre médicos, otro sobre abogados y otro sobre profesores, "
+            "y luego traduce los dos primeros al inglés",
+            [(G, []), (G, []), (G, []), (T, ["step1"]), (T, ["step2"])],
+        ),
+    ],
+)
+def test_results_named_by_their_place_or_language(
+    request_text: str, expected: list[tuple[str, list[str]]]
+) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "upper"})
+    assert plan is not None
+    assert [(s.tool, s.depends_on) for s in plan.steps] == expected
+
+
+def test_unique_words_and_joins_in_plain_words() -> None:
+    plan = rules_plan(
+        'list every word once from this, no repeats: "to be or not to be"', {*TOOLS, "unique_words"}
+    )
+    assert plan is not None
+    assert [s.tool for s in plan.steps] == ["unique_words"]
+    joined = rules_plan(
+        "translate 'hi' into spanish and into french then put both translations one after the "
+        "other",
+        TOOLS,
+    )
+    assert joined is not None
+    assert [s.tool for s in joined.steps] == [T, T, "combine"]

@@ -70,7 +70,8 @@ _THEN = (
     r"then|and\s+then|and\s+after\s+that|after\s+that|afterwards|finally|next(?=\s*,)|puis|"
     r"et\s+puis|once\s+(?:that'?s\s+|it'?s\s+)?done|when\s+(?:that'?s|it'?s)\s+done|"
     r"infine|e\s+infine|enfin|et\s+enfin|finalmente|schlie(?:ß|ss)lich|tot\s+slot|"
-    r"followed\s+by|daarna|vervolgens|en\s+dan|"
+    r"followed\s+by|daarna|vervolgens|en\s+dan|once\s+you(?:'ve|\s+have)\s+(?:got\s+)?(?:that|it)|"
+    r"once\s+you'?re\s+done|when\s+you'?re\s+done|"
     r"ensuite|luego|y\s+luego|despu[ée]s|dann|und\s+dann|danach|poi|e\s+poi|depois|e\s+depois"
 )
 _ALSO = (
@@ -125,7 +126,7 @@ _CONNECTIVE = re.compile(rf"(?:{_ALSO}|{_THEN}|{_AND})", re.I)
 _JOINERS = {"semi": "also", "stop": "also", "numbered": "next"}
 _QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "'": "'", "‘": "’"}
 _QUOTE = re.compile(
-    r"""(?<![\w])(?:"(?P<d>[^"\n]+)"|“(?P<c>[^”\n]+)”|«\s*(?P<g>[^»\n]+?)\s*»|„(?P<l>[^“\n]+)“|"""
+    r"""(?<![\w])(?:"(?P<d>[^"\n]+)"|“(?P<c>[^”\n]+)”|«\s*(?P<g>[^»\n]+?)\s*»|„(?P<l>[^“"\n]+)[“"]|"""
     r"""‚(?P<k>[^‘'\n]+)[‘']|"""
     r"""'(?P<s>[^'\n]*?[^\s'])'(?![\w])|‘(?P<t>[^’\n]+)’)"""
 )
@@ -158,7 +159,7 @@ _DELIVERABLE = re.compile(
     re.I,
 )
 _JOINS_OBJECTS = re.compile(
-    r"^(?:combine|merge|join|compare|contrast|put\s+together|show|display|list)\b", re.I
+    r"^(?:combine|merge|join|compare|contrast|put|show|display|list|stitch)\b", re.I
 )
 """A verb whose object is several things: ``and the translation`` is its second object."""
 _BOTH_OF = re.compile(r"\b(?:of|in|for)\s+both\s+(?:the\s+)?\w+$", re.I)
@@ -363,6 +364,7 @@ def _cut(text: str) -> tuple[list[Clause], str]:
             or re.match(r"^\x00\d+\x00\s+(?:in)?to\s", rest)  # "and 'close the door' to French"
             or _DELIVERABLE.match(rest)  # "and its word count"
             or re.match(r"^(?:in|of|for)\s+\x00\d+\x00", rest)  # "in 'X' and in 'Y'"
+            or _QUESTION.match(rest)  # "how many words and how many lines"
         ):
             continue  # "cats and dogs": not a new instruction
         if kind == "stop" and (

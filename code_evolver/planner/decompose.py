@@ -167,10 +167,12 @@ def _sibling_of_source(clauses: Sequence[Clause], index: int, tool: str, built: 
     """``summarize the following, and separately translate it: TEXT``: "it" is the text the
     clause before was given, not what that clause made."""
     clause = clauses[index]
+    if index == 0 or not built.tools:
+        return False
+    measured = built.tools[-1] in MEASURES and clause.joiner == "and"  # "count ..., summarize it"
     return (
-        index > 0
-        and clause.source is None
-        and clause.joiner == "also"
+        clause.source is None
+        and (clause.joiner == "also" or measured)
         and clauses[index - 1].source is not None
         and tool != WRITER
         and built.tools[-1] != WRITER

@@ -20,6 +20,7 @@ from typing import Any
 from code_evolver.plan import RUN_INPUT
 from code_evolver.planner.clauses import GENRES, Clause
 from code_evolver.planner.items import singular
+from code_evolver.planner.languages import canonical
 from code_evolver.planner.tool_words import COMBINE, NAMED_RESULTS, SUMMARIZER, TRANSLATOR, WRITER
 
 PLURAL = re.compile(
@@ -129,6 +130,8 @@ def what_it_reads(built: Made, clauses: Sequence[Clause], index: int, tool: str)
         return list(built.steps[-1]["depends_on"])
     if clause.item_of is not None and not PLURAL.search(text):
         return []  # an item's "it" is its topic ("an argument against it")
+    if ordinal := _by_position(built, text):
+        return ordinal
     named: list[str] = []
     for kind, pattern in NAMED_RESULTS:
         if found := re.search(pattern, text, re.I):
@@ -197,6 +200,50 @@ def _things_named(built: Made, clauses: Sequence[Clause], index: int) -> list[st
             if pattern.search(clauses[earlier].text) and earlier < len(built.outputs):
                 found += built.outputs[earlier]
     return found
+
+
+_FIRST_N = re.compile(
+    r"\bthe\s+(?P<end>first|last)\s+(?P<n>two|three|2|3)\b"
+    r"|\b(?:los|las|os|as)\s+(?P<n_es>dos|dois|duas|tres|três)\s+primer[oa]s|\bprimeir[oa]s\b"
+    r"|\b(?:i|le)\s+prim[ie]\s+(?P<n_it>due|tre)\b|\bles\s+(?P<n_fr>deux|trois)\s+premi[eè]re?s"
+    r"|\bdie\s+ersten\s+(?P<n_de>zwei|beiden|drei)\b|\bde\s+eerste\s+(?P<n_nl>twee|drie)\b",
+    re.I,
+)
+_NTH = re.compile(
+    r"\bthe\s+(?P<which>first|second|third|fourth|fifth|last)\s+(?:one|joke|poem|haiku|story|"
+    r"version|answer|text|draft|bio|email)\b",
+    re.I,
+)
+_NAMED_LANGUAGE = re.compile(r"\bthe\s+(?P<language>[a-z]+)\s+(?:one|version|translation)\b", re.I)
+_COUNTS = {"two": 2, "2": 2, "dos": 2, "dois": 2, "duas": 2, "due": 2, "deux": 2, "zwei": 2,
+           "beiden": 2, "twee": 2, "three": 3, "3": 3, "tres": 3, "três": 3, "tre": 3,
+           "trois": 3, "drei": 3, "drie": 3}  # fmt: skip
+_NTHS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "last": -1}
+
+
+def _by_position(built: Made, text: str) -> list[str]:
+    """``the first two``, ``the second one``, ``the German one``: results by their place
+    among what was made, or by the language they were translated into."""
+    made = [step for outputs in built.outputs for step in outputs]
+    if match := _FIRST_N.search(text):
+        raw = next((g for g in match.groups()[1:] if g), "two").lower()
+        count = _COUNTS.get(raw, 2)
+        if len(made) > count:
+            return made[-count:] if (match["end"] or "").lower() == "last" else made[:count]
+    if (match := _NTH.search(text)) and len(made) >= 2:
+        index = _NTHS[match["which"].lower()]
+        if index < len(made):
+            return [made[index]]
+    if match := _NAMED_LANGUAGE.search(text):
+        language = canonical(match["language"])
+        translated = [
+            s["step_id"]
+            for s in built.steps
+            if language and s.get("params", {}).get("target_lang") == language
+        ]
+        if len(translated) == 1:
+            return translated
+    return []
 
 
 def _named(built: Made, kind: str, *, every: bool = False) -> list[str]:

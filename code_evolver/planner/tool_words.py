@@ -40,7 +40,8 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
     (
         "unique_words",
         r"\b(?:unique|distinct|different)\s+words\b|\bdedupe\w*|\bdeduplicat\w*"
-        r"|\bremove\s+(?:the\s+)?duplicate",
+        r"|\bremove\s+(?:the\s+)?duplicate|\bevery\s+word\s+(?:only\s+)?once\b|\bno\s+repeats\b"
+        r"|\beach\s+word\s+(?:only\s+)?once\b|\bwithout\s+(?:repeats|duplicates)\b",
     ),
     (
         "upper",
@@ -71,7 +72,8 @@ TOOL_WORDS: tuple[tuple[str, str], ...] = (
         r"(?:document|list|text|section|page)\b|\br[ée]uni\w*|\bcomb[íi]n\w*|\bkombinier\w*"
         r"|\bzusammenf[üu]g\w*|\bf[üu]ge?\b[^.]*\bzusammen\b|\bunisci\w*|\bj[úu]nt\w*|\bstitch\w*|\bun\s+solo\s+texto\b"
         r"|\brassembl\w*|\bmetti\s+insieme\b|\bzusammenstell\w*|\bsamenvoeg\w*"
-        r"|\bun\s+seul\s+texte\b|\beinem\s+text\b",
+        r"|\bun\s+seul\s+texte\b|\beinem\s+text\b|\bone\s+after\s+the\s+other\b"
+        r"|\bback\s+to\s+back\b",
     ),
 )
 # A light verb leaves the tool to the rest of the clause ("make it all caps"); a writing verb
