@@ -764,3 +764,35 @@ def test_unique_words_and_joins_in_plain_words() -> None:
     )
     assert joined is not None
     assert [s.tool for s in joined.steps] == [T, T, "combine"]
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "write me a short bio for a chef, then a second one in a different tone, and when "
+            "that's done compare the two and tell me which is better?",
+            [(G, []), (G, []), (G, ["step1", "step2"])],
+        ),
+        (
+            "Schrijf een gedicht over de lente en een gedicht over de herfst en zeg daarna welke "
+            "het mooiste is.",
+            [(G, []), (G, []), (G, ["step1", "step2"])],
+        ),
+        (
+            "step 1: write an article about recycling. step 2: summarize it. step 3: count the "
+            "words in the article and in the summary",
+            [(G, []), (S, ["step1"]), ("word_count", ["step1"]), ("word_count", ["step2"])],
+        ),
+        (
+            "real quick, give me a slogan for a bakery, a gym and a bookstore",
+            [(G, []), (G, []), (G, [])],
+        ),
+    ],
+)
+def test_another_one_decisions_step_colons_and_one_each(
+    request_text: str, expected: list[tuple[str, list[str]]]
+) -> None:
+    plan = rules_plan(request_text, {*TOOLS, "word_count"})
+    assert plan is not None
+    assert sorted((s.tool, s.depends_on) for s in plan.steps) == sorted(expected)

@@ -38,7 +38,7 @@ GENERATE_VERBS = (
     r"reverse|recommend|weigh|[ée]cris|[ée]crire|r[ée]dige|raconte|donne|fais|escribe|escribir|"
     r"cu[ée]ntame|dame|dime|haz|dis-moi|dites-moi|sag|"
     r"schreib|schreibe|erz[äa]hl|erz[äa]hle|gib|mach|mache|scrivi|racconta|escreva|conta|"
-    r"schrijf|vertel|geef|maak|bedenk"
+    r"schrijf|vertel|geef|maak|bedenk|zeg"
 )
 TRANSFORM_VERBS = (
     r"translate|tranlsate|traslate|translat\w*|summari[sz]e|sumarize|summerize|sum up|"
@@ -104,7 +104,8 @@ def _steps_only(text: str) -> str:
 
 
 _VERB_THEN = re.compile(
-    r"\b(?P<verb>vat|fass|fasse|vergleiche|vergleich|[üu]bersetze|z[äa]hle|vertaal|tel|f[üu]ge)"
+    r"\b(?P<verb>vat|fass|fasse|vergleiche|vergleich|[üu]bersetze|z[äa]hle|vertaal|tel|f[üu]ge|zeg|"
+    r"sag|schreib|schrijf)"
     r"(?P<object>(?:\s+(?!dann\b|danach\b|daarna\b|dan\b)\w+){0,3}?)"
     r"\s+(?P<then>dann|danach|daarna|dan)\b",
     re.I,
@@ -162,6 +163,8 @@ _JOINS_OBJECTS = re.compile(
     r"^(?:combine|merge|join|compare|contrast|put|show|display|list|stitch)\b", re.I
 )
 """A verb whose object is several things: ``and the translation`` is its second object."""
+_DECIDES = re.compile(r"^(?:tell\s+me|say|let\s+me\s+know)\s+(?:which|whether|if)\b", re.I)
+_CHOOSES_ONE = re.compile(r"^(?:compare|contrast|rank|rate|weigh|judge)\b", re.I)
 _BOTH_OF = re.compile(r"\b(?:of|in|for)\s+both\s+(?:the\s+)?\w+$", re.I)
 _FIRST_LABEL = re.compile(
     r"(?<=[.!?:])\s*(?:first|[A]|(?:review|text|paragraph|blurb|email|option|version|note|item|"
@@ -224,6 +227,8 @@ def split_request(request: str) -> Parts:
     named = re.split(r"\s*,\s*|\s+and\s+", each["languages"].strip()) if each else []
     if each and len(named) > 1 and all(canonical(word) for word in named):
         text = f"{text[: each.start()]}, then translate each into {each['languages']}"
+    if len(re.findall(r"\bstep\s*\d+\s*:", text, re.I)) >= 2:  # "step 1: ... step 2: ..."
+        text = re.sub(r"\bstep\s*(\d+)\s*:\s*", r"\1) ", text, flags=re.I)
     text = _steps_only(text)
     if len(_ORDINAL_STEP.findall(text)) >= 2:  # "first ..., second ..., third ..."
         count = iter(range(1, 10))
@@ -380,11 +385,23 @@ def _cut(text: str) -> tuple[list[Clause], str]:
     return _merge_fragments(clauses), ""
 
 
+FOREIGN_GENRES = (
+    r"blague|po[èe]me|histoire|conte|chiste|poema|historia|cuento|witz|gedicht|geschichte|"
+    r"barzelletta|poesia|storia|racconto|piada|conto|grap|mop|verhaal|slogan|haïku|haiku"
+)
+"""The things the writing verbs of other languages make, for items (``une blague sur ...``)."""
+
+
 def _starts_genre(text: str) -> bool:
-    """``a limerick about cheese``, ``a verse about summer``: another thing to write."""
+    """``a limerick about cheese``, ``een gedicht over``: another thing to write."""
     text = re.sub(rf"^{_POLITE}", "", text, flags=re.I)
     return bool(
         re.match(rf"^(?:a|an|one|another)\s+(?:[\w-]+\s+){{0,2}}(?:{GENRES})s?\b", text, re.I)
+        or re.match(
+            rf"^(?:un|une|uno|una|um|uma|ein|eine|einen|een)\s+(?:\w+\s+)?(?:{FOREIGN_GENRES})\b",
+            text,
+            re.I,
+        )
         or re.match(r"^(?:a|an)\s+(?:[\w-]+\s+){1,3}(?:about|on|against)\s", text, re.I)
     )
 
@@ -444,6 +461,10 @@ def _merge_fragments(clauses: list[Clause]) -> list[Clause]:
             continue
         if re.match(r"^(?:in|of|for)\s+\x00\d+\x00\s*$", clause.text) and merged:
             merged.append(Clause(clause.text, None, "same"))  # the same work on another text
+            continue
+        if merged and _DECIDES.match(clause.text) and _CHOOSES_ONE.match(merged[-1].text):
+            last = merged[-1]  # "compare the two and tell me which is better": one step
+            merged[-1] = Clause(f"{last.text} and {clause.text}", last.source, last.joiner)
             continue
         if merged and not starts and clause.joiner in ("and", ""):
             last = merged[-1]

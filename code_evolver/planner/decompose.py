@@ -248,7 +248,9 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
             return [_writer(built, clause, ())]  # "summarize the history of rome": write it
         raise MissingText(f"what text should {clause.text!r} work on? {_GIVE_TEXT}")
     each = EACH.search(clause.text) or (
-        tool in MEASURES and _BOTH.search(clause.text) and not _TOTAL.search(clause.text)
+        tool in MEASURES
+        and (_BOTH.search(clause.text) or _IN_X_AND_IN_Y.search(clause.text))
+        and not _TOTAL.search(clause.text)
     )
     if each and len(reads) > 1:  # "count the words of both": a count of each
         return [built.add(tool, f"{{{r}}}", description, [r]) for r in reads]
@@ -258,7 +260,8 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
 _SEVERAL = re.compile(
     r"\b(?:two|three|four|five|both|each|separately|these\s+\w+s|those\s+\w+s|twee|drie|"
     r"deux|trois|dos|tres|zwei|drei|due|tre|duas|três|beide|ambos|ambas|entramb[ei])\b"
-    r"|\b(?:text|note|review|paragraph)\s+(?:[A-E1-5])\s+and\b",
+    r"|\b(?:text|note|review|paragraph)\s+(?:[A-E1-5])\s+and\b"
+    r"|\bfirst\s+\w+\s+and\s+the\s+second\b",
     re.I,
 )
 _LABEL = re.compile(
@@ -271,6 +274,8 @@ _QUOTED_PART = re.compile(r"""["“'‘](?P<text>[^"”'’\n]{3,}?)["”'’](?
 
 
 _BOTH = re.compile(r"\b(?:both|beide\w*|ambos|ambas|les\s+deux|entramb[ei])\b", re.I)
+_IN_X_AND_IN_Y = re.compile(r"\b(?:in|of)\s+the\s+\w+\s+and\s+(?:in|of)\s+the\b", re.I)
+"""``count the words in the article and in the summary``: a count of each."""
 _TOTAL = re.compile(
     r"\b(?:across|in\s+total|total|together|combined|altogether|overall|insgesamt|en\s+total)\b",
     re.I,

@@ -11,7 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from code_evolver.planner.clauses import GENERATE_VERBS, GENRES, STARTS_INSTRUCTION, Clause
+from code_evolver.planner.clauses import (
+    FOREIGN_GENRES,
+    GENERATE_VERBS,
+    GENRES,
+    STARTS_INSTRUCTION,
+    Clause,
+)
 from code_evolver.planner.tool_words import WRITER, tool_for
 
 MAX_ITEMS = 12
@@ -27,11 +33,6 @@ _ABOUT = (
     r"about|on|for|of|against|featuring|sobre|sur|über|ueber|su|sul|sulla|sullo|sui|sugli|sulle|"
     r"de|pour|para|für|contra|contre|gegen|over"
 )
-FOREIGN_GENRES = (
-    r"blague|po[èe]me|histoire|conte|chiste|poema|historia|cuento|witz|gedicht|geschichte|"
-    r"barzelletta|poesia|storia|racconto|piada|conto|grap|mop|verhaal|slogan|haïku|haiku"
-)
-"""The things the writing verbs of other languages make, for items (``une blague sur ...``)."""
 _COUNTED = re.compile(
     rf"^(?P<verb>(?:{GENERATE_VERBS})(?:\s+(?:me|us|up|out|down|mir|uns|moi|nous|mi|ci))?"
     rf"(?:\s+(?:a\s+)?(?:list|set)\s+of)?)"
@@ -123,8 +124,14 @@ _SHARED_TOPIC = re.compile(
 """``a haiku and a limerick, both about snow``: the topic of each item, not a reference."""
 
 
+_ANOTHER = re.compile(r"^(?:and\s+)?(?:a\s+second|another|one\s+more)\s+one\b(?P<rest>.*)$", re.I)
+"""``then a second one in a totally different tone``: the same thing again, differently."""
+
+
 def _is_item(text: str) -> bool:
     """``one about fog``, ``make one about fog``, ``a limerick about cheese``."""
+    if _ANOTHER.match(text):
+        return True
     text = re.sub(rf"^(?:{GENERATE_VERBS})(?:\s+me)?\s+(?=(?:one|another)\s)", "", text, flags=re.I)
     return bool(
         re.match(
@@ -139,6 +146,10 @@ def _is_item(text: str) -> bool:
 def _like(previous: str, item: str) -> str:
     """``one about the moon`` after ``write a poem about the sun``: ``write a poem about the
     moon``; ``a limerick about a cat`` after ``give me a haiku ...``: ``give me a limerick ...``."""
+    previous = re.sub(r"\s*\(number \d+ of \d+[^)]*\)", "", previous)
+    if again := _ANOTHER.match(item):
+        how = again["rest"].strip(" ,")
+        return f"{previous.rstrip(' .')} (another one{', ' + how if how else ''})"
     item = re.sub(r"^and\s+", "", item, flags=re.I)
     item = re.sub(rf"^(?:{GENERATE_VERBS})(?:\s+me)?\s+(?=(?:one|another)\s)", "", item, flags=re.I)
     previous = re.sub(r"\s*\(number \d+ of \d+[^)]*\)", "", previous)  # a counted copy
@@ -234,6 +245,22 @@ def _items(clause: Clause) -> list[Clause]:
                     count,
                 )
                 for i in range(count)
+            ]
+    if match := re.match(  # "a slogan for a bakery, a gym and a bookstore": one for each
+        rf"^(?P<head>(?:{GENERATE_VERBS})(?:\s+me)?\s+(?:a|an|one)\s+(?:\w+\s+){{0,2}}"
+        rf"(?:{GENRES}))\s+(?P<prep>about|for|on)\s+(?P<topics>.+)$",
+        text,
+        re.I,
+    ):
+        topics = split_list(match["topics"])
+        if 2 <= len(topics) <= MAX_ITEMS and all(
+            re.match(r"^(?:a|an|the|my|our)\s+\S+(?:\s+\S+)?$", t, re.I) for t in topics
+        ):
+            return [
+                Clause(
+                    f"{match['head']} {match['prep']} {t}", None, clause.joiner if i == 0 else "and"
+                )
+                for i, t in enumerate(topics)
             ]
     if match := re.match(
         rf"^(?P<head>(?:{GENERATE_VERBS})(?:\s+me)?\s+(?:\w+\s+){{0,2}}(?:{GENRES})s)\s+"

@@ -31,7 +31,8 @@ PLURAL = re.compile(
 )
 _CHOOSES = re.compile(
     r"^(?:pick|choose|select|rank|rate|compare|which|decide|elige|escoge|choisis|w[äa]hle|"
-    r"compara|compare|scegli|vergleiche)\b",
+    r"compara|compare|scegli|vergleiche|zeg\s+welke|say\s+which|tell\s+me\s+which|"
+    r"dime\s+cu[aá]l|dis-moi\s+lequel|sag\s+(?:mir\s+)?welche)\b",
     re.I,
 )
 _EVERYTHING = re.compile(r"\b(?:everything|all\s+of\s+(?:it|this)|all\s+the\s+results)\b", re.I)
@@ -197,7 +198,11 @@ def _things_named(built: Made, clauses: Sequence[Clause], index: int) -> list[st
             continue  # "the sea" in two clauses is a topic, not a reference
         pattern = re.compile(rf"\b{re.escape(noun)}(?:s|es)?\b", re.I)
         for earlier in range(index):
-            if pattern.search(clauses[earlier].text) and earlier < len(built.outputs):
+            if (
+                pattern.search(clauses[earlier].text)
+                and earlier < len(built.outputs)
+                and built.tools[earlier] == WRITER  # "translate the summary" made no summary
+            ):
                 found += built.outputs[earlier]
     return found
 
