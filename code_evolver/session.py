@@ -10,7 +10,8 @@ stopped and the final plan runs instead, keeping every result of an identical st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -72,6 +73,8 @@ class Session:
         self._executor: Executor | None = None
         self._planning: asyncio.Task[PlanOutcome] | None = None
         self._interrupted = False
+        self._requests = 0
+        """Requests under way: the interrupt belongs to them and ends with the last of them."""
 
     def _publish_progress(self, progress: PlanProgress) -> None:
         self.bus.emit(
@@ -84,7 +87,22 @@ class Session:
         """Plan ``request`` without running it; :meth:`interrupt` stops the planning.
         ``has_input``: the plan will be run with piped text, which its steps read as
         ``{input}``."""
-        return await self._plan(request, use_cache, None, has_input)
+        with self._request_scope():
+            return await self._plan(request, use_cache, None, has_input)
+
+    @contextlib.contextmanager
+    def _request_scope(self) -> Iterator[None]:
+        """One request's cancel scope: an interrupt stops the request under way (and one that
+        came just before it), and is forgotten when the request ends, so that the next
+        request of a long-lived session (the REPL) runs normally."""
+        self._requests += 1
+        try:
+            yield
+        finally:
+            self._requests -= 1
+            if self._requests == 0:
+                self._interrupted = False
+                self._executor = None
 
     async def _plan(
         self,
@@ -119,6 +137,16 @@ class Session:
         reuse: Mapping[str, StepResult] | None = None,
     ) -> RunResult:
         """Run a plan; ``input_text`` is what its ``{input}`` reads (the piped text)."""
+        with self._request_scope():
+            return await self._run(organized, input_text=input_text, reuse=reuse)
+
+    async def _run(
+        self,
+        organized: OrganizedPlan,
+        *,
+        input_text: str | None = None,
+        reuse: Mapping[str, StepResult] | None = None,
+    ) -> RunResult:
         require_input(organized, input_text)
         self._executor = Executor(
             organized,
@@ -142,7 +170,8 @@ class Session:
     ) -> Answer:
         """Plan ``request`` and run it, starting streamed steps before the plan is complete.
         ``input_text``: text piped to the request, which its steps read as ``{input}``."""
-        answer = await self._answer(request, use_cache, on_plan, input_text)
+        with self._request_scope():
+            answer = await self._answer(request, use_cache, on_plan, input_text)
         return replace(answer, model=self.llm.known_identity)
 
     async def _answer(
@@ -191,7 +220,7 @@ class Session:
             on_plan(outcome)
         if streamed is None or streamed_run is None:
             return Answer(
-                request, outcome, await self.run(outcome.organized, input_text=input_text)
+                request, outcome, await self._run(outcome.organized, input_text=input_text)
             )
         if _extends(outcome.organized, streamed.organized):
             streamed.seal(outcome.organized)
@@ -202,7 +231,7 @@ class Session:
         return Answer(
             request,
             outcome,
-            await self.run(outcome.organized, input_text=input_text, reuse=reuse),
+            await self._run(outcome.organized, input_text=input_text, reuse=reuse),
         )
 
     def interrupt(self) -> None:

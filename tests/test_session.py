@@ -291,3 +291,25 @@ def test_loading_the_model_is_announced_once_with_its_time() -> None:
     ]
     assert loading[1].seconds >= 0
     assert answer.model == "scripted:scripted"
+
+
+def test_an_interrupt_ends_with_its_request() -> None:
+    """A long-lived session (the REPL): after one request was interrupted, the next runs."""
+    backend = ScriptedBackend(echo_model, delay_s=0.2)
+    session = Session(config(), backend=backend)
+
+    async def main() -> tuple[Answer, Answer]:
+        task = asyncio.ensure_future(
+            session.ask("write a joke and translate it to french", use_cache=False)
+        )
+        await asyncio.sleep(0.3)
+        session.interrupt()
+        stopped = await task
+        again = await session.ask("write a joke and translate it to french", use_cache=False)
+        await session.close()
+        return stopped, again
+
+    stopped, again = asyncio.run(main())
+    assert stopped.result.status is RunStatus.INTERRUPTED
+    assert again.result.status is RunStatus.SUCCEEDED
+    assert all(s.ok for s in again.result.steps.values())

@@ -24,43 +24,30 @@ if TYPE_CHECKING:
 @options.these(*options.REQUEST)
 def ask_command(request: tuple[str, ...]) -> None:
     """Plan REQUEST, show the plan, run it with a live view, and print the results."""
-    from code_evolver.cli import show, terminal
-    from code_evolver.display.plan_tree import plan_tree
+    from code_evolver.cli import terminal
+    from code_evolver.cli.present import RequestPresenter
     from code_evolver.session import Session
 
     opts = options.current()
     text, input_text = _request_and_input(request, opts)
     session = Session(opts.config())
-    err, out = terminal.stderr_console(), terminal.stdout_console()
-
-    def on_plan(outcome: PlanOutcome) -> None:
-        if opts.as_json:
-            return
-        err.print(plan_tree(outcome.organized, session.registry))
-        err.print(f"[dim]{show.planner_line(outcome, session.llm.identity)}[/]")
-        show.warnings(err, show.planner_warnings(outcome))
+    present = RequestPresenter(
+        session,
+        terminal.stderr_console(),
+        terminal.stdout_console(),
+        as_json=opts.as_json,
+        full=opts.full,
+    )
 
     async def main() -> Answer:
         async with session:
             return await session.ask(
-                text, use_cache=not opts.no_cache, on_plan=on_plan, input_text=input_text
+                text, use_cache=not opts.no_cache, on_plan=present.on_plan, input_text=input_text
             )
 
-    status = "planning…"  # the model is named once it is known (auto: after choosing)
-    with (
-        terminal.quiet_stdout(opts.as_json),
-        terminal.progress(
-            session.bus, err, enabled=terminal.progress_wanted(opts.as_json, err), status=status
-        ),
-    ):
+    with present.running():
         answer = terminal.run_async(main, session.interrupt)
-    if opts.as_json:
-        terminal.emit_json(answer.to_json())
-    else:
-        planned = show.planned_in(answer.outcome, session.llm.identity)
-        markdown = show.markdown_tools(session.registry)
-        show.results(out, err, answer.result, markdown=markdown, full=opts.full, planned=planned)
-    click.get_current_context().exit(show.exit_code(answer.result))
+    click.get_current_context().exit(present.answer(answer))
 
 
 @click.command("plan")
