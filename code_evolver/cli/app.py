@@ -10,6 +10,7 @@ problem and the exit code of DESIGN.md: 0 success, 1 the run had failed steps, 2
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +46,11 @@ COMMANDS = {
         "code_evolver.cli.config_cmd",
         "config_command",
         "Show the config in use: every layer merged, each value with the file that set it.",
+    ),
+    "chat": (
+        "code_evolver.cli.chat_cmd",
+        "chat_command",
+        "Chat: each message is planned and run; the next can build on its answer.",
     ),
     "doctor": (
         "code_evolver.cli.info_cmd",
@@ -111,12 +117,18 @@ def main_group(ctx: click.Context) -> None:
     evolve tools                                 list the tools plans can use
     evolve config                                the merged config, and which file set what
     evolve doctor                                which LLM backend, and what is missing
+    evolve chat   (or evolve alone on a terminal)  a conversation; /help lists its commands
 
     The options below are those of a request; each command takes them before or after
     its arguments (evolve COMMAND --help lists a command's own).
     """
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        group = ctx.command
+        chat = group.get_command(ctx, "chat") if isinstance(group, click.Group) else None
+        if chat is not None and sys.stdin.isatty() and sys.stdout.isatty():
+            ctx.invoke(chat)  # `evolve` alone on a terminal: the chat
+        else:
+            click.echo(ctx.get_help())
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -163,3 +163,13 @@ def _short(path: str) -> str:
     except RuntimeError:
         return path
     return "~" + path[len(home) :] if home != "/" and path.startswith(home + "/") else path
+
+
+def config_text(path: Path | None) -> str:
+    """The merged config with each value's file, as ``evolve config`` prints it (the REPL's
+    ``/config``)."""
+    from code_evolver.config_layers import read_layers
+
+    stack = read_layers(path)
+    origins = {key: str(where) for key, where in stack.origins.items()}
+    return render(stack.data, origins, _header(path))

@@ -1,0 +1,165 @@
+"""The chat's slash commands: ``/help``, ``/plan``, ``/run``, ``/tools``, ``/backend``, ...
+
+Each command is one async function taking the chat and the text after its name; the table
+gives the REPL its completion and ``/help`` its lines. An unknown command gets the closest
+names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from code_evolver.errors import EvolverError
+from code_evolver.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from code_evolver.chat.session import ChatSession
+
+Handler = Callable[["ChatSession", str], Awaitable[bool]]
+
+
+async def _help(chat: ChatSession, _: str) -> bool:
+    chat.out.print("Each message is a request: it is planned, run, and its answer becomes the")
+    chat.out.print('context of the next ("now translate that to german"; {last} names it).')
+    for name, (usage, what, _handler) in COMMANDS.items():
+        chat.out.print(f"  [bold]/{name}{usage}[/]  {what}")
+    chat.out.print("Esc-Enter: a new line · Ctrl-C: stop the running request · Ctrl-D: quit")
+    return True
+
+
+async def _plan(chat: ChatSession, request: str) -> bool:
+    from code_evolver.cli import show
+    from code_evolver.display.plan_tree import plan_tree
+
+    if not request:
+        chat.err.print("usage: /plan REQUEST (shows the plan, runs nothing)")
+        return True
+    outcome = await chat.session.plan(request)
+    chat.out.print(plan_tree(outcome.organized, chat.session.registry))
+    chat.out.print(f"[dim]{show.planner_line(outcome, chat.session.llm.identity)}[/]")
+    show.warnings(chat.err, outcome.warnings)
+    return True
+
+
+async def _run(chat: ChatSession, path: str) -> bool:
+    from code_evolver.organizer import organize
+    from code_evolver.plan import load_plan
+
+    if not path:
+        chat.err.print("usage: /run PLAN.json")
+        return True
+    plan = await asyncio.to_thread(lambda: load_plan(os.path.expanduser(path)))
+    organized = organize(plan, chat.session.registry)
+    with chat.present.running():
+        result = await chat.session.run(organized, input_text=chat.conversation.last)
+    from code_evolver.cli import show
+
+    show.results(chat.out, chat.err, result, markdown=show.markdown_tools(chat.session.registry))
+    chat.last_result = result
+    return True
+
+
+async def _tools(chat: ChatSession, _: str) -> bool:
+    from code_evolver.display.tools_table import tools_table
+    from code_evolver.launch.launcher import Launcher
+
+    chat.out.print(tools_table(chat.session.registry, Launcher(chat.config.execution)))
+    return True
+
+
+async def _backend(chat: ChatSession, name: str) -> bool:
+    if name:
+        await chat.switch(backend=name)
+    choice = await chat.session.llm.resolve()
+    chat.out.print(f"backend: {chat.session.llm.identity} ({'; '.join(choice.reasons)})")
+    return True
+
+
+async def _model(chat: ChatSession, name: str) -> bool:
+    if name:
+        await chat.switch(model=name)
+    chat.out.print(f"model: {chat.session.llm.known_identity or chat.session.llm.identity}")
+    return True
+
+
+async def _config(chat: ChatSession, _: str) -> bool:
+    from code_evolver.cli.config_cmd import config_text
+    from code_evolver.display.safe import terminal_safe
+
+    chat.out.print(terminal_safe(config_text(chat.config_path)), markup=False, highlight=False)
+    return True
+
+
+async def _context(chat: ChatSession, _: str) -> bool:
+    chat.out.print(chat.conversation.describe(), markup=False)
+    return True
+
+
+async def _clear(chat: ChatSession, _: str) -> bool:
+    chat.conversation.clear()
+    chat.out.print("context cleared: the next request starts afresh")
+    return True
+
+
+async def _save(chat: ChatSession, path: str) -> bool:
+    if not path:
+        chat.err.print("usage: /save FILE.md")
+        return True
+    lines = ["# Code Evolver chat", ""]
+    for said, answered in chat.transcript:
+        lines += [f"## > {said}", "", answered, ""]
+    try:
+        target = await asyncio.to_thread(_write, path, "\n".join(lines))
+    except OSError as exc:
+        chat.err.print(f"[red]error:[/] cannot write {path}: {exc.strerror or exc}")
+        return True
+    chat.out.print(f"saved {len(chat.transcript)} turns to {target}")
+    return True
+
+
+def _write(path: str, text: str) -> str:
+    target = os.path.expanduser(path)
+    with open(target, "w", encoding="utf-8") as f:
+        f.write(text)
+    return target
+
+
+async def _quit(chat: ChatSession, _: str) -> bool:
+    return False
+
+
+COMMANDS: dict[str, tuple[str, str, Handler]] = {
+    "help": ("", "this list", _help),
+    "plan": (" REQUEST", "show the plan of REQUEST, run nothing", _plan),
+    "run": (" FILE", "run a saved plan (its {input} is the last answer)", _run),
+    "tools": ("", "the tools plans can use", _tools),
+    "backend": (
+        " [NAME]",
+        "the LLM backend, or switch to NAME (auto, ollama, embedded)",
+        _backend,
+    ),
+    "model": (" [NAME]", "the model, or switch to NAME", _model),
+    "config": ("", "the merged config, each value with its file", _config),
+    "context": ("", "what a follow-up builds on", _context),
+    "clear": ("", "forget the context", _clear),
+    "save": (" FILE", "the conversation as Markdown", _save),
+    "quit": ("", "leave (Ctrl-D too)", _quit),
+}
+
+
+async def run_command(chat: ChatSession, text: str) -> bool:
+    """``/name args``; False for ``/quit``."""
+    name, _, argument = text[1:].partition(" ")
+    entry = COMMANDS.get(name.lower())
+    if entry is None:
+        hint = did_you_mean(name, COMMANDS) or "; /help lists them"
+        chat.err.print(f"[red]error:[/] unknown command /{name}{hint}")
+        return True
+    try:
+        return await entry[2](chat, argument.strip())
+    except EvolverError as exc:
+        chat.err.print(f"[red]error:[/] {exc}")
+        return True

@@ -1,0 +1,119 @@
+"""The chat's front ends: the prompt-toolkit REPL on a terminal, and one request per line.
+
+Both run on one event loop for the whole conversation, so the model loads once and a
+follow-up starts at once. While a request runs, Ctrl-C (SIGINT) stops that request only:
+its finished steps are shown, and the prompt comes back. At the prompt, Ctrl-C clears the
+line and Ctrl-D leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from code_evolver.chat.commands import COMMANDS
+from code_evolver.chat.session import ChatSession
+from code_evolver.home import state_dir
+
+PROMPT = "› "
+
+
+async def run_lines(chat: ChatSession, stream: TextIO) -> None:
+    """One request (or command) per line of ``stream``, until its end or ``/quit``."""
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, stream.readline):
+        if not await _one(chat, line):
+            return
+
+
+async def run_terminal(chat: ChatSession, *, input: Any = None, output: Any = None) -> None:
+    """The REPL: history shared across sessions, suggestions from it, completion of commands
+    and tool names, Esc-Enter for a new line, a toolbar with the model and the last run."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")
+    def _new_line(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    prompt: PromptSession[str] = PromptSession(
+        history=_history(),
+        auto_suggest=AutoSuggestFromHistory(),
+        completer=_completer(chat),
+        complete_while_typing=False,
+        bottom_toolbar=chat.toolbar,
+        key_bindings=keys,
+        input=input,
+        output=output,
+    )
+    while True:
+        try:
+            line = await prompt.prompt_async(PROMPT)
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt: the line is cleared
+        except EOFError:
+            return  # Ctrl-D
+        if not await _one(chat, line):
+            return
+
+
+async def _one(chat: ChatSession, line: str) -> bool:
+    """One message, with Ctrl-C stopping only it."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, chat.interrupt)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):
+        installed = False  # not the main thread (tests): no signal to catch
+    try:
+        return await chat.handle(line)
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def history_path() -> Path | None:
+    """``$EVOLVE_HOME/chat/history``; None (after one warning) when it cannot be kept."""
+    folder = state_dir("chat", what="chat history")
+    return folder / "history" if folder is not None else None
+
+
+def _history() -> Any:
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    path = history_path()
+    if path is None:
+        return InMemoryHistory()
+    try:
+        path.touch(exist_ok=True)
+    except OSError:
+        return InMemoryHistory()
+    return FileHistory(str(path))
+
+
+def _completer(chat: ChatSession) -> Any:
+    from prompt_toolkit.completion import Completer, Completion
+
+    class _Words(Completer):
+        """``/`` and a command name; otherwise a tool's name for the word being typed."""
+
+        def get_completions(self, document: Any, complete_event: Any) -> Iterable[Completion]:
+            text = document.text_before_cursor
+            if text.startswith("/") and " " not in text:
+                for name in COMMANDS:
+                    if name.startswith(text[1:]):
+                        yield Completion(f"/{name}", start_position=-len(text))
+                return
+            word = document.get_word_before_cursor()
+            if word:
+                for name in sorted(chat.session.registry):
+                    if name.startswith(word) and name != word:
+                        yield Completion(name, start_position=-len(word))
+
+    return _Words()

@@ -1,0 +1,136 @@
+"""One conversation: one session (one event loop, one loaded model), its context, its commands.
+
+:class:`ChatSession` is what both front ends drive: the prompt-toolkit REPL on a terminal and
+the line reader for scripts (``printf 'a\\nb\\n' | evolve chat``). Each plain message is a
+request, shown as the one-shot command shows it; a message that refers back ("translate
+that to german", "make it shorter", or ``{last}`` anywhere) works on the last answer; a
+``/command`` is handled by :mod:`code_evolver.chat.commands`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+
+from code_evolver.chat.conversation import Conversation
+from code_evolver.cli.present import RequestPresenter
+from code_evolver.config import Config
+from code_evolver.errors import EvolverError, MissingInput
+from code_evolver.llm.base import LLMBackend
+from code_evolver.result import RunResult
+from code_evolver.session import Answer, Session
+from code_evolver.templating import to_text
+
+LAST = "{last}"
+_REFERS_BACK = re.compile(
+    r"\b(?:it|its|that|this|them|those|these|the\s+above|the\s+last\s+one|your\s+(?:answer|"
+    r"reply|text|summary|translation|list))\b",
+    re.I,
+)
+
+
+class ChatSession:
+    def __init__(
+        self,
+        config: Config,
+        err: Console,
+        out: Console,
+        *,
+        config_path: Path | None = None,
+        backend: LLMBackend | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.err, self.out = err, out
+        self.conversation = Conversation()
+        self.transcript: list[tuple[str, str]] = []
+        """(what was said, what came back) for ``/save``."""
+        self.last_result: RunResult | None = None
+        self._backend = backend
+        self.session = Session(config, backend=backend)
+        self.present = RequestPresenter(self.session, err, out)
+
+    # ------------------------------------------------------------------ messages
+
+    async def handle(self, line: str) -> bool:
+        """One message; False when the conversation should end (``/quit``)."""
+        from code_evolver.chat.commands import run_command
+
+        text = line.strip()
+        if not text:
+            return True
+        if text.startswith("/"):
+            return await run_command(self, text)
+        try:
+            await self.ask(text)
+        except EvolverError as exc:  # a user mistake or a backend down: say so, go on
+            self.err.print(f"[red]error:[/] {exc}")
+            self.transcript.append((text, f"error: {exc}"))
+        return True
+
+    async def ask(self, text: str) -> Answer:
+        """Plan and run ``text``; a follow-up without text of its own works on the last answer."""
+        last = self.conversation.last
+        request, given = text, None
+        if LAST in text:
+            if last is None:
+                raise MissingInput(f"{LAST} is the last answer, and there is none yet")
+            request, given = text.replace(LAST, "this"), last
+        elif last is not None and _REFERS_BACK.search(text):
+            given = last
+        try:
+            answer = await self._ask(request, given)
+        except MissingInput:
+            if given is not None or last is None:
+                raise
+            answer = await self._ask(request, last)  # "translate to french": the last answer
+        reply = final_text(answer)
+        self.conversation.add(text, reply)
+        self.transcript.append((text, reply))
+        self.last_result = answer.result
+        return answer
+
+    async def _ask(self, request: str, given: str | None) -> Answer:
+        with self.present.running():
+            answer = await self.session.ask(request, on_plan=self.present.on_plan, input_text=given)
+        self.present.answer(answer)
+        return answer
+
+    def interrupt(self) -> None:
+        """Ctrl-C while a request runs: stop it (finished steps are kept); the chat goes on."""
+        self.session.interrupt()
+
+    # ------------------------------------------------------------------ settings
+
+    async def switch(self, *, backend: str | None = None, model: str | None = None) -> None:
+        """``/backend``, ``/model``: a new session on the changed settings (the old one is
+        closed with its model); the conversation is kept."""
+        config = self.config.with_llm(backend=backend, model=model)
+        await self.session.close()
+        self.config = config
+        self.session = Session(config, backend=self._backend)
+        self.present = replace(self.present, session=self.session)
+
+    def toolbar(self) -> str:
+        """The bottom line: the model, and the last run's figures."""
+        parts = [self.session.llm.known_identity or f"{self.config.llm.backend} backend"]
+        if (result := self.last_result) is not None:
+            parts.append(f"last run {result.status.value} in {result.run_s:.1f}s")
+            if result.speedup is not None:
+                parts.append(f"speedup {result.speedup:.2f}x")
+        parts.append("/help")
+        return " · ".join(parts)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def final_text(answer: Answer) -> str:
+    """What a request answered: the outputs of its final steps (those nothing reads)."""
+    organized = answer.result.organized
+    finals = [s for s in organized.steps if not organized.graph.succ[s]]
+    outputs = answer.result.outputs
+    return "\n\n".join(to_text(outputs[s]) for s in finals if s in outputs)

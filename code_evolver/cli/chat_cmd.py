@@ -1,0 +1,50 @@
+"""``evolve chat`` (and ``evolve`` alone on a terminal): the conversation.
+
+On a terminal it is the prompt-toolkit REPL; with stdin not a terminal it reads one request
+(or ``/command``) per line, so that a chat can be scripted and tested.
+"""
+
+from __future__ import annotations
+
+import click
+
+from code_evolver.cli import options
+
+
+@click.command("chat")
+@options.these("config", *options.MODEL, *options.PLANNING)
+def chat_command() -> None:
+    """Chat: each message is planned and run; the next can build on its answer.
+
+    \b
+    A follow-up without text of its own works on the last answer ("now translate that to
+    german"); {last} names it in any request. /help lists the commands (/plan, /run, /tools,
+    /backend, /model, /config, /context, /clear, /save, /quit). Ctrl-C stops the running
+    request, Ctrl-D leaves. With stdin not a terminal, one request per line.
+    """
+    import asyncio
+    import sys
+
+    from code_evolver.chat.repl import run_lines, run_terminal
+    from code_evolver.chat.session import ChatSession
+    from code_evolver.cli import terminal
+
+    opts = options.current()
+    config = opts.config().with_planner(cache=False if opts.no_cache else None)
+    chat = ChatSession(
+        config,
+        terminal.stderr_console(),
+        terminal.stdout_console(),
+        config_path=opts.config_path,
+    )
+
+    async def main() -> None:
+        try:
+            if sys.stdin.isatty():
+                await run_terminal(chat)
+            else:
+                await run_lines(chat, sys.stdin)
+        finally:
+            await chat.close()
+
+    asyncio.run(main())  # one loop, one session and one loaded model for the whole chat

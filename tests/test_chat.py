@@ -1,0 +1,229 @@
+"""The chat: requests and follow-ups, slash commands, the prompt-toolkit REPL, Ctrl-C and
+Ctrl-D, with the scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from rich.console import Console
+from support import echo_model
+
+from code_evolver.chat.repl import history_path, run_terminal
+from code_evolver.chat.session import ChatSession
+from code_evolver.cli import main_group
+from code_evolver.config import load_config
+from code_evolver.llm import service
+from code_evolver.llm.base import Request
+from code_evolver.llm.fake import ScriptedBackend
+from code_evolver.result import RunStatus, StepStatus
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = str(REPO / "config.yaml")
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EVOLVE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> ScriptedBackend:
+    scripted = ScriptedBackend(echo_model)
+    monkeypatch.setattr(service, "create_backend", lambda name, settings: scripted)
+
+    async def embedded(settings: Any) -> service.Choice:
+        return service.Choice("embedded", ["test"])
+
+    monkeypatch.setattr(service, "choose_backend", embedded)
+    return scripted
+
+
+def chat(*lines: str) -> Result:
+    return CliRunner().invoke(
+        main_group, ["chat", "--config", CONFIG], input="".join(f"{line}\n" for line in lines)
+    )
+
+
+def prompts(backend: ScriptedBackend) -> list[str]:
+    return [m["content"] for r in backend.requests for m in r.messages]
+
+
+# ---------------------------------------------------------------- requests and follow-ups
+
+
+def test_a_follow_up_works_on_the_last_answer(backend: ScriptedBackend) -> None:
+    result = chat("write a haiku about rain", "now translate it to french", "/quit")
+    assert result.exit_code == 0, result.output
+    haiku = next(p for p in prompts(backend) if "haiku about rain" in p)
+    translated = prompts(backend)[-1]
+    assert "reply to" in translated  # the echo model's answer to the haiku request
+    assert haiku != translated
+
+
+def test_a_follow_up_without_a_pronoun_asks_for_text_then_takes_the_last_answer(
+    backend: ScriptedBackend,
+) -> None:
+    first = chat("translate to french")
+    assert "error: what text should 'translate to french' translate?" in first.output
+    result = chat("write a joke about owls", "translate to french")
+    assert result.exit_code == 0
+    assert "joke about owls" in prompts(backend)[-1]
+
+
+def test_last_names_the_last_answer_in_any_request(backend: ScriptedBackend) -> None:
+    result = chat("write a joke about owls", "summarize {last}")
+    assert result.exit_code == 0
+    assert "joke about owls" in prompts(backend)[-1]
+    assert "error: {last} is the last answer, and there is none yet" in chat("shout {last}").output
+
+
+# ---------------------------------------------------------------- slash commands
+
+
+def test_slash_commands(backend: ScriptedBackend, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps({"steps": [{"step_id": "s", "tool": "combine", "input": "<{input}>"}]})
+    )
+    transcript = tmp_path / "chat.md"
+    result = chat(
+        "/help",
+        "write a joke about owls",
+        "/plan write a poem and translate it to german",
+        f"/run {plan}",
+        "/tools",
+        "/backend",
+        "/model",
+        "/config",
+        "/context",
+        "/clear",
+        "/context",
+        f"/save {transcript}",
+        "/contxt",
+        "/quit",
+        "write something never run",
+    )
+    out = result.output
+    assert result.exit_code == 0, out
+    assert "/plan REQUEST" in out  # /help
+    assert "/save FILE" in out
+    assert "└── wave 2" in out  # /plan shows the waves
+    assert "<reply to: Write a joke about owls.>" in out  # /run: {input} is the last answer
+    assert "translator" in out  # /tools
+    assert "backend: embedded:SmolLM2-135M-Instruct.Q4_1.gguf (test)" in out
+    assert "model: embedded:SmolLM2-135M-Instruct.Q4_1.gguf" in out
+    assert "llm:        # from " in out  # /config, with where each value came from
+    assert "1 turns, " in out  # /context
+    assert "context cleared" in out
+    assert "No context yet" in out
+    assert "unknown command /contxt (did you mean 'context'?)" in out
+    assert "never run" not in "".join(prompts(backend))  # /quit ended the chat
+    saved = transcript.read_text()
+    assert saved.startswith("# Code Evolver chat")
+    assert "## > write a joke about owls" in saved
+
+
+def test_a_user_error_does_not_end_the_chat(backend: ScriptedBackend) -> None:
+    result = chat("/run /nonexistent/plan.json", "write a joke about owls")
+    assert result.exit_code == 0
+    assert "error:" in result.output
+    assert any("joke about owls" in p for p in prompts(backend))
+
+
+# ---------------------------------------------------------------- the REPL
+
+
+def repl(chat_session: ChatSession, keys: str) -> None:
+    async def main() -> None:
+        with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+            pipe.send_text(keys)
+            await run_terminal(chat_session, input=pipe, output=DummyOutput())
+        await chat_session.close()
+
+    asyncio.run(main())
+
+
+def consoles() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, width=100, force_terminal=False, color_system=None), buffer
+
+
+def session_with(backend: ScriptedBackend) -> tuple[ChatSession, io.StringIO]:
+    console, buffer = consoles()
+    return ChatSession(load_config(CONFIG), console, console, backend=backend), buffer
+
+
+def test_the_repl_runs_requests_and_keeps_its_history(home: Path) -> None:
+    backend = ScriptedBackend(echo_model)
+    first, output = session_with(backend)
+    repl(first, "write a joke about owls\r\x03now summarize it\r/quit\r")  # \x03: Ctrl-C
+    assert "reply to: Write a joke about owls." in output.getvalue()
+    assert "reply to: Write a joke about owls." in prompts(backend)[-1]  # the follow-up's text
+    path = history_path()
+    assert path is not None
+    saved = path.read_text()
+    assert "write a joke about owls" in saved
+    assert "/quit" in saved
+    second, _ = session_with(ScriptedBackend(echo_model))
+    repl(second, "\x04")  # Ctrl-D leaves at once
+    from prompt_toolkit.history import FileHistory
+
+    assert "now summarize it" in list(FileHistory(str(path)).load_history_strings())
+
+
+def test_completion_of_commands_and_tools() -> None:
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from code_evolver.chat.repl import _completer
+
+    chat_session, _ = session_with(ScriptedBackend(echo_model))
+    completer = _completer(chat_session)
+    commands = [c.text for c in completer.get_completions(Document("/co"), CompleteEvent())]
+    assert commands == ["/config", "/context"]
+    tools = [c.text for c in completer.get_completions(Document("use transl"), CompleteEvent())]
+    assert "translator" in tools
+
+
+def test_ctrl_c_stops_the_running_request_and_the_next_one_runs() -> None:
+    def slow(request: Request) -> str:
+        return echo_model(request)
+
+    backend = ScriptedBackend(slow, delay_s=0.3)
+    chat_session, output = session_with(backend)
+
+    async def main() -> tuple[Any, Any]:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.45, chat_session.interrupt)  # step1 done, step2 running
+        stopped = await chat_session.ask("write a joke and translate it to french")
+        again = await chat_session.ask("write a joke about owls")
+        await chat_session.close()
+        return stopped, again
+
+    stopped, again = asyncio.run(main())
+    assert stopped.result.status is RunStatus.INTERRUPTED
+    assert stopped.result.steps["step2"].status is StepStatus.CANCELLED
+    assert again.result.status is RunStatus.SUCCEEDED
+    assert "interrupted" in output.getvalue()
+
+
+def test_the_toolbar_names_the_model_and_the_last_run() -> None:
+    chat_session, _ = session_with(ScriptedBackend(echo_model))
+    assert chat_session.toolbar().startswith("scripted:scripted")
+
+    async def main() -> None:
+        await chat_session.ask("write a joke about owls")
+        await chat_session.close()
+
+    asyncio.run(main())
+    assert "last run succeeded in" in chat_session.toolbar()
