@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/embedded.py
 	$(BIN)/python bench/context.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/chat.py
 	$(BIN)/python bench/sandbox.py
 
 clean:

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("embedded.py", ("threads 1", "+2 busy", "no collapse")),
         ("sandbox.py", ("Part A: spawning", "wide-50", "layered-120", "floor:")),
         ("startup.py", ("evolve --help", "evolve tools", "heavy modules imported:")),
+        ("chat.py", ("Prompt ready:", "Follow-up to first step:", "Memory over 40 requests")),
     ],
 )
 def test_benchmark_quick_run_prints_its_figures(script: str, expected: tuple[str, ...]) -> None:

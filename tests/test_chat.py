@@ -147,7 +147,7 @@ def repl(chat_session: ChatSession, keys: str) -> None:
     async def main() -> None:
         with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
             pipe.send_text(keys)
-            await run_terminal(chat_session, input=pipe, output=DummyOutput())
+            await run_terminal(lambda: chat_session, input=pipe, output=DummyOutput())
         await chat_session.close()
 
     asyncio.run(main())
@@ -188,7 +188,7 @@ def test_completion_of_commands_and_tools() -> None:
     from code_evolver.chat.repl import _completer
 
     chat_session, _ = session_with(ScriptedBackend(echo_model))
-    completer = _completer(chat_session)
+    completer = _completer(lambda: chat_session)
     commands = [c.text for c in completer.get_completions(Document("/co"), CompleteEvent())]
     assert commands == ["/config", "/context"]
     tools = [c.text for c in completer.get_completions(Document("use transl"), CompleteEvent())]
@@ -227,3 +227,56 @@ def test_the_toolbar_names_the_model_and_the_last_run() -> None:
 
     asyncio.run(main())
     assert "last run succeeded in" in chat_session.toolbar()
+
+
+@pytest.mark.integration  # a real pseudo-terminal, a real evolve process, command tools
+def test_evolve_alone_on_a_terminal_chats_and_leaves_nothing_behind(home: Path) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    main, child = pty.openpty()
+    env = {**os.environ, "EVOLVE_HOME": str(home), "TERM": "xterm", "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "code_evolver", "--config", CONFIG],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    os.close(child)
+    seen = b""
+
+    def wait_for(text: bytes, timeout: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            assert time.monotonic() < deadline, seen[-2000:]
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(main, 65536)
+                except OSError:
+                    break
+
+    try:
+        wait_for("›".encode())
+        os.write(main, b"shout 'hello there'\r")
+        wait_for(b"HELLO THERE")
+        os.write(main, b"count its words\r")  # a follow-up: the words of the last answer
+        wait_for(b"word_count \xc2\xb7", timeout=60)  # the result panel's title
+        assert seen.count(b"succeeded: 1 succeeded") >= 1
+        os.write(main, b"/quit\r")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    assert b"Traceback" not in seen
+    leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, check=False)
+    assert leftover.stdout == b""  # no process of its session is left

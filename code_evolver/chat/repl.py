@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from code_evolver.chat.commands import COMMANDS
-from code_evolver.chat.session import ChatSession
 from code_evolver.home import state_dir
+
+if TYPE_CHECKING:
+    from code_evolver.chat.session import ChatSession
 
 PROMPT = "› "
 
@@ -29,9 +31,15 @@ async def run_lines(chat: ChatSession, stream: TextIO) -> None:
             return
 
 
-async def run_terminal(chat: ChatSession, *, input: Any = None, output: Any = None) -> None:
+async def run_terminal(
+    make_chat: Callable[[], ChatSession], *, input: Any = None, output: Any = None
+) -> ChatSession | None:
     """The REPL: history shared across sessions, suggestions from it, completion of commands
-    and tool names, Esc-Enter for a new line, a toolbar with the model and the last run."""
+    and tool names, Esc-Enter for a new line, a toolbar with the model and the last run.
+
+    The prompt shows first; the session (config, tools, the library behind them) is made
+    meanwhile in a thread, and the first message waits for it. Returns the chat, if one was
+    made, for the caller to close."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.key_binding import KeyBindings
@@ -42,12 +50,17 @@ async def run_terminal(chat: ChatSession, *, input: Any = None, output: Any = No
     def _new_line(event: Any) -> None:
         event.current_buffer.insert_text("\n")
 
+    making = asyncio.ensure_future(asyncio.to_thread(make_chat))
+
+    def ready() -> ChatSession | None:
+        return making.result() if making.done() and not making.exception() else None
+
     prompt: PromptSession[str] = PromptSession(
         history=_history(),
         auto_suggest=AutoSuggestFromHistory(),
-        completer=_completer(chat),
+        completer=_completer(ready),
         complete_while_typing=False,
-        bottom_toolbar=chat.toolbar,
+        bottom_toolbar=lambda: chat.toolbar() if (chat := ready()) else "loading… · /help",
         key_bindings=keys,
         input=input,
         output=output,
@@ -58,9 +71,10 @@ async def run_terminal(chat: ChatSession, *, input: Any = None, output: Any = No
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt: the line is cleared
         except EOFError:
-            return  # Ctrl-D
-        if not await _one(chat, line):
-            return
+            break  # Ctrl-D
+        if not await _one(await making, line):
+            break
+    return await making
 
 
 async def _one(chat: ChatSession, line: str) -> bool:
@@ -97,7 +111,7 @@ def _history() -> Any:
     return FileHistory(str(path))
 
 
-def _completer(chat: ChatSession) -> Any:
+def _completer(ready: Callable[[], ChatSession | None]) -> Any:
     from prompt_toolkit.completion import Completer, Completion
 
     class _Words(Completer):
@@ -111,7 +125,8 @@ def _completer(chat: ChatSession) -> Any:
                         yield Completion(f"/{name}", start_position=-len(text))
                 return
             word = document.get_word_before_cursor()
-            if word:
+            chat = ready()
+            if word and chat is not None:
                 for name in sorted(chat.session.registry):
                     if name.startswith(word) and name != word:
                         yield Completion(name, start_position=-len(word))

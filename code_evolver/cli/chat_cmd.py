@@ -6,9 +6,14 @@ On a terminal it is the prompt-toolkit REPL; with stdin not a terminal it reads 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from code_evolver.cli import options
+
+if TYPE_CHECKING:
+    from code_evolver.chat.session import ChatSession
 
 
 @click.command("chat")
@@ -26,25 +31,27 @@ def chat_command() -> None:
     import sys
 
     from code_evolver.chat.repl import run_lines, run_terminal
-    from code_evolver.chat.session import ChatSession
     from code_evolver.cli import terminal
 
     opts = options.current()
-    config = opts.config().with_planner(cache=False if opts.no_cache else None)
-    chat = ChatSession(
-        config,
-        terminal.stderr_console(),
-        terminal.stdout_console(),
-        config_path=opts.config_path,
-    )
+
+    def make_chat() -> ChatSession:
+        from code_evolver.chat.session import ChatSession
+
+        config = opts.config().with_planner(cache=False if opts.no_cache else None)
+        err, out = terminal.stderr_console(), terminal.stdout_console()
+        return ChatSession(config, err, out, config_path=opts.config_path)
 
     async def main() -> None:
+        chat = None
         try:
             if sys.stdin.isatty():
-                await run_terminal(chat)
+                chat = await run_terminal(make_chat)  # the prompt shows before the session
             else:
+                chat = make_chat()
                 await run_lines(chat, sys.stdin)
         finally:
-            await chat.close()
+            if chat is not None:
+                await chat.close()
 
     asyncio.run(main())  # one loop, one session and one loaded model for the whole chat
