@@ -280,3 +280,34 @@ def test_evolve_alone_on_a_terminal_chats_and_leaves_nothing_behind(home: Path) 
     assert b"Traceback" not in seen
     leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, check=False)
     assert leftover.stdout == b""  # no process of its session is left
+
+
+@pytest.mark.parametrize(
+    ("request_text", "topic", "expected"),
+    [
+        ("write a haiku about France", "Spain", "write a haiku about Spain"),
+        (
+            "write a haiku about France and translate it to german",
+            "Spain",
+            "write a haiku about Spain and translate it to german",
+        ),
+        (
+            "give me 3 facts about owls, then summarize them",
+            "cats",
+            "give me 3 facts about cats, then summarize them",
+        ),
+        ("write a joke", "cats", "write a joke about cats"),
+    ],
+)
+def test_the_same_for_another_topic(request_text: str, topic: str, expected: str) -> None:
+    from code_evolver.chat.session import same_for
+
+    assert same_for(request_text, topic) == expected
+
+
+def test_do_the_same_for_runs_the_last_request_about_the_new_topic(
+    backend: ScriptedBackend,
+) -> None:
+    result = chat("write a haiku about France", "do the same for Spain")
+    assert result.exit_code == 0
+    assert "Write a haiku about Spain." in prompts(backend)[-1]

@@ -72,7 +72,10 @@ class ChatSession:
         return True
 
     async def ask(self, text: str) -> Answer:
-        """Plan and run ``text``; a follow-up without text of its own works on the last answer."""
+        """Plan and run ``text``; a follow-up without text of its own works on the last answer;
+        ``do the same for X`` is the last request again, about X."""
+        if (again := _SAME_FOR.match(text.strip())) and self.conversation.turns:
+            text = same_for(self.conversation.turns[-1].request, again["topic"], again["prep"])
         last = self.conversation.last
         request, given = text, None
         if LAST in text:
@@ -126,6 +129,26 @@ class ChatSession:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+_SAME_FOR = re.compile(
+    r"^(?:now\s+)?(?:do|make|write)\s+(?:the\s+same|it\s+again|that\s+again|one\s+more)\s+"
+    r"(?P<prep>for|about|with|on)\s+(?P<topic>.+?)[.!?]*$",
+    re.I,
+)
+_TOPIC = re.compile(
+    r"\b(?P<prep>for|about|on|of|in)\s+(?P<topic>[^,;.]+?)(?=\s*(?:[,;.]|$|\band\b))", re.I
+)
+
+
+def same_for(request: str, topic: str, prep: str = "about") -> str:
+    """``do the same for Spain`` after ``write a haiku about France``: the request about Spain
+    (its last topic replaced), or the request with the topic added when it names none."""
+    found = list(_TOPIC.finditer(request))
+    if not found:
+        return f"{request} {prep} {topic}"
+    last = found[-1]
+    return f"{request[: last.start('topic')]}{topic}{request[last.end('topic') :]}"
 
 
 def final_text(answer: Answer) -> str:
