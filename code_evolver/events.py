@@ -70,6 +70,16 @@ class StepSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
+class StepOutput:
+    """A piece of a final step's output as it is written (a model's answer, streamed)."""
+
+    step_id: str
+    attempt: int
+    text: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StepRetrying:
     """An attempt failed and another one starts after ``delay_s``."""
 
@@ -146,6 +156,7 @@ Event = (
     | PlanExtended
     | StepStarted
     | StepSucceeded
+    | StepOutput
     | StepRetrying
     | StepFailed
     | StepSkipped

@@ -23,7 +23,7 @@ import heapq
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -345,7 +345,16 @@ class Executor:
             run.attempts,
             run.channel,
             self._launcher,
+            self._watcher(run),
         )
+
+    def _watcher(self, run: StepRun) -> Callable[[str], None] | None:
+        """For a final step someone watches, its output as it is written (StepOutput)."""
+        step_id, attempt = run.step.step_id, run.attempts
+        if not self.bus or self.organized.graph.succ[step_id]:
+            return None
+        bus = self.bus
+        return lambda text: bus.emit(events.StepOutput(step_id, attempt, text, self._now()))
 
     def _resolver(self, step_id: str) -> Any:
         runs = self._runs

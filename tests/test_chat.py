@@ -199,7 +199,7 @@ def test_ctrl_c_stops_the_running_request_and_the_next_one_runs() -> None:
     def slow(request: Request) -> str:
         return echo_model(request)
 
-    backend = ScriptedBackend(slow, delay_s=0.3)
+    backend = ScriptedBackend(slow, delay_s=0.3, chunk_size=1, chunk_delay_s=0.02)  # streamed
     chat_session, output = session_with(backend)
 
     async def main() -> tuple[Any, Any]:

@@ -246,3 +246,19 @@ def test_loading_the_model_is_shown() -> None:
     lines(events.ModelLoading("embedded:m.gguf", done=True, seconds=1.5))
     printed = cast(io.StringIO, console.file).getvalue()
     assert "loading embedded:m.gguf…\nembedded:m.gguf loaded in 1.50s" in printed
+
+
+def test_a_final_answer_is_shown_while_it_is_written_then_left_to_the_results() -> None:
+    organized = organize(plan(step("a")))
+    console = Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None)
+    view = LiveView(organized, console)
+    view(events.StepStarted("a", "work", 1, 0.0))
+    view(events.StepOutput("a", 1, "Roses are red,\nviolets", 0.1))
+    view(events.StepOutput("a", 1, " are blue", 0.2))
+    text = render(view)
+    assert "a writing…" in text
+    assert "violets are blue" in text
+    view(events.StepOutput("a", 2, "A new attempt", 0.3))  # a retry starts the text afresh
+    assert "Roses" not in render(view)
+    view(events.StepSucceeded("a", 2, 0.4, "A new attempt", 0.4))
+    assert "writing…" not in render(view)

@@ -313,3 +313,14 @@ def test_an_interrupt_ends_with_its_request() -> None:
     assert stopped.result.status is RunStatus.INTERRUPTED
     assert again.result.status is RunStatus.SUCCEEDED
     assert all(s.ok for s in again.result.steps.values())
+
+
+def test_a_final_answer_is_streamed_to_whoever_watches() -> None:
+    seen: list[events.Event] = []
+    backend = ScriptedBackend(echo_model, chunk_size=4)
+    session = Session(config(), backend=backend, bus=EventBus(seen.append))
+    answer = ask(session, "write a joke and translate it to french")
+    pieces = [e for e in seen if isinstance(e, events.StepOutput)]
+    assert {e.step_id for e in pieces} == {"step2"}  # only the final step, not the joke
+    assert len(pieces) > 1
+    assert "".join(e.text for e in pieces).strip() == answer.result.outputs["step2"]

@@ -15,17 +15,19 @@ from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.panel import Panel
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
 from code_evolver import events
-from code_evolver.display.safe import shown
+from code_evolver.display.safe import shown, terminal_safe
 from code_evolver.display.style import clip, icon, seconds
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.result import StepStatus
 
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
+_WRITING_LINES = 8
 
 
 @dataclass(slots=True)
@@ -75,6 +77,9 @@ class LiveView:
         """A line shown while there is nothing to run yet (e.g. "planning with ...")."""
         self.planning = ""
         """What the model has done so far, beside the status."""
+        self.writing: dict[str, tuple[int, str]] = {}
+        """Final answers being written (step: attempt, text so far), shown under the table
+        until their step ends; the results show them whole afterwards."""
         self.rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
         self._spinner = Spinner("dots", style="cyan")
@@ -128,6 +133,10 @@ class LiveView:
                 row.status = StepStatus.RUNNING
                 row.started = time.monotonic()
                 row.note = f"attempt {attempt}" if attempt > 1 else row.description
+            case events.StepOutput(step_id=step_id, attempt=attempt, text=text):
+                with self._lock:
+                    before, so_far = self.writing.get(step_id, (attempt, ""))
+                    self.writing[step_id] = (attempt, so_far + text if before == attempt else text)
             case events.StepSucceeded(step_id=step_id, duration_s=duration):
                 self._done(step_id, StepStatus.SUCCEEDED, self.rows[step_id].description, duration)
             case events.StepFailed(step_id=step_id, error=error, status=status):
@@ -154,6 +163,8 @@ class LiveView:
                 pass
 
     def _done(self, step_id: str, status: StepStatus, note: str, duration: float = 0.0) -> None:
+        with self._lock:
+            self.writing.pop(step_id, None)
         row = self.rows[step_id]
         if row.started is not None and not duration:
             duration = time.monotonic() - row.started
@@ -201,7 +212,23 @@ class LiveView:
                 took,
                 Text(clip(note, width), style=style),
             )
-        return Group(table, Text.from_markup(self._header(rows, len(visible), now)))
+        with self._lock:
+            writing = [(step_id, text) for step_id, (_, text) in self.writing.items()]
+        return Group(
+            table,
+            Text.from_markup(self._header(rows, len(visible), now)),
+            *(self._being_written(step_id, text) for step_id, text in writing),
+        )
+
+    def _being_written(self, step_id: str, text: str) -> RenderableType:
+        """The last lines of an answer as the model writes it."""
+        lines = terminal_safe(text).splitlines()[-_WRITING_LINES:]
+        return Panel(
+            Text("\n".join(lines)),
+            title=f"{shown(step_id)} writing…",
+            title_align="left",
+            border_style="dim",
+        )
 
     def _selection(self, rows: list[_Row]) -> list[_Row]:
         running = [r for r in rows if r.status is StepStatus.RUNNING]

@@ -54,6 +54,9 @@ class ToolCall:
     """Where the tool's own tool calls go (node scripts); None outside a run."""
     launcher: Launcher | None = None
     """How the run starts processes (isolation, limits); None: the defaults."""
+    on_output: Callable[[str], None] | None = None
+    """Told each piece of the output as it is made (a final answer, streamed to the screen);
+    None: nobody watches, and a tool makes its output whole."""
 
 
 class Tool(abc.ABC):

@@ -13,6 +13,7 @@ fails the step with PromptTooLong's message, without retries.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from code_evolver.errors import BackendError, ModelMissing, PromptTooLong, ToolFailed
@@ -68,6 +69,20 @@ class LlmTool(Tool):
         messages.append(user(prompt))
         return messages
 
+    async def _reply(self, messages: list[Message], on_output: Callable[[str], None] | None) -> str:
+        """The model's reply; streamed piece by piece when someone watches it being written."""
+        if on_output is None:
+            return await self.llm.complete(
+                messages, max_tokens=self.max_tokens, temperature=self.temperature
+            )
+        pieces: list[str] = []
+        async for piece in self.llm.stream(
+            messages, max_tokens=self.max_tokens, temperature=self.temperature
+        ):
+            pieces.append(piece)
+            on_output(piece)
+        return "".join(pieces)
+
     async def run(self, call: ToolCall) -> Output:
         where = f"step {call.step_id} ({self.name})" if call.step_id else self.name
         what = f"the prompt of {where}"
@@ -75,9 +90,7 @@ class LlmTool(Tool):
             messages, warning = await self.llm.fit(self.messages(call), self.max_tokens, what=what)
             if warning and call.attempt == 1:
                 log.warning(warning)
-            text = await self.llm.complete(
-                messages, max_tokens=self.max_tokens, temperature=self.temperature
-            )
+            text = await self._reply(messages, call.on_output)
         except PromptTooLong as exc:
             raise ToolFailed(str(exc), retryable=False) from None
         except BackendError as exc:
