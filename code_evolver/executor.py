@@ -156,6 +156,8 @@ class Executor:
 
         Each new step starts as soon as its dependencies have succeeded, which may be at once.
         """
+        if self._stop_status is not None:
+            return  # stopped (fail_fast, Ctrl-C): the rest of the plan will not run
         if not self._growing:
             raise RuntimeError("extend() needs an executor created with growing=True")
         self.organized = organized

@@ -90,6 +90,11 @@ class Session:
         with self._request_scope():
             return await self._plan(request, use_cache, None, has_input)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a request is under way (what :meth:`interrupt` would stop)."""
+        return self._requests > 0
+
     @contextlib.contextmanager
     def _request_scope(self) -> Iterator[None]:
         """One request's cancel scope: an interrupt stops the request under way (and one that
@@ -186,8 +191,8 @@ class Session:
 
         def on_partial(prefix: OrganizedPlan) -> None:
             nonlocal streamed, streamed_run
-            if self._interrupted:
-                return
+            if self._interrupted or (prefix.reads_input and input_text is None):
+                return  # nothing to start: the whole plan then says what is missing
             if streamed is None:
                 streamed = self._executor = Executor(
                     prefix,

@@ -311,3 +311,44 @@ def test_do_the_same_for_runs_the_last_request_about_the_new_topic(
     result = chat("write a haiku about France", "do the same for Spain")
     assert result.exit_code == 0
     assert "Write a haiku about Spain." in prompts(backend)[-1]
+
+
+def test_user_text_with_markup_brackets_is_shown_not_parsed(backend: ScriptedBackend) -> None:
+    result = chat("/[/x]", "/model [bold]", "write a joke about owls")
+    assert result.exit_code == 0
+    assert "unknown command /[/x]" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_stray_byte_on_stdin_is_no_crash(backend: ScriptedBackend) -> None:
+    result = CliRunner().invoke(
+        main_group, ["chat", "--config", CONFIG], input=b"\xff\nwrite a joke about owls\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert any("joke about owls" in p for p in prompts(backend))
+
+
+def test_ctrl_c_between_requests_does_not_cancel_the_next() -> None:
+    chat_session, _ = session_with(ScriptedBackend(echo_model))
+
+    async def main() -> Any:
+        chat_session.interrupt()  # e.g. during /save: no request is under way
+        answer = await chat_session.ask("write a joke about owls")
+        await chat_session.close()
+        return answer
+
+    assert asyncio.run(main()).result.status is RunStatus.SUCCEEDED
+
+
+def test_a_stopped_request_leaves_the_context_as_it_was() -> None:
+    backend = ScriptedBackend(echo_model, chunk_size=1, chunk_delay_s=0.02)  # ~1 s a reply
+    chat_session, _ = session_with(backend)
+
+    async def main() -> None:
+        await chat_session.ask("write a joke about owls")
+        asyncio.get_running_loop().call_later(0.1, chat_session.interrupt)
+        await chat_session.ask("write a poem about the sea")
+        await chat_session.close()
+
+    asyncio.run(main())
+    assert chat_session.conversation.last == "reply to: Write a joke about owls."

@@ -207,3 +207,23 @@ def test_time_spent_waiting_for_the_plan_is_not_run_time() -> None:
     assert result.speedup == pytest.approx(result.sum_s / result.run_s)
     doc = result.to_json()
     assert doc["plan_wait_s"] == round(result.plan_wait_s, 6)
+
+
+def test_steps_arriving_after_a_fail_fast_stop_are_ignored() -> None:
+    rec = Recorder()
+    rec.behaviours["a"] = Behaviour(always_fail=True)
+    tools: dict[str, Tool] = {"work": rec.tool()}
+    settings = ExecutionSettings(on_failure="fail_fast", retries=0)
+    a, b = step("a"), step("b")
+
+    async def main() -> Any:
+        executor = Executor(organize(plan(a), tools), tools, settings, growing=True)
+        task = asyncio.ensure_future(executor.run())
+        await asyncio.sleep(0.05)  # "a" failed: the run stopped
+        executor.extend(organize(plan(a, b), tools))  # the planner goes on writing: no error
+        executor.seal(organize(plan(a, b), tools))
+        return await task
+
+    result = asyncio.run(main())
+    assert "b" not in rec.started_ids()
+    assert result.steps["a"].status is StepStatus.FAILED

@@ -12,6 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from code_evolver.display.safe import shown
 from code_evolver.errors import EvolverError
 from code_evolver.suggest import did_you_mean
 
@@ -74,14 +75,16 @@ async def _backend(chat: ChatSession, name: str) -> bool:
     if name:
         await chat.switch(backend=name)
     choice = await chat.session.llm.resolve()
-    chat.out.print(f"backend: {chat.session.llm.identity} ({'; '.join(choice.reasons)})")
+    reasons = "; ".join(choice.reasons)
+    chat.out.print(f"backend: {chat.session.llm.identity} ({reasons})", markup=False)
     return True
 
 
 async def _model(chat: ChatSession, name: str) -> bool:
     if name:
         await chat.switch(model=name)
-    chat.out.print(f"model: {chat.session.llm.known_identity or chat.session.llm.identity}")
+    model = chat.session.llm.known_identity or chat.session.llm.identity
+    chat.out.print(f"model: {model}", markup=False)
     return True
 
 
@@ -114,9 +117,11 @@ async def _save(chat: ChatSession, path: str) -> bool:
     try:
         target = await asyncio.to_thread(_write, path, "\n".join(lines))
     except OSError as exc:
-        chat.err.print(f"[red]error:[/] cannot write {path}: {exc.strerror or exc}")
+        chat.err.print(
+            f"[red]error:[/] cannot write {shown(path)}: {shown(str(exc.strerror or exc))}"
+        )
         return True
-    chat.out.print(f"saved {len(chat.transcript)} turns to {target}")
+    chat.out.print(f"saved {len(chat.transcript)} turns to {target}", markup=False)
     return True
 
 
@@ -156,10 +161,10 @@ async def run_command(chat: ChatSession, text: str) -> bool:
     entry = COMMANDS.get(name.lower())
     if entry is None:
         hint = did_you_mean(name, COMMANDS) or "; /help lists them"
-        chat.err.print(f"[red]error:[/] unknown command /{name}{hint}")
+        chat.err.print(f"[red]error:[/] unknown command /{shown(name)}{shown(hint)}")
         return True
     try:
         return await entry[2](chat, argument.strip())
     except EvolverError as exc:
-        chat.err.print(f"[red]error:[/] {exc}")
+        chat.err.print(f"[red]error:[/] {shown(str(exc))}")
         return True

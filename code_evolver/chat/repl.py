@@ -26,7 +26,9 @@ PROMPT = "› "
 async def run_lines(chat: ChatSession, stream: TextIO) -> None:
     """One request (or command) per line of ``stream``, until its end or ``/quit``."""
     loop = asyncio.get_running_loop()
-    while line := await loop.run_in_executor(None, stream.readline):
+    raw = getattr(stream, "buffer", None)  # bytes, decoded leniently: a stray byte is no crash
+    read = (lambda: raw.readline().decode("utf-8", "replace")) if raw else stream.readline
+    while line := await loop.run_in_executor(None, read):
         if not await _one(chat, line):
             return
 

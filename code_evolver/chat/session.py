@@ -18,6 +18,7 @@ from rich.console import Console
 from code_evolver.chat.conversation import Conversation
 from code_evolver.cli.present import RequestPresenter
 from code_evolver.config import Config
+from code_evolver.display.safe import shown
 from code_evolver.errors import EvolverError, MissingInput
 from code_evolver.llm.base import LLMBackend
 from code_evolver.result import RunResult
@@ -67,7 +68,7 @@ class ChatSession:
         try:
             await self.ask(text)
         except EvolverError as exc:  # a user mistake or a backend down: say so, go on
-            self.err.print(f"[red]error:[/] {exc}")
+            self.err.print(f"[red]error:[/] {shown(str(exc))}")
             self.transcript.append((text, f"error: {exc}"))
         return True
 
@@ -91,7 +92,8 @@ class ChatSession:
                 raise
             answer = await self._ask(request, last)  # "translate to french": the last answer
         reply = final_text(answer)
-        self.conversation.add(text, reply)
+        if reply.strip():  # a request that failed or was stopped leaves the context as it was
+            self.conversation.add(text, reply)
         self.transcript.append((text, reply))
         self.last_result = answer.result
         return answer
@@ -103,8 +105,10 @@ class ChatSession:
         return answer
 
     def interrupt(self) -> None:
-        """Ctrl-C while a request runs: stop it (finished steps are kept); the chat goes on."""
-        self.session.interrupt()
+        """Ctrl-C while a request runs: stop it (finished steps are kept); the chat goes on.
+        A Ctrl-C between requests (during a command) is no request's, and is dropped."""
+        if self.session.busy:
+            self.session.interrupt()
 
     # ------------------------------------------------------------------ settings
 

@@ -222,7 +222,12 @@ class LiveView:
 
     def _being_written(self, step_id: str, text: str) -> RenderableType:
         """The last lines of an answer as the model writes it."""
-        lines = terminal_safe(text).splitlines()[-_WRITING_LINES:]
+        width = max(20, self.console.width - 4)  # inside the panel's borders
+        lines = [
+            line[start : start + width]
+            for line in terminal_safe(text).splitlines()[-_WRITING_LINES:]
+            for start in range(0, max(len(line), 1), width)
+        ][-_WRITING_LINES:]  # the newest rows, as the screen shows them
         return Panel(
             Text("\n".join(lines)),
             title=f"{shown(step_id)} writing…",
