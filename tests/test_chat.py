@@ -352,3 +352,13 @@ def test_a_stopped_request_leaves_the_context_as_it_was() -> None:
 
     asyncio.run(main())
     assert chat_session.conversation.last == "reply to: Write a joke about owls."
+
+
+def test_plan_uses_the_conversation(backend: ScriptedBackend) -> None:
+    result = chat(
+        "write a joke about owls", "/plan translate it to french", "/plan summarize {last}"
+    )
+    assert result.exit_code == 0
+    assert "what text should" not in result.output
+    assert "translator" in result.output
+    assert "summarizer" in result.output

@@ -75,16 +75,9 @@ class ChatSession:
     async def ask(self, text: str) -> Answer:
         """Plan and run ``text``; a follow-up without text of its own works on the last answer;
         ``do the same for X`` is the last request again, about X."""
-        if (again := _SAME_FOR.match(text.strip())) and self.conversation.turns:
-            text = same_for(self.conversation.turns[-1].request, again["topic"], again["prep"])
+        text = self.expanded(text)
         last = self.conversation.last
-        request, given = text, None
-        if LAST in text:
-            if last is None:
-                raise MissingInput(f"{LAST} is the last answer, and there is none yet")
-            request, given = text.replace(LAST, "this"), last
-        elif last is not None and _REFERS_BACK.search(text):
-            given = last
+        request, given = self.with_context(text)
         try:
             answer = await self._ask(request, given)
         except MissingInput:
@@ -97,6 +90,24 @@ class ChatSession:
         self.transcript.append((text, reply))
         self.last_result = answer.result
         return answer
+
+    def expanded(self, text: str) -> str:
+        """``do the same for X``: the last request, about X; any other text as it is."""
+        if (again := _SAME_FOR.match(text.strip())) and self.conversation.turns:
+            return same_for(self.conversation.turns[-1].request, again["topic"], again["prep"])
+        return text
+
+    def with_context(self, text: str) -> tuple[str, str | None]:
+        """The request to plan, and the text it works on: the last answer for ``{last}`` and
+        for a request that refers back ("translate it"); None otherwise."""
+        last = self.conversation.last
+        if LAST in text:
+            if last is None:
+                raise MissingInput(f"{LAST} is the last answer, and there is none yet")
+            return text.replace(LAST, "this"), last
+        if last is not None and _REFERS_BACK.search(text):
+            return text, last
+        return text, None
 
     async def _ask(self, request: str, given: str | None) -> Answer:
         with self.present.running():
