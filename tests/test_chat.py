@@ -362,3 +362,32 @@ def test_plan_uses_the_conversation(backend: ScriptedBackend) -> None:
     assert "what text should" not in result.output
     assert "translator" in result.output
     assert "summarizer" in result.output
+
+
+def test_a_session_that_cannot_be_made_ends_the_prompt_with_its_error() -> None:
+    from code_evolver.errors import ConfigError
+
+    def broken() -> ChatSession:
+        raise ConfigError("config.yaml: llm.backend: not one of auto, ollama, embedded, openai")
+
+    async def main() -> None:
+        with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+            await asyncio.wait_for(run_terminal(broken, input=pipe, output=DummyOutput()), 10)
+
+    with pytest.raises(ConfigError, match=r"llm\.backend"):
+        asyncio.run(main())  # nothing typed: the error ends the prompt on its own
+
+
+def test_a_second_ctrl_c_during_one_message_leaves_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from code_evolver.chat import repl as repl_module
+
+    left: list[int] = []
+    stopped: list[bool] = []
+    monkeypatch.setattr(repl_module, "leave_now", left.append)
+    chat_session, _ = session_with(ScriptedBackend(echo_model))
+    monkeypatch.setattr(chat_session, "interrupt", lambda: stopped.append(True))
+    on_ctrl_c = repl_module.ctrl_c_handler(chat_session)
+    on_ctrl_c()
+    assert (stopped, left) == ([True], [])  # the first stops the request
+    on_ctrl_c()
+    assert left == [130]  # the second leaves

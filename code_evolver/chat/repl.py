@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from code_evolver.chat.session import ChatSession
 
 PROMPT = "› "
+EXIT_INTERRUPTED = 130
+
+
+def leave_now(code: int) -> None:
+    """End the process at once, its process groups killed (the one-shot's second Ctrl-C)."""
+    from code_evolver.cli import terminal
+
+    terminal.leave_now(code)
 
 
 async def run_lines(chat: ChatSession, stream: TextIO) -> None:
@@ -67,7 +75,17 @@ async def run_terminal(
         input=input,
         output=output,
     )
+
+    def failed(future: asyncio.Future[ChatSession]) -> None:
+        """A session that cannot be made (a broken config) ends the prompt with its error."""
+        error = None if future.cancelled() else future.exception()
+        if error is not None and prompt.app.is_running:
+            prompt.app.exit(exception=error)
+
+    making.add_done_callback(failed)
     while True:
+        if making.done() and (error := making.exception()) is not None:
+            raise error
         try:
             line = await prompt.prompt_async(PROMPT)
         except KeyboardInterrupt:
@@ -80,10 +98,11 @@ async def run_terminal(
 
 
 async def _one(chat: ChatSession, line: str) -> bool:
-    """One message, with Ctrl-C stopping only it."""
+    """One message, with Ctrl-C stopping only it; a second Ctrl-C during the same message
+    leaves at once (a model busy reading a long prompt cannot stop mid-prompt)."""
     loop = asyncio.get_running_loop()
     try:
-        loop.add_signal_handler(signal.SIGINT, chat.interrupt)
+        loop.add_signal_handler(signal.SIGINT, ctrl_c_handler(chat))
         installed = True
     except (NotImplementedError, RuntimeError, ValueError):
         installed = False  # not the main thread (tests): no signal to catch
@@ -92,6 +111,21 @@ async def _one(chat: ChatSession, line: str) -> bool:
     finally:
         if installed:
             loop.remove_signal_handler(signal.SIGINT)
+
+
+def ctrl_c_handler(chat: ChatSession) -> Callable[[], None]:
+    """The first Ctrl-C stops the message's request; the next one leaves at once."""
+    pressed = 0
+
+    def on_ctrl_c() -> None:
+        nonlocal pressed
+        pressed += 1
+        if pressed == 1:
+            chat.interrupt()
+        else:
+            leave_now(EXIT_INTERRUPTED)
+
+    return on_ctrl_c
 
 
 def history_path() -> Path | None:
