@@ -391,3 +391,9 @@ def test_a_second_ctrl_c_during_one_message_leaves_at_once(monkeypatch: pytest.M
     assert (stopped, left) == ([True], [])  # the first stops the request
     on_ctrl_c()
     assert left == [130]  # the second leaves
+
+
+def test_config_shows_what_was_switched_in_the_chat(backend: ScriptedBackend) -> None:
+    result = chat("/model other.gguf", "/config")
+    assert result.exit_code == 0
+    assert "llm.model: other.gguf  # set in this chat (/model)" in result.output

@@ -99,6 +99,8 @@ async def _config(chat: ChatSession, _: str) -> bool:
     from code_evolver.display.safe import terminal_safe
 
     chat.out.print(terminal_safe(config_text(chat.config_path)), markup=False, highlight=False)
+    for key, value in chat.switched.items():
+        chat.out.print(f"llm.{key}: {value}  # set in this chat (/{key})", markup=False)
     return True
 
 

@@ -50,6 +50,8 @@ class ChatSession:
         self.transcript: list[tuple[str, str]] = []
         """(what was said, what came back) for ``/save``."""
         self.last_result: RunResult | None = None
+        self.switched: dict[str, str] = {}
+        """Settings changed in this chat (``/backend``, ``/model``), for ``/config``."""
         self._backend = backend
         self.session = Session(config, backend=backend)
         self.present = RequestPresenter(self.session, err, out)
@@ -129,6 +131,7 @@ class ChatSession:
         config = self.config.with_llm(backend=backend, model=model)
         await self.session.close()
         self.config = config
+        self.switched |= {k: v for k, v in (("backend", backend), ("model", model)) if v}
         self.session = Session(config, backend=self._backend)
         self.present = replace(self.present, session=self.session)
 
