@@ -37,7 +37,7 @@ from code_evolver.organizer import OrganizedPlan
 from code_evolver.outputs import OutputBudget, Spilled
 from code_evolver.plan import RUN_INPUT
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
-from code_evolver.run_state import NOT_OK, StepRun, attempt, first_set, utc
+from code_evolver.run_state import NOT_OK, PlanWait, StepRun, attempt, first_set
 from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
 from code_evolver.tools.base import Output, Tool, ToolCall
 from code_evolver.tools.process import ProcessTool
@@ -96,8 +96,7 @@ class Executor:
         self._wave = 0
         self._stop_status: RunStatus | None = None
         self._done: asyncio.Event | None = None
-        self._plan_wait_s = 0.0
-        self._idle_since: float | None = None
+        self._plan_wait = PlanWait()
         self._dispatching = False
         self._t0 = 0.0
         self._started = False
@@ -230,7 +229,10 @@ class Executor:
             self._unfinished += 1
         for run in added:
             if (earlier := self._reuse.get(run.step.step_id)) is not None and earlier.ok:
-                self._carry_over(run, earlier)
+                run.carry_over(earlier)
+                self._unfinished -= 1
+                if not self._eager:
+                    self._wave_left[run.wave] -= 1
         for run in added:
             for dep in run.step.depends_on:
                 before = self._runs[dep]
@@ -242,18 +244,6 @@ class Executor:
             if failed and run.status is StepStatus.PENDING:
                 self._skip(run, failed[0])
         return [run.step.step_id for run in added]
-
-    def _carry_over(self, run: StepRun, earlier: StepResult) -> None:
-        """A step that succeeded in an earlier run of the same step: keep its result."""
-        run.output = earlier.spilled or earlier.output
-        run.attempts = earlier.attempts
-        run.busy_s = earlier.duration_s
-        run.started_wall = earlier.started_at.timestamp() if earlier.started_at else None
-        run.status = StepStatus.SUCCEEDED
-        run.finished_wall = earlier.finished_at.timestamp() if earlier.finished_at else None
-        self._unfinished -= 1
-        if not self._eager:
-            self._wave_left[run.wave] -= 1
 
     # ------------------------------------------------------------ scheduling
 
@@ -487,14 +477,9 @@ class Executor:
         return time.perf_counter() - self._t0
 
     def _note_plan_wait(self) -> None:
-        """Time in which every step so far had ended and the plan was still being written: the
-        run waited for the planner, not for steps (left out of its speedup and efficiency)."""
-        idle = self._growing and self._unfinished == 0 and self._stop_status is None
-        if idle and self._idle_since is None and self._done is not None:
-            self._idle_since = time.perf_counter()
-        elif not idle and self._idle_since is not None:
-            self._plan_wait_s += time.perf_counter() - self._idle_since
-            self._idle_since = None
+        if self._done is not None:  # the run has begun
+            idle = self._growing and self._unfinished == 0 and self._stop_status is None
+            self._plan_wait.note(idle)
 
     def _result(self, started_at: datetime) -> RunResult:
         wall = self._now()
@@ -505,23 +490,9 @@ class Executor:
         else:
             status = RunStatus.FAILED
         steps = {
-            step_id: StepResult(
-                step_id=step_id,
-                tool=run.step.tool,
-                status=run.status,
-                attempts=run.attempts,
-                started_at=utc(run.started_wall),
-                finished_at=utc(run.finished_wall),
-                duration_s=run.busy_s,
-                output=None if isinstance(run.output, Spilled) else run.output,
-                error=None if run.status is StepStatus.SUCCEEDED else run.error,
-                calls=self._calls.records(step_id),
-                spilled=run.output if isinstance(run.output, Spilled) else None,
-                isolation=(
-                    run.tool.isolation(self._launcher)
-                    if isinstance(run.tool, ProcessTool)
-                    else None
-                ),
+            step_id: run.record(
+                self._calls.records(step_id),
+                run.tool.isolation(self._launcher) if isinstance(run.tool, ProcessTool) else None,
             )
             for step_id, run in self._runs.items()
         }
@@ -533,5 +504,5 @@ class Executor:
             wall,
             self._capacity.peak,
             started_at,
-            plan_wait_s=self._plan_wait_s,
+            plan_wait_s=self._plan_wait.seconds,
         )

@@ -6,6 +6,7 @@ Only the executor touches these, and only from the event loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from code_evolver.errors import StepError, StepTimeout, ToolFailed
 from code_evolver.outputs import Spilled
 from code_evolver.plan import Step
-from code_evolver.result import StepStatus
+from code_evolver.result import CallRecord, StepResult, StepStatus
 from code_evolver.templating import Template
 from code_evolver.tools.base import Output, Tool, ToolCall
 
@@ -54,6 +55,52 @@ class StepRun:
     def __repr__(self) -> str:
         # The generated repr would recurse through every dependent.
         return f"<step {self.step.step_id} {self.status.value} attempt {self.attempts}>"
+
+    def carry_over(self, earlier: StepResult) -> None:
+        """A step that succeeded in an earlier run of the same step: keep its result."""
+        self.output = earlier.spilled or earlier.output
+        self.attempts = earlier.attempts
+        self.busy_s = earlier.duration_s
+        self.started_wall = earlier.started_at.timestamp() if earlier.started_at else None
+        self.status = StepStatus.SUCCEEDED
+        self.finished_wall = earlier.finished_at.timestamp() if earlier.finished_at else None
+
+    def record(self, calls: tuple[CallRecord, ...], isolation: str | None) -> StepResult:
+        """What the run's result says of this step."""
+        output, spilled = self.output, None
+        if isinstance(output, Spilled):
+            output, spilled = None, output
+        return StepResult(
+            step_id=self.step.step_id,
+            tool=self.step.tool,
+            status=self.status,
+            attempts=self.attempts,
+            started_at=utc(self.started_wall),
+            finished_at=utc(self.finished_wall),
+            duration_s=self.busy_s,
+            output=output,
+            error=None if self.status is StepStatus.SUCCEEDED else self.error,
+            calls=calls,
+            spilled=spilled,
+            isolation=isolation,
+        )
+
+
+@dataclass(slots=True)
+class PlanWait:
+    """Time in which every step so far had ended and the plan was still being written: the
+    run waited for the planner, not for steps (left out of its speedup and efficiency)."""
+
+    seconds: float = 0.0
+    since: float | None = None
+
+    def note(self, idle: bool) -> None:
+        """Whether the run is idle for the planner now; called whenever that may change."""
+        if idle and self.since is None:
+            self.since = time.perf_counter()
+        elif not idle and self.since is not None:
+            self.seconds += time.perf_counter() - self.since
+            self.since = None
 
 
 def first_set(*values: T | None) -> T:
