@@ -23,42 +23,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from code_evolver.planner.clause_words import (
+    ALSO,
+    ALSO_WORDS,
+    AND,
+    FOREIGN_GENRES,
+    GENRES,
+    STRONG_WRITERS,
+    THEN,
+    TRANSFORM_VERBS,
+    VERB,
+)
 from code_evolver.planner.languages import canonical
 
-_ALSO_WORDS = (
-    r"also|separately|additionally|separatamente|por\s+separado|s[ée]par[ée]ment|getrennt|"
-    r"unrelated|plus|while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|ook|meanwhile"
-)
-# Verbs that start an instruction, in the languages users wrote requests in.
-GENERATE_VERBS = (
-    r"write|wrtie|wirte|wrte|rwite|tell|compose|create|generate|draft|make|give|produce|invent|"
-    r"suggest|jot(?:\s+down)?|whip\s+up|craft|pen|cook\s+up|knock\s+out|"
-    r"list|explain|describe|brainstorm|outline|come up with|prepare|design|plan|propose|name|"
-    r"pick|choose|select|rewrite|shorten|expand|improve|edit|turn|add|answer|compare|rank|rate|"
-    r"reverse|recommend|weigh|[ée]cris|[ée]crire|r[ée]dige|raconte|donne|fais|escribe|escribir|"
-    r"cu[ée]ntame|dame|dime|haz|dis-moi|dites-moi|sag|"
-    r"schreib|schreibe|erz[äa]hl|erz[äa]hle|gib|mach|mache|scrivi|racconta|escreva|conta|"
-    r"schrijf|vertel|geef|maak|bedenk|zeg"
-)
-TRANSFORM_VERBS = (
-    r"translate|tranlsate|traslate|translat\w*|summari[sz]e|sumarize|summerize|sum up|"
-    r"count|uppercase|capitali[sz]e|shout|sort|alphabeti[sz]e|order|wait|pause|sleep|"
-    r"combine|merge|join|put|show|convert|render|list|tl;?dr|condense|shorten|"
-    r"trad[uú]\w*|tradui\w*|r[ée]sum\w*|res[úu]m\w*|r[ée]uni\w*|comb[íi]n\w*|cuenta|compte|"
-    r"rassembl\w*|metti|"
-    r"j[úu]nt\w*|junte|stitch|compare|dedupe|deduplicate|boil|vertaal|vat|tel|sorteer|"
-    r"[üu]bersetz\w*|fass\w*|z[äa]hl\w*|sortier\w*|kombinier\w*|riassum\w*|unisci\w*|"
-    r"f[üu]ge|f[üu]g|vergleiche?|confronta|vergelijk"
-)
-_VERB = rf"(?:{GENERATE_VERBS}|{TRANSFORM_VERBS})"
 _POLITE = (
     r"(?:please\s+|pls\s+|kindly\s+|(?:can|could|would|will)\s+you\s+(?:please\s+)?|"
     r"i\s+(?:need|want|would\s+like)\s+(?:you\s+)?(?:to\s+)?|i'?d\s+like\s+(?:you\s+)?(?:to\s+)?|"
     r"let'?s\s+|bitte\s+|(?:hey|hi|hello|ok(?:ay)?|so|yo|alright|um+)\b\s*[,!:]?\s*|"
     r"real\s+quick\b\s*[,!:]?\s*|quick(?:ly)?\s*[,:]\s*|"
-    rf"(?:{_ALSO_WORDS}|and)\s*,?\s+)*"
+    rf"(?:{ALSO_WORDS}|and)\s*,?\s+)*"
 )
-STARTS_INSTRUCTION = re.compile(rf"^{_POLITE}(?:{_VERB})\b", re.I)
+STARTS_INSTRUCTION = re.compile(rf"^{_POLITE}(?:{VERB})\b", re.I)
 _ITEM_START = re.compile(
     r"^(?:(?:and\s+)?(?:one|another|uno|una|otro|otra|outro|outra|un|une|einen|eine|eins|ein)\s+"
     r"(?:(?:autre|other|andere[nrs]?|altro|altra)\s+)?"
@@ -66,24 +51,6 @@ _ITEM_START = re.compile(
     r"contre|gegen|für|pour|para|over)\b)",
     re.I,
 )
-_THEN = (
-    r"then|and\s+then|and\s+after\s+that|after\s+that|afterwards|finally|next(?=\s*,)|puis|"
-    r"et\s+puis|once\s+(?:that'?s\s+|it'?s\s+)?done|when\s+(?:that'?s|it'?s)\s+done|"
-    r"infine|e\s+infine|enfin|et\s+enfin|finalmente|schlie(?:ß|ss)lich|tot\s+slot|"
-    r"followed\s+by|daarna|vervolgens|en\s+dan|once\s+you(?:'ve|\s+have)\s+(?:got\s+)?(?:that|it)|"
-    r"once\s+you'?re\s+done|when\s+you'?re\s+done|"
-    r"ensuite|luego|y\s+luego|despu[ée]s|dann|und\s+dann|danach|poi|e\s+poi|depois|e\s+depois"
-)
-_ALSO = (
-    r"also|separately|additionally|as\s+well|aussi|tambi[ée]n|auch|anche|separatamente|"
-    r"por\s+separado|s[ée]par[ée]ment|getrennt|separat|unrelated|plus|as\s+well\s+as|"
-    r"while\s+you'?re\s+at\s+it|außerdem|ausserdem|daarnaast|meanwhile|in\s+the\s+meantime|"
-    r"en\s+attendant|mientras\s+tanto|inzwischen|intanto|sans\s+rapport|independently|"
-    r"ind[ée]pendamment|tamb[ée]m|a\s+parte|los\s+daarvan|unabh[äa]ngig\s+davon|separadamente|"
-    r"while\s+(?:that|it)'?s?\s+(?:is\s+)?(?:happening|running|going\s+on)|at\s+the\s+same\s+time|"
-    r"in\s+parallel|simultaneously"
-)
-_AND = r"and|&|et|y|e|und|en|as\s+well\s+as"
 _MARKER = r"(?:\d[).]|\(\d\)|\(?[a-e]\)|step\s*\d+\s*[:.)]?)"
 """A numbered or lettered step: ``1.``, ``2)``, ``(3)``, ``(a)``, ``b)``."""
 _STEPS_FOLLOW = re.compile(rf"^[^:\n]{{0,80}}:\s*(?={_MARKER}\s)", re.I)
@@ -98,7 +65,7 @@ def _steps_only(text: str) -> str:
         return text
     steps = text[match.end() :]
     markers = re.findall(rf"(?:^|\s){_MARKER}\s+(\S+)", steps)
-    if len(markers) < 2 or not all(re.match(rf"(?:{_VERB})\b", m, re.I) for m in markers):
+    if len(markers) < 2 or not all(re.match(rf"(?:{VERB})\b", m, re.I) for m in markers):
         return text  # "summarize this: (a) is fine" is a text
     return _STEP_LINE.sub(" ", steps)
 
@@ -117,13 +84,13 @@ samen"); it is moved before the verb, where the cut between clauses belongs."""
 _CUTS = re.compile(
     rf"(?P<semi>\s*;\s*)|(?P<numbered>\s*,?\s+(?={_MARKER}\s))"
     rf"|(?P<stop>(?<=[.!?])\s+(?=\S))"
-    rf"|(?P<then>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_THEN})\s*,?\s+)"
-    rf"|(?P<also>\s*,?\s*(?:\b(?:{_AND})\s+)?,?\s*\b(?:{_ALSO})\s*,\s*|\s*[,.]\s*\b(?:{_ALSO})\s+"
-    rf"|\s*,?\s+(?:{_AND})\s+(?:{_ALSO})\s+)"
-    rf"|(?P<and>\s*,?\s+\b(?:{_AND})\s+,?\s*|\s*,\s*|\s+plus\s+(?=(?:its|the|an?)\s))",
+    rf"|(?P<then>\s*,?\s*(?:\b(?:{AND})\s+)?,?\s*\b(?:{THEN})\s*,?\s+)"
+    rf"|(?P<also>\s*,?\s*(?:\b(?:{AND})\s+)?,?\s*\b(?:{ALSO})\s*,\s*|\s*[,.]\s*\b(?:{ALSO})\s+"
+    rf"|\s*,?\s+(?:{AND})\s+(?:{ALSO})\s+)"
+    rf"|(?P<and>\s*,?\s+\b(?:{AND})\s+,?\s*|\s*,\s*|\s+plus\s+(?=(?:its|the|an?)\s))",
     re.I,
 )
-_CONNECTIVE = re.compile(rf"(?:{_ALSO}|{_THEN}|{_AND})", re.I)
+_CONNECTIVE = re.compile(rf"(?:{ALSO}|{THEN}|{AND})", re.I)
 _JOINERS = {"semi": "also", "stop": "also", "numbered": "next"}
 _QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "'": "'", "‘": "’"}
 _QUOTE = re.compile(
@@ -300,7 +267,7 @@ def _colon_source(text: str) -> tuple[str, str | None]:
         return text, None
     head = first[:colon].strip()
     tail = first[colon + 1 :]
-    if re.search(rf"(?:^|[\s.,;])(?:{_ALSO}|{_THEN})$", head, re.I):  # "... Also: translate 'x'"
+    if re.search(rf"(?:^|[\s.,;])(?:{ALSO}|{THEN})$", head, re.I):  # "... Also: translate 'x'"
         return _colon_source(f"{text[:colon]};{text[colon + 1 :]}")
     if label := _FIRST_LABEL.search(head):  # "... merge them. First: ..., Second: ..."
         head, tail = head[: label.start()].rstrip(), f"{label.group(0)}:{tail}"
@@ -316,21 +283,21 @@ def _split_tail(tail: str) -> tuple[str, str]:
     """The source text, and an instruction that follows it (``..., then translate it``)."""
     masked = _QUOTE.sub(lambda m: "_" * len(m.group(0)), tail)
     after = re.compile(
-        rf"(?:[,;.]\s*|\s+)(?:and\s+)?(?:(?:{_THEN})\s*,?\s+|(?:{_ALSO})\s*,?\s+)"
-        rf"(?={_POLITE}(?:{_VERB})\b)",
+        rf"(?:[,;.]\s*|\s+)(?:and\s+)?(?:(?:{THEN})\s*,?\s+|(?:{ALSO})\s*,?\s+)"
+        rf"(?={_POLITE}(?:{VERB})\b)",
         re.I,
     )
     found = None
     for match in after.finditer(masked):
         rest = masked[match.end() :]
-        explicit = re.search(rf"\b(?:{_ALSO})\b", match.group(0), re.I)
+        explicit = re.search(rf"\b(?:{ALSO})\b", match.group(0), re.I)
         refers = re.search(r"\b(?:it|this|that|them|the\s+\w+)\b", rest, re.I)
         if len(rest) < 120 and (refers or explicit):
             found = match
             break
     if found is None:
         return _unquote(tail.strip()), ""
-    joiner = "also" if re.search(rf"\b(?:{_ALSO})\b", found.group(0), re.I) else "then"
+    joiner = "also" if re.search(rf"\b(?:{ALSO})\b", found.group(0), re.I) else "then"
     source = _unquote(tail[: found.start()].strip(" \t\n—–-"))
     return source, f"{joiner}\x01{tail[found.end() :].strip()}"
 
@@ -385,13 +352,6 @@ def _cut(text: str) -> tuple[list[Clause], str]:
     return _merge_fragments(clauses), ""
 
 
-FOREIGN_GENRES = (
-    r"blague|po[èe]me|histoire|conte|chiste|poema|historia|cuento|witz|gedicht|geschichte|"
-    r"barzelletta|poesia|storia|racconto|piada|conto|grap|mop|verhaal|slogan|haïku|haiku"
-)
-"""The things the writing verbs of other languages make, for items (``une blague sur ...``)."""
-
-
 def _starts_genre(text: str) -> bool:
     """``a limerick about cheese``, ``een gedicht over``: another thing to write."""
     text = re.sub(rf"^{_POLITE}", "", text, flags=re.I)
@@ -406,25 +366,13 @@ def _starts_genre(text: str) -> bool:
     )
 
 
-GENRES = (
-    "joke|poem|haiku|limerick|story|essay|summary|tweet|headline|email|letter|song|slogan|"
-    "riddle|fact|quote|recipe|description|sonnet|ode|tagline|title|caption|bio|speech|toast|"
-    "review|post|paragraph|sentence|idea|name|question|answer|fable|tale|ballad|rhyme|pun|"
-    "argument|conclusion|note|tip|intro|introduction|list|version|message|motivational quote|"
-    "greeting|farewell|band name|album title|ad|advert|blurb|verse|tongue twister|bio|"
-    "opening line|closing line|toast|pickup line|anecdote|definition|plan|menu|motto|mantra|"
-    "proverb|catchphrase|pitch|hashtag|epitaph|couplet|jingle|lullaby|compliment|excuse|"
-    "apology|invitation|motivational message"
-)
-
-
 _QUESTION = re.compile(
     r"^(?:how\s+(?:many|long|much)|what(?:'s|\s+is|\s+are|\s+were)|which\s+(?:one|is))\b", re.I
 )
 """A question that asks for work: ``how many words is the above?``."""
 _ORDINAL_STEP = re.compile(
     rf"(?:^|(?<=[\s,;]))(?:first(?:ly)?|second(?:ly)?|third(?:ly)?|fourth(?:ly)?|fifth(?:ly)?)"
-    rf",?\s+(?=(?:{_VERB})\b)",
+    rf",?\s+(?=(?:{VERB})\b)",
     re.I,
 )
 """``first write X, second make it Y, third count Z``: numbered steps in words."""
@@ -439,7 +387,7 @@ def _clean(text: str) -> str:
         return ""
     text = re.sub(r"[.!,]?\s*\b(?:thanks?(?:\s+you)?|thx|cheers)[\s!.]*$", "", text, flags=re.I)
     text = re.sub(rf"^{_POLITE}", "", text, flags=re.I).strip(" ,")
-    return re.sub(rf"^both\s+(?=(?:{_VERB})\b)", "", text, flags=re.I)
+    return re.sub(rf"^both\s+(?=(?:{VERB})\b)", "", text, flags=re.I)
 
 
 def _merge_fragments(clauses: list[Clause]) -> list[Clause]:
@@ -498,9 +446,3 @@ def _wants_quote(text: str) -> bool:
         or re.match(r"^(?:in|into|to)\s", bare, re.I)
         or re.search(r"\b(?:in|of)\s*$", bare, re.I)
     )
-
-
-STRONG_WRITERS = (
-    r"write|wrtie|wirte|compose|create|draft|generate|invent|brainstorm|outline|design|"
-    r"[ée]cris|r[ée]dige|escribe|escreva|schreib\w*|scrivi"
-)

@@ -11,13 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from code_evolver.planner.clauses import (
-    FOREIGN_GENRES,
-    GENERATE_VERBS,
-    GENRES,
-    STARTS_INSTRUCTION,
-    Clause,
-)
+from code_evolver.planner.clause_words import FOREIGN_GENRES, GENERATE_VERBS, GENRES
+from code_evolver.planner.clauses import STARTS_INSTRUCTION, Clause
 from code_evolver.planner.tool_words import WRITER, tool_for
 
 MAX_ITEMS = 12

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from code_evolver.plan import RUN_INPUT
-from code_evolver.planner.clauses import GENRES, Clause
+from code_evolver.planner.clause_words import GENRES
+from code_evolver.planner.clauses import Clause
 from code_evolver.planner.items import singular
 from code_evolver.planner.languages import canonical
 from code_evolver.planner.tool_words import COMBINE, NAMED_RESULTS, SUMMARIZER, TRANSLATOR, WRITER

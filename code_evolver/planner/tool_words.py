@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from code_evolver.planner.clauses import STRONG_WRITERS, Clause
+from code_evolver.planner.clause_words import STRONG_WRITERS
+from code_evolver.planner.clauses import Clause
 from code_evolver.planner.languages import canonical, find_languages
 
 WRITER, TRANSLATOR, SUMMARIZER, COMBINE = "content_generator", "translator", "summarizer", "combine"
