@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from code_evolver.display.safe import shown
-from code_evolver.errors import EvolverError, MissingInput
+from code_evolver.errors import EvolverError
 from code_evolver.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -38,13 +38,10 @@ async def _plan(chat: ChatSession, request: str) -> bool:
     if not request:
         chat.err.print("usage: /plan REQUEST (shows the plan, runs nothing)")
         return True
-    planned, given = chat.with_context(chat.expanded(request))
-    try:
-        outcome = await chat.session.plan(planned, has_input=given is not None)
-    except MissingInput:
-        if given is not None or chat.conversation.last is None:
-            raise
-        outcome = await chat.session.plan(planned, has_input=True)  # on the last answer
+    outcome = await chat.in_context(
+        chat.expanded(request),
+        lambda planned, given: chat.session.plan(planned, has_input=given is not None),
+    )
     chat.out.print(plan_tree(outcome.organized, chat.session.registry))
     chat.out.print(f"[dim]{show.planner_line(outcome, chat.session.llm.identity)}[/]")
     show.warnings(chat.err, outcome.warnings)

@@ -10,8 +10,10 @@ that to german", "make it shorter", or ``{last}`` anywhere) works on the last an
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 
@@ -25,6 +27,7 @@ from code_evolver.result import RunResult
 from code_evolver.session import Answer, Session
 from code_evolver.templating import to_text
 
+T = TypeVar("T")
 LAST = "{last}"
 _REFERS_BACK = re.compile(
     r"\b(?:it|its|that|this|them|those|these|the\s+above|the\s+last\s+one|your\s+(?:answer|"
@@ -78,14 +81,7 @@ class ChatSession:
         """Plan and run ``text``; a follow-up without text of its own works on the last answer;
         ``do the same for X`` is the last request again, about X."""
         text = self.expanded(text)
-        last = self.conversation.last
-        request, given = self.with_context(text)
-        try:
-            answer = await self._ask(request, given)
-        except MissingInput:
-            if given is not None or last is None:
-                raise
-            answer = await self._ask(request, last)  # "translate to french": the last answer
+        answer = await self.in_context(text, self._ask)
         reply = final_text(answer)
         if reply.strip():  # a request that failed or was stopped leaves the context as it was
             self.conversation.add(text, reply)
@@ -98,6 +94,18 @@ class ChatSession:
         if (again := _SAME_FOR.match(text.strip())) and self.conversation.turns:
             return same_for(self.conversation.turns[-1].request, again["topic"], again["prep"])
         return text
+
+    async def in_context(self, text: str, attempt: Callable[[str, str | None], Awaitable[T]]) -> T:
+        """``attempt(request, given)`` with the conversation (see :meth:`with_context`); a
+        request that needs text and has none ("translate to french") then gets the last
+        answer."""
+        request, given = self.with_context(text)
+        try:
+            return await attempt(request, given)
+        except MissingInput:
+            if given is not None or self.conversation.last is None:
+                raise
+            return await attempt(request, self.conversation.last)
 
     def with_context(self, text: str) -> tuple[str, str | None]:
         """The request to plan, and the text it works on: the last answer for ``{last}`` and
