@@ -17,6 +17,7 @@ from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 from support import echo_model
 
+from code_evolver.chat.instant_prompt import PROMPT
 from code_evolver.chat.repl import history_path, run_terminal
 from code_evolver.chat.session import ChatSession
 from code_evolver.cli import main_group
@@ -231,15 +232,20 @@ def test_the_toolbar_names_the_model_and_the_last_run() -> None:
 
 @pytest.mark.integration  # a real pseudo-terminal, a real evolve process, command tools
 def test_evolve_alone_on_a_terminal_chats_and_leaves_nothing_behind(home: Path) -> None:
+    import fcntl
     import os
     import pty
     import select
+    import struct
     import subprocess
     import sys
+    import termios
     import time
 
     main, child = pty.openpty()
-    env = {**os.environ, "EVOLVE_HOME": str(home), "TERM": "xterm", "COLUMNS": "100"}
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = {**os.environ, "EVOLVE_HOME": str(home), "TERM": "xterm"}
+    os.write(main, b"shout 'hello there'\r")  # typed before the prompt shows: kept for it
     proc = subprocess.Popen(
         [sys.executable, "-m", "code_evolver", "--config", CONFIG],
         stdin=child,
@@ -260,14 +266,18 @@ def test_evolve_alone_on_a_terminal_chats_and_leaves_nothing_behind(home: Path) 
             ready, _, _ = select.select([main], [], [], 0.2)
             if ready:
                 try:
-                    seen += os.read(main, 65536)
+                    chunk = os.read(main, 65536)
                 except OSError:
                     break
+                seen += chunk
+                if b"\x1b[6n" in chunk:  # where is the cursor? answered as a terminal does
+                    os.write(main, b"\x1b[1;1R")
 
     try:
         wait_for("›".encode())
-        os.write(main, b"shout 'hello there'\r")
         wait_for(b"HELLO THERE")
+        # the instant prompt comes before the editor (its first act asks where the cursor is)
+        assert seen.index("›".encode()) < seen.index(b"\x1b[6n")
         os.write(main, b"count its words\r")  # a follow-up: the words of the last answer
         wait_for(b"word_count \xc2\xb7", timeout=60)  # the result panel's title
         assert seen.count(b"succeeded: 1 succeeded") >= 1
@@ -318,6 +328,13 @@ def test_user_text_with_markup_brackets_is_shown_not_parsed(backend: ScriptedBac
     assert result.exit_code == 0
     assert "unknown command /[/x]" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_scripted_chat_prints_no_prompt(backend: ScriptedBackend) -> None:
+    result = chat("write a haiku about rain", "/context")
+    assert result.exit_code == 0, result.output
+    assert "reply to" in result.output
+    assert PROMPT not in result.output  # the instant prompt is for terminals only
 
 
 def test_a_stray_byte_on_stdin_is_no_crash(backend: ScriptedBackend) -> None:

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from code_evolver.chat import instant_prompt
 from code_evolver.chat.commands import COMMANDS
+from code_evolver.chat.instant_prompt import PROMPT
 from code_evolver.home import state_dir
 
 if TYPE_CHECKING:
     from code_evolver.chat.session import ChatSession
 
-PROMPT = "› "
 EXIT_INTERRUPTED = 130
 
 
@@ -42,14 +43,19 @@ async def run_lines(chat: ChatSession, stream: TextIO) -> None:
 
 
 async def run_terminal(
-    make_chat: Callable[[], ChatSession], *, input: Any = None, output: Any = None
+    make_chat: Callable[[], ChatSession],
+    *,
+    input: Any = None,
+    output: Any = None,
+    shown_early: bool = False,
 ) -> ChatSession | None:
     """The REPL: history shared across sessions, suggestions from it, completion of commands
     and tool names, Esc-Enter for a new line, a toolbar with the model and the last run.
 
     The prompt shows first; the session (config, tools, the library behind them) is made
-    meanwhile in a thread, and the first message waits for it. Returns the chat, if one was
-    made, for the caller to close."""
+    meanwhile in a thread, and the first message waits for it. ``shown_early``: the caller
+    has put up the :mod:`instant_prompt`, which this editor replaces. Returns the chat, if one
+    was made, for the caller to close."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.key_binding import KeyBindings
@@ -83,6 +89,8 @@ async def run_terminal(
             prompt.app.exit(exception=error)
 
     making.add_done_callback(failed)
+    if shown_early:
+        instant_prompt.hand_over()
     while True:
         if making.done() and (error := making.exception()) is not None:
             raise error

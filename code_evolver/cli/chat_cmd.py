@@ -27,8 +27,15 @@ def chat_command() -> None:
     /backend, /model, /config, /context, /clear, /save, /quit). Ctrl-C stops the running
     request, Ctrl-D leaves. With stdin not a terminal, one request per line.
     """
-    import asyncio
     import sys
+
+    from code_evolver.chat import instant_prompt
+
+    on_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    if on_terminal:
+        instant_prompt.show()  # typing can start while the editor loads
+
+    import asyncio
 
     from code_evolver.chat.repl import run_lines, run_terminal
     from code_evolver.cli import terminal
@@ -45,8 +52,8 @@ def chat_command() -> None:
     async def main() -> None:
         chat = None
         try:
-            if sys.stdin.isatty():
-                chat = await run_terminal(make_chat)  # the prompt shows before the session
+            if on_terminal:
+                chat = await run_terminal(make_chat, shown_early=True)  # session made meanwhile
             else:
                 chat = make_chat()
                 await run_lines(chat, sys.stdin)
