@@ -4,6 +4,7 @@ Ctrl-D, with the scripted model."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -414,3 +415,44 @@ def test_config_shows_what_was_switched_in_the_chat(backend: ScriptedBackend) ->
     result = chat("/model other.gguf", "/config")
     assert result.exit_code == 0
     assert "llm.model: other.gguf  # set in this chat (/model)" in result.output
+
+
+def _blocked_reading_a_pipe(pid: int) -> bool:
+    """Whether a thread of ``pid`` sleeps in a pipe read (the kernel's wait channel)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            if (task / "wchan").read_text().endswith("pipe_read"):
+                return True
+    return False
+
+
+@pytest.mark.integration  # a real evolve process reading a pipe
+def test_ctrl_c_while_a_scripted_chat_waits_for_its_next_line_ends_it(home: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "code_evolver", "chat", "--config", CONFIG],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "EVOLVE_HOME": str(home)},
+        cwd=REPO,
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        while not _blocked_reading_a_pipe(proc.pid):  # the pipe stays open: no line will come
+            assert time.monotonic() < deadline
+            assert proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=30) == 130
+        finally:
+            proc.kill()
+            proc.stdin.close()
+        assert b"Fatal Python error" not in proc.stderr.read()

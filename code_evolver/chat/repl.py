@@ -9,7 +9,10 @@ line and Ctrl-D leaves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -34,12 +37,60 @@ def leave_now(code: int) -> None:
 
 async def run_lines(chat: ChatSession, stream: TextIO) -> None:
     """One request (or command) per line of ``stream``, until its end or ``/quit``."""
-    loop = asyncio.get_running_loop()
-    raw = getattr(stream, "buffer", None)  # bytes, decoded leniently: a stray byte is no crash
-    read = (lambda: raw.readline().decode("utf-8", "replace")) if raw else stream.readline
-    while line := await loop.run_in_executor(None, read):
+    try:
+        read = _FdLines(stream.fileno()).readline
+    except (AttributeError, OSError, ValueError):  # no file behind it (tests): its own lines
+        raw = getattr(stream, "buffer", None)
+        read = (lambda: raw.readline().decode("utf-8", "replace")) if raw else stream.readline
+    while line := await _in_daemon_thread(read):
         if not await _one(chat, line):
             return
+
+
+class _FdLines:
+    """Lines of a file descriptor, read with ``os.read``: a thread blocked in it holds no lock
+    of Python's (a buffered reader's would abort the interpreter at exit). Bytes are decoded
+    leniently: a stray byte is no crash."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = b""
+        self._ended = False
+
+    def readline(self) -> str:
+        while b"\n" not in self._pending and not self._ended:
+            chunk = os.read(self._fd, 65536)
+            self._ended = not chunk
+            self._pending += chunk
+        line, newline, self._pending = self._pending.partition(b"\n")
+        return (line + newline).decode("utf-8", "replace")
+
+
+async def _in_daemon_thread(read: Callable[[], str]) -> str:
+    """``read()`` in a daemon thread: Ctrl-C while the chat waits for its next line ends it at
+    once, where a pool thread blocked in ``readline`` would hold the exit until a line came."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def settle(line: str | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(line or "")
+
+    def work() -> None:
+        line, error = None, None
+        try:
+            line = read()
+        except Exception as exc:  # delivered to the awaiting chat, raised there
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(settle, line, error)
+
+    threading.Thread(target=work, name="chat-stdin", daemon=True).start()
+    return await future
 
 
 async def run_terminal(
