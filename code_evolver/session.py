@@ -82,13 +82,18 @@ class Session:
         )
 
     async def plan(
-        self, request: str, *, use_cache: bool = True, has_input: bool = False
+        self,
+        request: str,
+        *,
+        use_cache: bool = True,
+        has_input: bool = False,
+        context: str | None = None,
     ) -> PlanOutcome:
         """Plan ``request`` without running it; :meth:`interrupt` stops the planning.
         ``has_input``: the plan will be run with piped text, which its steps read as
-        ``{input}``."""
+        ``{input}``; ``context``: the conversation so far, for a model that plans."""
         with self._request_scope():
-            return await self._plan(request, use_cache, None, has_input)
+            return await self._plan(request, use_cache, None, has_input, context)
 
     @property
     def busy(self) -> bool:
@@ -115,6 +120,7 @@ class Session:
         use_cache: bool,
         on_partial: Callable[[OrganizedPlan], None] | None,
         has_input: bool,
+        context: str | None = None,
     ) -> PlanOutcome:
         """The planner in a task of its own, so that :meth:`interrupt` can cancel it (and, with
         it, the model's generation)."""
@@ -122,7 +128,11 @@ class Session:
             raise Interrupted("interrupted before planning; nothing ran")
         self._planning = asyncio.ensure_future(
             self.planner.plan(
-                request, use_cache=use_cache, on_partial=on_partial, has_input=has_input
+                request,
+                use_cache=use_cache,
+                on_partial=on_partial,
+                has_input=has_input,
+                context=context,
             )
         )
         try:
@@ -172,11 +182,13 @@ class Session:
         use_cache: bool = True,
         on_plan: Callable[[PlanOutcome], None] | None = None,
         input_text: str | None = None,
+        context: str | None = None,
     ) -> Answer:
         """Plan ``request`` and run it, starting streamed steps before the plan is complete.
-        ``input_text``: text piped to the request, which its steps read as ``{input}``."""
+        ``input_text``: text piped to the request, which its steps read as ``{input}``;
+        ``context``: the conversation so far, for a model that plans."""
         with self._request_scope():
-            answer = await self._answer(request, use_cache, on_plan, input_text)
+            answer = await self._answer(request, use_cache, on_plan, input_text, context)
         return replace(answer, model=self.llm.known_identity)
 
     async def _answer(
@@ -185,6 +197,7 @@ class Session:
         use_cache: bool,
         on_plan: Callable[[PlanOutcome], None] | None,
         input_text: str | None,
+        context: str | None,
     ) -> Answer:
         streamed: Executor | None = None
         streamed_run: asyncio.Future[RunResult] | None = None
@@ -209,7 +222,11 @@ class Session:
         can_stream = self.config.execution.scheduling == "eager"
         try:
             outcome = await self._plan(
-                request, use_cache, on_partial if can_stream else None, input_text is not None
+                request,
+                use_cache,
+                on_partial if can_stream else None,
+                input_text is not None,
+                context,
             )
         except BaseException as exc:
             if streamed is None or streamed_run is None:

@@ -18,6 +18,7 @@ from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 from support import echo_model
 
+from code_evolver.chat.conversation import Conversation
 from code_evolver.chat.instant_prompt import PROMPT
 from code_evolver.chat.repl import history_path, run_terminal
 from code_evolver.chat.session import ChatSession
@@ -456,3 +457,41 @@ def test_ctrl_c_while_a_scripted_chat_waits_for_its_next_line_ends_it(home: Path
             proc.kill()
             proc.stdin.close()
         assert b"Fatal Python error" not in proc.stderr.read()
+
+
+def test_a_follow_up_the_rules_cannot_plan_reaches_the_overseer_with_the_conversation(
+    backend: ScriptedBackend,
+) -> None:
+    result = CliRunner().invoke(
+        main_group,
+        ["chat", "--config", CONFIG, "--planner", "llm"],
+        input="write a haiku about rain\nwhat about dogs?\n",
+    )
+    assert result.exit_code == 0, result.output
+    planner_prompts = [p for p in prompts(backend) if "The request to plan now:" in p]
+    assert planner_prompts, prompts(backend)
+    assert "what about dogs?" in planner_prompts[-1]
+    assert "asked: write a haiku about rain" in planner_prompts[-1]
+    assert "answered: reply to:" in planner_prompts[-1]  # the last answer, clipped
+
+
+def test_a_follow_up_no_plan_fits_is_answered_with_the_conversation(
+    backend: ScriptedBackend,
+) -> None:
+    result = chat("write a haiku about rain", "what about dogs?")
+    assert result.exit_code == 0, result.output
+    answered = prompts(backend)[-1]  # the fallback step: the request as one model step
+    assert "asked: write a haiku about rain" in answered
+    assert answered.rstrip().endswith("Now: what about dogs?")
+
+
+def test_the_planner_reads_only_the_newest_turns_within_its_budget() -> None:
+    conversation = Conversation()
+    assert conversation.for_planner() is None
+    for n in range(10):
+        conversation.add(f"request {n}", "word " * 500)
+    text = conversation.for_planner(max_chars=1_000)
+    assert text is not None
+    assert "request 9" in text
+    assert "request 0" not in text
+    assert len(text) < 1_100

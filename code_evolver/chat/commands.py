@@ -40,7 +40,9 @@ async def _plan(chat: ChatSession, request: str) -> bool:
         return True
     outcome = await chat.in_context(
         chat.expanded(request),
-        lambda planned, given: chat.session.plan(planned, has_input=given is not None),
+        lambda planned, given: chat.session.plan(
+            planned, has_input=given is not None, context=chat.conversation.for_planner()
+        ),
     )
     chat.out.print(plan_tree(outcome.organized, chat.session.registry))
     chat.out.print(f"[dim]{show.planner_line(outcome, chat.session.llm.identity)}[/]")

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 MAX_TURNS = 10
 MAX_CHARS = 20_000
+PLANNER_CHARS = 1_200
+"""How much of the conversation a planning model reads: a small model's context is small."""
+PLANNER_ANSWER_CHARS = 240
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,24 @@ class Conversation:
 
     def clear(self) -> None:
         self.turns.clear()
+
+    def for_planner(self, max_chars: int = PLANNER_CHARS) -> str | None:
+        """The newest turns, each answer clipped, within ``max_chars``: what a model that plans
+        a follow-up reads first ("what about dogs?" means little without them)."""
+        lines: list[str] = []
+        used = 0
+        for turn in reversed(self.turns):
+            answer = " ".join(turn.answer.split())
+            if len(answer) > PLANNER_ANSWER_CHARS:
+                answer = answer[:PLANNER_ANSWER_CHARS] + "…"
+            line = f"- asked: {' '.join(turn.request.split())}\n  answered: {answer}"
+            if used + len(line) > max_chars:
+                break
+            lines.insert(0, line)
+            used += len(line)
+        if not lines:
+            return None
+        return "Earlier in this conversation (oldest first):\n" + "\n".join(lines)
 
     def describe(self) -> str:
         """``/context``: what a follow-up can build on."""

@@ -121,7 +121,12 @@ class ChatSession:
 
     async def _ask(self, request: str, given: str | None) -> Answer:
         with self.present.running():
-            answer = await self.session.ask(request, on_plan=self.present.on_plan, input_text=given)
+            answer = await self.session.ask(
+                request,
+                on_plan=self.present.on_plan,
+                input_text=given,
+                context=self.conversation.for_planner(),
+            )
         self.present.answer(answer)
         return answer
 

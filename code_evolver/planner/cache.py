@@ -31,9 +31,17 @@ class PlanCache:
         """None: the cache is off (its folder could not be made)."""
 
     @staticmethod
-    def key(request: str, model: str, tools: Mapping[str, Tool], *, has_input: bool = False) -> str:
+    def key(
+        request: str,
+        model: str,
+        tools: Mapping[str, Tool],
+        *,
+        has_input: bool = False,
+        context: str | None = None,
+    ) -> str:
         """``has_input``: the plan reads piped text as ``{input}``; the text itself is not part
-        of the key, so the plan serves any text piped to the same request."""
+        of the key, so the plan serves any text piped to the same request. ``context``: the
+        conversation the model read with the request, which may have shaped its plan."""
         catalogue = sorted(
             (name, t.kind, t.description, sorted(t.required_params)) for name, t in tools.items()
         )
@@ -44,6 +52,8 @@ class PlanCache:
         }
         if has_input:  # only when set: the keys of plans cached without input stay the same
             material["input"] = True
+        if context:
+            material["context"] = context
         return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 
     def get(self, key: str) -> Plan | None:

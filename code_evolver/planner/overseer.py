@@ -104,14 +104,23 @@ PIPED = (
 
 
 def planner_messages(
-    request: str, tools: Mapping[str, Tool], max_steps: int, prompt: str, *, has_input: bool = False
+    request: str,
+    tools: Mapping[str, Tool],
+    max_steps: int,
+    prompt: str,
+    *,
+    has_input: bool = False,
+    context: str | None = None,
 ) -> list[Message]:
+    """``context``: the conversation so far (a chat's follow-up), before the request."""
     values = {"tools": catalogue(tools), "max_steps": str(max_steps)}
 
     def resolve(ref: Ref) -> str:
         return values.get(ref.name, str(ref))
 
     asked = f"{request}\n\n{PIPED}" if has_input else request
+    if context:
+        asked = f"{context}\n\nThe request to plan now: {asked}"
     return [system(parse(prompt).render(resolve)), user(asked)]
 
 
@@ -208,10 +217,21 @@ def coerce_step(raw: Any) -> Any:
     return step
 
 
-def fallback_plan(request: str, tool: str, *, why: str = "", has_input: bool = False) -> Plan:
-    """The whole request as one step: what runs when no valid plan could be made."""
+def fallback_plan(
+    request: str,
+    tool: str,
+    *,
+    why: str = "",
+    has_input: bool = False,
+    context: str | None = None,
+) -> Plan:
+    """The whole request as one step: what runs when no valid plan could be made. In a chat
+    (``context``) the step reads the conversation too, as a chat model would."""
     text = escape(request) + (f"\n\n{{{RUN_INPUT}}}" if has_input else "")
     description = f"Answer the whole request with {tool}"
+    if context:
+        text = f"{escape(context)}\n\nNow: {text}"
+        description = "Answer the follow-up, reading the conversation"
     if why:
         description += f" (no plan: {why})"
     return Plan.from_data(

@@ -85,6 +85,8 @@ class _Attempt:
     started: float
     rules: Decomposition | NotDecomposable
     has_input: bool = False
+    context: str | None = None
+    """The conversation so far (a chat's follow-up), for the model and the fallback step."""
     calls: int = 0
     tokens: int = 0
     problems: tuple[str, ...] = ()
@@ -129,7 +131,12 @@ class Planner:
             return exc
 
     async def quick(
-        self, request: str, *, use_cache: bool = True, has_input: bool = False
+        self,
+        request: str,
+        *,
+        use_cache: bool = True,
+        has_input: bool = False,
+        context: str | None = None,
     ) -> PlanOutcome | None:
         """A plan without asking a model (rules or cache), or None."""
         started = time.perf_counter()
@@ -141,7 +148,7 @@ class Planner:
                 return self._outcome(organize(rules.plan, self.registry), "rules", started)
         if mode != "rules" and use_cache and self.settings.cache:
             await self.llm.resolve()  # the cache key names the backend actually used
-            cached = self.cache.get(self._cache_key(request, has_input))
+            cached = self.cache.get(self._cache_key(request, has_input, context))
             if cached is not None:
                 try:
                     return self._outcome(organize(cached, self.registry), "cache", started)
@@ -156,15 +163,20 @@ class Planner:
         use_cache: bool = True,
         on_partial: PartialListener | None = None,
         has_input: bool = False,
+        context: str | None = None,
     ) -> PlanOutcome:
         """Plan ``request``; ``has_input``: text was piped to it, which steps read as
-        ``{input}`` (the plan is a template: the same plan serves any piped text)."""
+        ``{input}`` (the plan is a template: the same plan serves any piped text).
+        ``context``: the conversation so far, which a model reads before the request (the
+        rules plan what a request says, and need none)."""
         if not request.strip():
             raise PlanError("the request is empty; say what you want done")
-        quick = await self.quick(request, use_cache=use_cache, has_input=has_input)
+        quick = await self.quick(request, use_cache=use_cache, has_input=has_input, context=context)
         if quick is not None:
             return quick
-        attempt = _Attempt(time.perf_counter(), self.rules(request, has_input), has_input)
+        attempt = _Attempt(
+            time.perf_counter(), self.rules(request, has_input), has_input, context or None
+        )
         if isinstance(attempt.rules, MissingText):  # no model can make the text up
             raise MissingInput(str(attempt.rules))
         if self.settings.mode == "rules":
@@ -186,13 +198,15 @@ class Planner:
         except TimeoutError:
             outcome = self._past_deadline(request, attempt)
         if outcome.source in ("llm", "clauses") and self.settings.cache:
-            self.cache.put(self._cache_key(request, has_input), outcome.organized.plan)
+            self.cache.put(self._cache_key(request, has_input, context), outcome.organized.plan)
         return outcome
 
     async def _ask_choices(self, request: str, attempt: _Attempt) -> PlanOutcome:
         """The rules' plan, with the model choosing the tools the rules were unsure of."""
         if isinstance(attempt.rules, NotDecomposable):
             return self._fallback(request, attempt, (str(attempt.rules),))
+        if attempt.context and _one_unread_clause(attempt.rules):
+            return self._as_chat_turn(request, attempt)
         chooser = ToolChooser(self.llm, self.registry)
         self._progress(f"choosing tools with {self.llm.identity}", attempt)
         decomposition = await decompose_choosing(
@@ -211,8 +225,18 @@ class Planner:
         prompt = self._prompt if self._prompt is not None else overseer.load_prompt()
         examples = prompt_examples(prompt)
         first = overseer.planner_messages(
-            request, self.registry, max_steps, prompt, has_input=attempt.has_input
+            request,
+            self.registry,
+            max_steps,
+            prompt,
+            has_input=attempt.has_input,
+            context=attempt.context,
         )
+        if attempt.context and not await self._fits(first, max_steps):
+            attempt.warnings.append("the conversation did not fit the planner's prompt; left out")
+            first = overseer.planner_messages(
+                request, self.registry, max_steps, prompt, has_input=attempt.has_input
+            )
         messages = first
         stream = on_partial if self.settings.stream else None
         for round_ in range(self.settings.repairs + 1):
@@ -330,10 +354,23 @@ class Planner:
             f"{tool} step"
         )
         organized = organize(
-            overseer.fallback_plan(request, tool, why=listed, has_input=attempt.has_input),
+            overseer.fallback_plan(
+                request, tool, why=listed, has_input=attempt.has_input, context=attempt.context
+            ),
             self.registry,
         )
         return self._done(organized, "fallback", attempt)
+
+    def _as_chat_turn(self, request: str, attempt: _Attempt) -> PlanOutcome:
+        """A follow-up the rules cannot read ("what about dogs?", "shorter please") is
+        answered by one model step that reads the conversation, as a chat model would."""
+        tool = self.settings.fallback_tool
+        if tool not in self.registry:
+            return self._fallback(request, attempt, ("the rules cannot read this follow-up",))
+        plan = overseer.fallback_plan(
+            request, tool, has_input=attempt.has_input, context=attempt.context
+        )
+        return self._done(organize(plan, self.registry), "rules", attempt)
 
     def _done(
         self,
@@ -371,5 +408,19 @@ class Planner:
     def _outcome(self, organized: OrganizedPlan, source: Source, started: float) -> PlanOutcome:
         return PlanOutcome(organized, source, organized.warnings, 0, time.perf_counter() - started)
 
-    def _cache_key(self, request: str, has_input: bool) -> str:
-        return PlanCache.key(request, self.llm.identity, self.registry, has_input=has_input)
+    async def _fits(self, messages: list[Message], max_steps: int) -> bool:
+        try:
+            await self.llm.check_fits(messages, self._token_bound(max_steps), what="")
+        except PromptTooLong:
+            return False
+        return True
+
+    def _cache_key(self, request: str, has_input: bool, context: str | None) -> str:
+        return PlanCache.key(
+            request, self.llm.identity, self.registry, has_input=has_input, context=context
+        )
+
+
+def _one_unread_clause(rules: Decomposition) -> bool:
+    """The rules read the request as one clause they do not understand."""
+    return not rules.understood and len(rules.clauses) == 1
