@@ -161,6 +161,7 @@ class CallBroker:
     """How the run's tools start processes (None: the defaults)."""
     outputs: OutputBudget | None = None
     """The run's output budget; the records of call outputs past it point at files."""
+    run_id: str = ""
 
     def __post_init__(self) -> None:
         self.queue = CallQueue(self.capacity)
@@ -323,7 +324,13 @@ class CallBroker:
         if self.bus:
             self.bus.emit(
                 events.CallStarted(
-                    call.step_id, call.call_id, call.tool_name, call.attempts, self.now()
+                    call.step_id,
+                    call.call_id,
+                    call.tool_name,
+                    call.attempts,
+                    self.now(),
+                    parent_call=call.parent_call,
+                    run_id=self.run_id,
                 )
             )
         call.channel = self.channel(  # for a node calling further tools
@@ -426,6 +433,8 @@ class CallBroker:
                     call.busy_s,
                     call.error,
                     self.now(),
+                    parent_call=call.parent_call,
+                    run_id=self.run_id,
                 )
             )
 

@@ -1,8 +1,10 @@
-"""Typed events the executor emits while a run progresses.
+"""Typed events a request emits while it is planned and run.
 
-The live view, the run store and tests subscribe to an :class:`EventBus` instead of threading
-callbacks through the executor. ``at`` is seconds since the run started (monotonic clock).
-Listeners run inline on the event loop, so they must be quick and must not block.
+The live view, the run history and tests subscribe to an :class:`EventBus` instead of
+threading callbacks through the executor. Every event of a request carries its ``run_id``
+(a session's events in between, like a model loading, have none). ``at`` is seconds since
+the run started (monotonic clock). Listeners run inline on the event loop, so they must be
+quick and must not block.
 """
 
 from __future__ import annotations
@@ -24,6 +26,27 @@ class Planning:
     elapsed_s: float
     tokens: int
     steps: int
+    run_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStarted:
+    """A request is being planned; its run (if it gets to run) will have ``run_id``."""
+
+    run_id: str
+    request: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFinished:
+    """The plan is made: by whom (``source``: rules, cache, llm, clauses, fallback), in how
+    long, with how many model calls, and what was said about it (a repair, a fallback)."""
+
+    run_id: str
+    source: str
+    seconds: float
+    calls: int
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +73,7 @@ class PlanExtended:
     organized: OrganizedPlan
     step_ids: tuple[str, ...]
     at: float
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +82,7 @@ class StepStarted:
     tool: str
     attempt: int
     at: float
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +92,9 @@ class StepSucceeded:
     duration_s: float
     output: Any
     at: float
+    input: str | None = None
+    """The attempt's rendered input."""
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +105,7 @@ class StepOutput:
     attempt: int
     text: str
     at: float
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +117,9 @@ class StepRetrying:
     error: str
     delay_s: float
     at: float
+    input: str | None = None
+    """The failed attempt's rendered input."""
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +131,9 @@ class StepFailed:
     error: str
     status: str
     at: float
+    input: str | None = None
+    """The attempt's rendered input."""
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +143,7 @@ class StepSkipped:
     step_id: str
     because_of: str
     at: float
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +153,7 @@ class StepCancelled:
     step_id: str
     was_running: bool
     at: float
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +165,9 @@ class CallStarted:
     tool: str
     attempt: int
     at: float
+    parent_call: str | None = None
+    """The call whose node made this one, for calls nested in calls."""
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +181,22 @@ class CallFinished:
     duration_s: float
     error: str | None
     at: float
+    parent_call: str | None = None
+    """The call whose node made this one, for calls nested in calls."""
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RunFinished:
     result: RunResult
     at: float
+    run_id: str = ""
 
 
 Event = (
-    Planning
+    PlanStarted
+    | PlanFinished
+    | Planning
     | ModelLoading
     | RunStarted
     | PlanExtended

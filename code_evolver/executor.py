@@ -88,6 +88,7 @@ class Executor:
             self._call_settled,
             launcher=self._launcher,
             outputs=self._outputs,
+            run_id=self.run_id,
         )
         self._ready: dict[str, list[tuple[tuple[int, int], StepRun]]] = {}
         self._runs: dict[str, StepRun] = {}
@@ -140,14 +141,19 @@ class Executor:
             tasks = [r.task for r in self._runs.values() if r.task]
             tasks += [c.task for calls in self._calls.by_step.values() for c in calls if c.task]
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._finished(started_at)  # a cancelled run ends with its event too
             raise
         finally:
             self._launcher.close()  # every step has ended: so may the run's fork server
-        result = self._result(started_at)
-        if self.bus:
-            self.bus.emit(events.RunFinished(result, self._now()))
+        result = self._finished(started_at)
         if self.bus.listener_error is not None:
             raise self.bus.listener_error
+        return result
+
+    def _finished(self, started_at: datetime) -> RunResult:
+        result = self._result(started_at)
+        if self.bus:
+            self.bus.emit(events.RunFinished(result, self._now(), run_id=self.run_id))
         return result
 
     def extend(self, organized: OrganizedPlan) -> None:
@@ -164,7 +170,9 @@ class Executor:
         if added:
             self._note_plan_wait()
         if self.bus and added:
-            self.bus.emit(events.PlanExtended(organized, tuple(added), self._now()))
+            self.bus.emit(
+                events.PlanExtended(organized, tuple(added), self._now(), run_id=self.run_id)
+            )
         if self._dispatching and self._stop_status is None:
             for step_id in added:
                 run = self._runs[step_id]
@@ -198,7 +206,11 @@ class Executor:
                     run.retry_timer.cancel()
                 self._finish(run, StepStatus.CANCELLED)
                 if self.bus:
-                    self.bus.emit(events.StepCancelled(run.step.step_id, False, self._now()))
+                    self.bus.emit(
+                        events.StepCancelled(
+                            run.step.step_id, False, self._now(), run_id=self.run_id
+                        )
+                    )
         self._check_done()  # nothing left to cancel: a growing run has ended now
 
     # --------------------------------------------------------------- set-up
@@ -289,7 +301,9 @@ class Executor:
             run.started_wall = time.time()
         if self.bus:
             self.bus.emit(
-                events.StepStarted(run.step.step_id, run.step.tool, run.attempts, self._now())
+                events.StepStarted(
+                    run.step.step_id, run.step.tool, run.attempts, self._now(), run_id=self.run_id
+                )
             )
         output: Output | None = None
         error: StepError | None
@@ -313,7 +327,9 @@ class Executor:
             self._release(run)
             self._finish(run, StepStatus.CANCELLED)
             if self.bus:
-                self.bus.emit(events.StepCancelled(run.step.step_id, True, self._now()))
+                self.bus.emit(
+                    events.StepCancelled(run.step.step_id, True, self._now(), run_id=self.run_id)
+                )
             self._dispatch()
 
     def _release(self, run: StepRun) -> None:
@@ -330,8 +346,9 @@ class Executor:
         if step.params:
             params.update(render_value(step.params, resolve))
         run.channel = self._calls.channel(step.step_id, step.tool, attempt=run.attempts)
+        run.rendered_input = run.template.render(resolve)
         return ToolCall(
-            run.template.render(resolve),
+            run.rendered_input,
             params,
             step.step_id,
             run.attempts,
@@ -346,7 +363,9 @@ class Executor:
         if not self.bus or self.organized.graph.succ[step_id]:
             return None
         bus = self.bus
-        return lambda text: bus.emit(events.StepOutput(step_id, attempt, text, self._now()))
+        return lambda text: bus.emit(
+            events.StepOutput(step_id, attempt, text, self._now(), run_id=self.run_id)
+        )
 
     def _resolver(self, step_id: str) -> Any:
         runs = self._runs
@@ -379,7 +398,13 @@ class Executor:
         if self.bus:
             self.bus.emit(
                 events.StepSucceeded(
-                    run.step.step_id, run.attempts, run.busy_s, output, self._now()
+                    run.step.step_id,
+                    run.attempts,
+                    run.busy_s,
+                    output,
+                    self._now(),
+                    input=run.rendered_input,
+                    run_id=self.run_id,
                 )
             )
         if self._eager:
@@ -395,7 +420,15 @@ class Executor:
             delay = self._backoff(run.attempts)
             if self.bus:
                 self.bus.emit(
-                    events.StepRetrying(step_id, run.attempts, str(error), delay, self._now())
+                    events.StepRetrying(
+                        step_id,
+                        run.attempts,
+                        str(error),
+                        delay,
+                        self._now(),
+                        input=run.rendered_input,
+                        run_id=self.run_id,
+                    )
                 )
             run.retry_timer = asyncio.get_running_loop().call_later(delay, self._retry, run)
             return
@@ -404,7 +437,15 @@ class Executor:
         self._finish(run, status)
         if self.bus:
             self.bus.emit(
-                events.StepFailed(step_id, run.attempts, str(error), status.value, self._now())
+                events.StepFailed(
+                    step_id,
+                    run.attempts,
+                    str(error),
+                    status.value,
+                    self._now(),
+                    input=run.rendered_input,
+                    run_id=self.run_id,
+                )
             )
         if self.settings.on_failure == "fail_fast":
             self.stop(RunStatus.FAILED)
@@ -434,7 +475,9 @@ class Executor:
             run.error = f"skipped: dependency {root!r} did not succeed"
             self._finish(run, StepStatus.SKIPPED)
             if self.bus:
-                self.bus.emit(events.StepSkipped(run.step.step_id, root, self._now()))
+                self.bus.emit(
+                    events.StepSkipped(run.step.step_id, root, self._now(), run_id=self.run_id)
+                )
             stack.extend(run.dependents)
 
     def _finish(self, run: StepRun, status: StepStatus) -> None:

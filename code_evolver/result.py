@@ -98,6 +98,8 @@ class StepResult:
     """Where the output went instead of memory (``output`` is None then)."""
     isolation: str | None = None
     """How the step's processes ran (strict, contain, none); None for in-process tools."""
+    input: str | None = None
+    """What the step's last attempt was given: its input with the references filled in."""
 
     @property
     def ok(self) -> bool:
@@ -119,6 +121,7 @@ class StepResult:
             "duration_s": round(self.duration_s, 6),
             "tool": self.tool,
             "isolation": self.isolation,
+            "input": self.input,
             "calls": [call.to_json() for call in self.calls],
         }
 

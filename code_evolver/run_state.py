@@ -42,6 +42,8 @@ class StepRun:
     output: Output | Spilled | None = None
     """The output, or where it went when the run's output budget was spent."""
     error: str | None = None
+    rendered_input: str | None = None
+    """The last attempt's input, its references filled in."""
     started_wall: float | None = None
     finished_wall: float | None = None
     busy_s: float = 0.0
@@ -59,6 +61,7 @@ class StepRun:
     def carry_over(self, earlier: StepResult) -> None:
         """A step that succeeded in an earlier run of the same step: keep its result."""
         self.output = earlier.spilled or earlier.output
+        self.rendered_input = earlier.input
         self.attempts = earlier.attempts
         self.busy_s = earlier.duration_s
         self.started_wall = earlier.started_at.timestamp() if earlier.started_at else None
@@ -79,6 +82,7 @@ class StepRun:
             finished_at=utc(self.finished_wall),
             duration_s=self.busy_s,
             output=output,
+            input=self.rendered_input,
             error=None if self.status is StepStatus.SUCCEEDED else self.error,
             calls=calls,
             spilled=spilled,

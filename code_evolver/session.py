@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -75,10 +76,17 @@ class Session:
         self._interrupted = False
         self._requests = 0
         """Requests under way: the interrupt belongs to them and ends with the last of them."""
+        self._planning_run = ""
 
     def _publish_progress(self, progress: PlanProgress) -> None:
         self.bus.emit(
-            events.Planning(progress.stage, progress.elapsed_s, progress.tokens, progress.steps)
+            events.Planning(
+                progress.stage,
+                progress.elapsed_s,
+                progress.tokens,
+                progress.steps,
+                run_id=self._planning_run,
+            )
         )
 
     async def plan(
@@ -93,7 +101,7 @@ class Session:
         ``has_input``: the plan will be run with piped text, which its steps read as
         ``{input}``; ``context``: the conversation so far, for a model that plans."""
         with self._request_scope():
-            return await self._plan(request, use_cache, None, has_input, context)
+            return await self._plan(request, use_cache, None, has_input, context, new_run_id())
 
     @property
     def busy(self) -> bool:
@@ -120,12 +128,16 @@ class Session:
         use_cache: bool,
         on_partial: Callable[[OrganizedPlan], None] | None,
         has_input: bool,
-        context: str | None = None,
+        context: str | None,
+        run_id: str,
     ) -> PlanOutcome:
         """The planner in a task of its own, so that :meth:`interrupt` can cancel it (and, with
         it, the model's generation)."""
         if self._interrupted:
             raise Interrupted("interrupted before planning; nothing ran")
+        if self.bus:
+            self.bus.emit(events.PlanStarted(run_id, request))
+        self._planning_run = run_id
         self._planning = asyncio.ensure_future(
             self.planner.plan(
                 request,
@@ -136,13 +148,20 @@ class Session:
             )
         )
         try:
-            return await self._planning
+            outcome = await self._planning
         except asyncio.CancelledError:
             if self._interrupted:
                 raise Interrupted("interrupted while planning; nothing ran") from None
             raise
         finally:
             self._planning = None
+        if self.bus:
+            self.bus.emit(
+                events.PlanFinished(
+                    run_id, outcome.source, outcome.seconds, outcome.llm_calls, outcome.warnings
+                )
+            )
+        return outcome
 
     async def run(
         self,
@@ -150,10 +169,12 @@ class Session:
         *,
         input_text: str | None = None,
         reuse: Mapping[str, StepResult] | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
-        """Run a plan; ``input_text`` is what its ``{input}`` reads (the piped text)."""
+        """Run a plan; ``input_text`` is what its ``{input}`` reads (the piped text);
+        ``reuse``: results of steps that need not run again (a resumed run's, ``run_id``)."""
         with self._request_scope():
-            return await self._run(organized, input_text=input_text, reuse=reuse)
+            return await self._run(organized, input_text=input_text, reuse=reuse, run_id=run_id)
 
     async def _run(
         self,
@@ -161,6 +182,7 @@ class Session:
         *,
         input_text: str | None = None,
         reuse: Mapping[str, StepResult] | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
         require_input(organized, input_text)
         self._executor = Executor(
@@ -170,6 +192,7 @@ class Session:
             bus=self.bus,
             reuse=reuse,
             run_input=input_text,
+            run_id=run_id,
         )
         if self._interrupted:
             self._executor.interrupt()
@@ -201,6 +224,7 @@ class Session:
     ) -> Answer:
         streamed: Executor | None = None
         streamed_run: asyncio.Future[RunResult] | None = None
+        run_id = new_run_id()
 
         def on_partial(prefix: OrganizedPlan) -> None:
             nonlocal streamed, streamed_run
@@ -214,6 +238,7 @@ class Session:
                     bus=self.bus,
                     growing=True,
                     run_input=input_text,
+                    run_id=run_id,
                 )
                 streamed_run = asyncio.ensure_future(streamed.run())
             else:
@@ -227,6 +252,7 @@ class Session:
                 on_partial if can_stream else None,
                 input_text is not None,
                 context,
+                run_id,
             )
         except BaseException as exc:
             if streamed is None or streamed_run is None:
@@ -242,7 +268,9 @@ class Session:
             on_plan(outcome)
         if streamed is None or streamed_run is None:
             return Answer(
-                request, outcome, await self._run(outcome.organized, input_text=input_text)
+                request,
+                outcome,
+                await self._run(outcome.organized, input_text=input_text, run_id=run_id),
             )
         if _extends(outcome.organized, streamed.organized):
             streamed.seal(outcome.organized)
@@ -253,7 +281,7 @@ class Session:
         return Answer(
             request,
             outcome,
-            await self._run(outcome.organized, input_text=input_text, reuse=reuse),
+            await self._run(outcome.organized, input_text=input_text, reuse=reuse, run_id=run_id),
         )
 
     def interrupt(self) -> None:
@@ -306,3 +334,7 @@ def carry_over(earlier: RunResult, plan: OrganizedPlan) -> dict[str, StepResult]
             ):
                 kept[step_id] = record
     return kept
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]

@@ -56,6 +56,14 @@ class FunctionTool(Tool):
         self._import_error: str | None = None
 
     @property
+    def target(self) -> str:
+        """What it calls: ``module:name``, or a given callable's qualified name."""
+        if self.reference is not None:
+            return self.reference
+        function = self._function
+        return f"{getattr(function, '__module__', '')}:{getattr(function, '__qualname__', '')}"
+
+    @property
     def imported(self) -> bool:
         """Whether the function is at hand (given as a callable, or imported by a step)."""
         return self._function is not None

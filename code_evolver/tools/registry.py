@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,29 @@ class ToolRegistry(Mapping[str, Tool]):
         self._tools = dict(tools)
         self.llm = llm
         """The model service the llm tools share (None when no tool needs one)."""
+        self._definitions: dict[str, tuple[ToolSpecBase, Path]] = {}
+        self._digests: dict[str, str] = {}
+
+    def digest(self, name: str) -> str:
+        """A digest of what the tool does: its settings and the prompt or script they name.
+        History keeps it with each step, so that resuming re-runs a step whose tool changed."""
+        if (known := self._digests.get(name)) is not None:
+            return known
+        tool = self[name]
+        material = f"{tool.kind}:{type(tool).__qualname__}:{tool.description}"
+        if (definition := self._definitions.get(name)) is not None:
+            spec, folder = definition
+            material = spec.model_dump_json()
+            for path in (getattr(spec, "prompt", None), getattr(spec, "script", None)):
+                if isinstance(path, str):
+                    try:
+                        material += hashlib.sha256((folder / path).read_bytes()).hexdigest()
+                    except OSError:
+                        material += f"{path}: unreadable"
+        elif isinstance(tool, FunctionTool):
+            material += f":{tool.target}"
+        self._digests[name] = digest = hashlib.sha256(material.encode()).hexdigest()[:16]
+        return digest
 
     @classmethod
     def from_config(
@@ -68,7 +92,13 @@ class ToolRegistry(Mapping[str, Tool]):
             raise ConfigError(problems)
         for name, tool in (extra or {}).items():
             tools[name] = as_tool(name, tool)
-        return cls(tools, llm)
+        registry = cls(tools, llm)
+        registry._definitions = {
+            name: (spec, config.tool_dir(name))
+            for name, spec in config.tools.items()
+            if name not in (extra or {})
+        }
+        return registry
 
     async def prepare(self, names: Iterable[str] | None = None) -> None:
         """Let the tools a run will use do their async set-up (each tool once)."""
