@@ -96,6 +96,8 @@ class ExecutionSettings(BaseModel):
     """How deep node scripts may nest their tool calls (a call's call's call...)."""
     max_output_bytes_total: int = Field(default=256 * 1024 * 1024, ge=1024)
     """Outputs a run keeps in memory; beyond it they are written to files in the run's folder."""
+    history: bool = True
+    """Keep every run and step in ``$EVOLVE_HOME/history.db`` (``evolve runs``, ``resume``)."""
 
     def retry_delay(self, attempts: int, rng: random.Random) -> float:
         """Delay after ``attempts`` failed attempts: exponential, capped, with equal jitter

@@ -64,6 +64,8 @@ class RunStarted:
     run_id: str
     organized: OrganizedPlan
     at: float = 0.0
+    run_input: str | None = None
+    """The text the run's ``{input}`` reads (piped in), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,12 +225,26 @@ class EventBus:
 
     def __init__(self, *listeners: Listener) -> None:
         self._listeners: list[Listener] = list(listeners)
+        self._watchers = len(self._listeners)
         self.listener_error: BaseException | None = None
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Add a listener; returns a function that removes it again."""
+    def subscribe(self, listener: Listener, *, watches_output: bool = True) -> Callable[[], None]:
+        """Add a listener; returns a function that removes it again. ``watches_output=False``:
+        it does not read a final step's text as it is written (StepOutput), so it is no
+        reason to stream that step (the run history records outputs when steps end)."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        self._watchers += watches_output
+
+        def unsubscribe() -> None:
+            self._listeners.remove(listener)
+            self._watchers -= watches_output
+
+        return unsubscribe
+
+    @property
+    def watches_output(self) -> bool:
+        """Whether a listener shows final steps' text as it is written."""
+        return self._watchers > 0
 
     def emit(self, event: Event) -> None:
         for listener in tuple(self._listeners):  # a listener may unsubscribe itself

@@ -122,7 +122,7 @@ class Executor:
         self._t0 = time.perf_counter()
         started_at = datetime.now(UTC)
         if self.bus:
-            self.bus.emit(events.RunStarted(self.run_id, self.organized))
+            self.bus.emit(events.RunStarted(self.run_id, self.organized, run_input=self.run_input))
         self._dispatching = True
         first = (
             self._runs.values() if self._eager else [self._runs[s] for s in self.organized.waves[0]]
@@ -360,7 +360,7 @@ class Executor:
     def _watcher(self, run: StepRun) -> Callable[[str], None] | None:
         """For a final step someone watches, its output as it is written (StepOutput)."""
         step_id, attempt = run.step.step_id, run.attempts
-        if not self.bus or self.organized.graph.succ[step_id]:
+        if not self.bus.watches_output or self.organized.graph.succ[step_id]:
             return None
         bus = self.bus
         return lambda text: bus.emit(

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from code_evolver import events
 from code_evolver.config import Config
@@ -27,6 +29,11 @@ from code_evolver.organizer import OrganizedPlan
 from code_evolver.planner.planner import Planner, PlanOutcome, PlanProgress
 from code_evolver.result import RunResult, RunStatus, StepResult
 from code_evolver.tools.registry import ToolLike, ToolRegistry
+
+if TYPE_CHECKING:
+    from code_evolver.history.recorder import HistoryRecorder
+    from code_evolver.history.records import RunRecord
+    from code_evolver.history.resume import Resumption
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,10 @@ class Session:
         self._requests = 0
         """Requests under way: the interrupt belongs to them and ends with the last of them."""
         self._planning_run = ""
+        self.history: HistoryRecorder | None = None
+        if config.execution.history:
+            self.history = self._recorder(config)
+            self.bus.subscribe(self.history, watches_output=False)
 
     def _publish_progress(self, progress: PlanProgress) -> None:
         self.bus.emit(
@@ -198,6 +209,22 @@ class Session:
             self._executor.interrupt()
         return await self._executor.run()
 
+    async def resume(self, run: RunRecord, resumption: Resumption) -> RunResult:
+        """Run a stored run again under its id: the steps of ``resumption.rerun`` run (their
+        attempts numbered after the earlier ones), the rest keep their stored outputs."""
+        if self.history is not None:
+            self.history.attempt_offsets.update(
+                {(run.run_id, step): n for step, n in resumption.attempts_before.items()}
+            )
+            first = datetime.fromisoformat(run.started_at)
+            self.history.time_offsets[run.run_id] = (datetime.now(UTC) - first).total_seconds()
+        return await self.run(
+            resumption.organized,
+            input_text=run.run_input,
+            reuse=resumption.kept,
+            run_id=run.run_id,
+        )
+
     async def ask(
         self,
         request: str,
@@ -292,7 +319,24 @@ class Session:
         if self._executor is not None:
             self._executor.interrupt()
 
+    def _recorder(self, config: Config) -> HistoryRecorder:
+        from code_evolver.history.recorder import HistoryRecorder
+
+        digests: dict[str, str | None] = {}
+
+        def digest(tool: str) -> str | None:
+            if tool not in digests:
+                digests[tool] = self.registry.digest(tool) if tool in self.registry else None
+            return digests[tool]
+
+        config_digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+        return HistoryRecorder(
+            digest=digest, identity=lambda: self.llm.known_identity, config_digest=config_digest
+        )
+
     async def close(self) -> None:
+        if self.history is not None:
+            self.history.close()
         await self.llm.close()
 
     async def __aenter__(self) -> Session:

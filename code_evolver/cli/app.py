@@ -52,6 +52,16 @@ COMMANDS = {
         "chat_command",
         "Chat: each message is planned and run; the next can build on its answer.",
     ),
+    "runs": (
+        "code_evolver.cli.runs_cmd",
+        "runs_command",
+        "List stored runs, newest first (in $EVOLVE_HOME/history.db).",
+    ),
+    "resume": (
+        "code_evolver.cli.runs_cmd",
+        "resume_command",
+        "Run again the steps of a stored run that did not succeed.",
+    ),
     "doctor": (
         "code_evolver.cli.info_cmd",
         "doctor_command",
@@ -116,6 +126,8 @@ def main_group(ctx: click.Context) -> None:
     evolve plan --show PLAN.json                 check a plan file, show its waves
     evolve tools                                 list the tools plans can use
     evolve config                                the merged config, and which file set what
+    evolve runs [show ID [--gantt]]              stored runs, one run's steps and timeline
+    evolve resume ID                             run again what did not succeed in run ID
     evolve doctor                                which LLM backend, and what is missing
     evolve chat   (or evolve alone on a terminal)  a conversation; /help lists its commands
 

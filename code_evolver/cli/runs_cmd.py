@@ -1,0 +1,215 @@
+"""``evolve runs`` (list, show, rm) and ``evolve resume``: the run history."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from code_evolver.cli import options
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from code_evolver.history.records import RunRecord
+    from code_evolver.result import RunResult
+
+STATUSES = ("succeeded", "failed", "interrupted", "cancelled", "running")
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@click.group("runs", invoke_without_command=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--status", type=click.Choice(STATUSES), help="Only runs that ended so.")
+@options.these("json")
+@click.pass_context
+def runs_command(ctx: click.Context, limit: int, status: str | None) -> None:
+    """List stored runs, newest first (in $EVOLVE_HOME/history.db).
+
+    \b
+    evolve runs show ID [--gantt] [--svg FILE]   one run: plan, steps, outputs, calls
+    evolve runs rm ID... | --older-than 30d      forget runs
+    evolve resume ID                             run again what did not succeed
+    An ID may be shortened to any unique start of it.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from code_evolver.cli import terminal
+    from code_evolver.history import store
+
+    with _history(create=False) as db:
+        runs = store.list_runs(db, limit=limit, status=status) if db is not None else []
+    if options.current().as_json:
+        terminal.emit_json([_run_json(run) for run in runs])
+        return
+    from code_evolver.display.history_views import runs_table
+
+    terminal.stdout_console().print(runs_table(runs))
+
+
+@runs_command.command("show")
+@click.argument("run_id")
+@click.option("--gantt", is_flag=True, help="Draw the run on a time axis, one bar per step.")
+@click.option(
+    "--svg",
+    "svg_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the timeline as a standalone SVG file.",
+)
+@options.these("full", "json")
+def show_command(run_id: str, gantt: bool, svg_path: Path | None) -> None:
+    """Show one run: its figures, each step's status, timing and output, nested calls."""
+    from code_evolver.cli import terminal
+
+    run = load_run(run_id)
+    if svg_path is not None:
+        write_svg(run, svg_path)
+    opts = options.current()
+    if opts.as_json:
+        terminal.emit_json(_run_json(run))
+        return
+    out = terminal.stdout_console()
+    if gantt:
+        from code_evolver.display.timeline import gantt as draw
+
+        out.print(draw(run, out.width))
+    else:
+        from code_evolver.display.history_views import run_detail
+
+        out.print(run_detail(run, full=opts.full))
+    if svg_path is not None:
+        terminal.stderr_console().print(f"[dim]timeline written to {svg_path}[/]")
+
+
+@runs_command.command("rm")
+@click.argument("run_ids", nargs=-1)
+@click.option("--older-than", "older_than", metavar="AGE", help="e.g. 30d, 12h, 90m, 2w.")
+@options.these("json")
+def rm_command(run_ids: tuple[str, ...], older_than: str | None) -> None:
+    """Forget runs: by id, or all that started more than AGE ago."""
+    from code_evolver.cli import terminal
+    from code_evolver.errors import UserError
+    from code_evolver.history import store
+
+    if not run_ids and older_than is None:
+        raise UserError("say which runs to remove: evolve runs rm ID... or --older-than 30d")
+    age = _age(older_than) if older_than is not None else None
+    with _history(create=False) as db:
+        removed = store.remove_runs(db, run_ids, older_than=age) if db is not None else 0
+    if options.current().as_json:
+        terminal.emit_json({"removed": removed})
+    else:
+        terminal.stdout_console().print(f"removed {removed} run{'s' * (removed != 1)}")
+
+
+@click.command("resume")
+@click.argument("run_id")
+@options.these("config", *options.MODEL, *options.EXECUTION, "full", "json")
+def resume_command(run_id: str) -> None:
+    """Run again the steps of a stored run that did not succeed.
+
+    Those are the failed, timed out, skipped and cancelled steps, and any a crash cut short;
+    they are fed with the stored outputs of the steps that succeeded. A step whose tool
+    changed since the run runs again too, with a note. The new attempts are recorded under
+    the same run id.
+    """
+    from code_evolver.cli import show, terminal
+    from code_evolver.history.resume import resumption
+    from code_evolver.session import Session
+
+    run = load_run(run_id)
+    opts = options.current()
+    session = Session(opts.config())
+    plan = resumption(run, session.registry)
+    err, out = terminal.stderr_console(), terminal.stdout_console()
+    if not opts.as_json:
+        kept = len(plan.kept)
+        err.print(
+            f"[dim]resuming {run.run_id}: {len(plan.rerun)} step"
+            f"{'s' * (len(plan.rerun) != 1)} to run, {kept} kept from the run[/]"
+        )
+        show.warnings(err, plan.notes)
+
+    async def main() -> RunResult:
+        async with session:
+            return await session.resume(run, plan)
+
+    with (
+        terminal.quiet_stdout(opts.as_json),
+        terminal.progress(
+            session.bus,
+            err,
+            plan.organized,
+            enabled=terminal.progress_wanted(opts.as_json, err),
+        ),
+    ):
+        result = terminal.run_async(main, session.interrupt)
+    if opts.as_json:
+        terminal.emit_json(result.to_json() | {"rerun": plan.rerun, "notes": plan.notes})
+    else:
+        markdown = show.markdown_tools(session.registry)
+        show.results(out, err, result, markdown=markdown, full=opts.full)
+    click.get_current_context().exit(show.exit_code(result))
+
+
+def load_run(run_id: str) -> RunRecord:
+    from code_evolver.errors import UserError
+    from code_evolver.history import store
+
+    with _history(create=False) as db:
+        if db is None:
+            raise UserError("no runs are stored yet; each run is kept once it starts")
+        try:
+            return store.find_run(db, run_id)
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+
+
+def write_svg(run: RunRecord, path: Path) -> None:
+    from code_evolver.display.timeline_svg import timeline_svg
+    from code_evolver.errors import UserError
+
+    try:
+        path.write_text(timeline_svg(run), encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the timeline to {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _history(*, create: bool) -> Iterator[sqlite3.Connection | None]:
+    """The history database (None when there is none yet); its errors become user errors."""
+    from code_evolver.errors import UserError
+    from code_evolver.history import store
+
+    try:
+        db = store.connect(create=create)
+    except FileNotFoundError:
+        yield None
+        return
+    except store.HistoryError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _age(text: str) -> timedelta:
+    from code_evolver.errors import UserError
+
+    match = _AGE.match(text)
+    if match is None:
+        raise UserError(f"--older-than {text!r}: give a number and a unit, like 30d, 12h or 90m")
+    return timedelta(**{_UNITS[match[2]]: float(match[1])})
+
+
+def _run_json(run: RunRecord) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(run)

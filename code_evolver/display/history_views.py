@@ -1,0 +1,153 @@
+"""``evolve runs`` and ``evolve runs show``: stored runs as tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from code_evolver.display.safe import shown
+from code_evolver.display.style import ICONS, clip, seconds
+from code_evolver.history.records import RunRecord, StepRecord
+from code_evolver.result import StepStatus
+from code_evolver.templating import to_text
+
+RUN_COLOURS = {
+    "succeeded": "green",
+    "failed": "red",
+    "interrupted": "magenta",
+    "cancelled": "magenta",
+    "running": "cyan",
+}
+
+
+def runs_table(runs: Sequence[RunRecord]) -> RenderableType:
+    if not runs:
+        return Text("No runs yet: each run is kept here once it starts.", style="dim")
+    table = Table(
+        title=f"{len(runs)} run{'s' * (len(runs) != 1)}, newest first",
+        title_justify="left",
+        expand=False,
+    )
+    table.add_column("id", style="bold cyan", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("ran", justify="right", no_wrap=True)
+    table.add_column("speedup", justify="right", no_wrap=True)
+    table.add_column("request")
+    for run in runs:
+        table.add_row(
+            run.run_id,
+            when(run.started_at),
+            run_status(run.status),
+            seconds(run.wall_s) if run.wall_s is not None else "-",
+            f"{run.speedup:.2f}x" if run.speedup is not None else "-",
+            shown(clip(run.request, 70)),
+        )
+    return table
+
+
+def run_detail(run: RunRecord, *, full: bool = False) -> RenderableType:
+    """The run's figures, then one row per step attempt with its nested calls under it."""
+    figures = [f"[bold]{shown(run.run_id)}[/] {run_status(run.status)}", when(run.started_at)]
+    if run.wall_s is not None:
+        figures.append(f"ran in {seconds(run.wall_s)}")
+    if run.critical_path_s is not None:
+        figures.append(f"critical path {seconds(run.critical_path_s)}")
+    if run.speedup is not None:
+        figures.append(f"speedup {run.speedup:.2f}x")
+    if run.peak_concurrency:
+        figures.append(f"peak {run.peak_concurrency} at once")
+    made = [f"planned by {run.planner_source}"] if run.planner_source else []
+    if run.model:
+        made.append(shown(f"{run.backend}:{run.model}" if run.backend else run.model))
+    parts: list[RenderableType] = [
+        Text.from_markup(" · ".join(figures)),
+        Text(f"request: {clip(run.request, 200)}"),
+    ]
+    if made:
+        parts.append(Text.from_markup(f"[dim]{' · '.join(made)}[/]"))
+    parts.append(steps_table(run, full=full))
+    return Group(*parts)
+
+
+def steps_table(run: RunRecord, *, full: bool = False) -> RenderableType:
+    records = [r for r in run.steps if r.call_id is None]
+    planned = [s.get("step_id") for s in (run.plan or {}).get("steps", []) if isinstance(s, dict)]
+    recorded = {r.step_id for r in records}
+    table = Table(expand=False, show_lines=full)
+    for name, justify in (("step", "left"), ("tool", "left"), ("wave", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("attempt", justify="right")
+    table.add_column("started", justify="right")
+    table.add_column("took", justify="right")
+    table.add_column("output" if full else "output or error")
+    for record in records:
+        _add_step(table, record, full, "")
+        for call in _calls_of(run, record):
+            depth = 2 if call.parent_call else 1
+            _add_step(table, call, full, "  " * depth + "↳ ")
+    for step_id in planned:
+        if isinstance(step_id, str) and step_id not in recorded:
+            table.add_row(shown(step_id), "", "", "", "", "", "[dim]never started[/]")
+    return table
+
+
+def _calls_of(run: RunRecord, step: StepRecord) -> list[StepRecord]:
+    """The calls made during this attempt of the step (by time: calls keep no attempt)."""
+    began, ended = step.started_s, step.finished_s
+    return [
+        r
+        for r in run.steps
+        if r.call_id is not None
+        and r.step_id == step.step_id
+        and (began is None or r.started_s is None or r.started_s >= began - 1e-6)
+        and (ended is None or r.started_s is None or r.started_s <= ended + 1e-6)
+    ]
+
+
+def _add_step(table: Table, record: StepRecord, full: bool, indent: str) -> None:
+    label = f"{indent}{record.tool}" if record.call_id else record.step_id
+    text = record.error if record.error else _output_text(record)
+    shown_text = shown(text) if full else shown(clip(text, 60))
+    if record.error:
+        shown_text = f"[red]{shown_text}[/]"
+    table.add_row(
+        f"{status_icon(record.status)} {shown(label)}",
+        "" if record.call_id else shown(record.tool),
+        str(record.wave) if record.wave is not None else "",
+        str(record.attempt) if not record.call_id else "",
+        f"+{seconds(record.started_s)}" if record.started_s is not None else "-",
+        seconds(record.duration_s) if record.started_s is not None else "-",
+        shown_text,
+    )
+
+
+def _output_text(record: StepRecord) -> str:
+    if record.output_file is not None:
+        return f"(in {record.output_file})"
+    return "" if record.output is None else to_text(record.output)
+
+
+def status_icon(status: str) -> str:
+    try:
+        symbol, colour = ICONS[StepStatus(status)]
+    except ValueError:
+        return "?"
+    return f"[{colour}]{symbol}[/]"
+
+
+def run_status(status: str) -> str:
+    colour = RUN_COLOURS.get(status, "yellow")
+    return f"[{colour}]{shown(status)}[/]"
+
+
+def when(iso: str) -> str:
+    """A stored UTC time in the local zone, to the second."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return shown(iso)

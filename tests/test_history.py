@@ -1,0 +1,330 @@
+"""Run history: what a run leaves in history.db, reading it back, resume, the CLI over it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from support import plan, step
+
+from code_evolver.cli import main_group
+from code_evolver.config import Config, load_config
+from code_evolver.errors import PlanError
+from code_evolver.history import store
+from code_evolver.history.recorder import MAX_INLINE_OUTPUT
+from code_evolver.history.records import RunRecord
+from code_evolver.history.resume import resumption
+from code_evolver.organizer import organize
+from code_evolver.plan import Plan
+from code_evolver.result import RunResult, RunStatus
+from code_evolver.session import Session
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = str(REPO / "config.yaml")
+
+
+def config(**execution: Any) -> Config:
+    return load_config(REPO / "config.yaml").with_execution(**execution)
+
+
+class Flaky:
+    """A tool that fails until ``healed``; counts its calls."""
+
+    def __init__(self) -> None:
+        self.healed = False
+        self.calls = 0
+
+        def flaky(text: str) -> str:
+            self.calls += 1
+            if not self.healed:
+                raise RuntimeError("not yet")
+            return f"fixed {text}"
+
+        self.tool = flaky
+
+
+def shout(text: str) -> str:
+    return text.upper()
+
+
+def run_plan(
+    the_plan: Plan,
+    tools: Mapping[str, Callable[..., Any]],
+    cfg: Config | None = None,
+    input_text: str | None = None,
+) -> RunResult:
+    async def main() -> RunResult:
+        session = Session(cfg or config(), tools=tools)
+        try:
+            return await session.run(organize(the_plan, session.registry), input_text=input_text)
+        finally:
+            await session.close()
+
+    return asyncio.run(main())
+
+
+def stored(run_id: str) -> RunRecord:
+    db = store.connect()
+    try:
+        return store.find_run(db, run_id)
+    finally:
+        db.close()
+
+
+DIAMOND = plan(
+    step("a", tool="shout", input="hello"),
+    step("b", "a", tool="flaky"),
+    step("c", "a", tool="shout"),
+    step("d", "b", "c", tool="shout"),
+    request="a diamond",
+)
+
+
+# ---------------------------------------------------------------- recording
+
+
+def test_a_run_is_recorded_with_its_plan_steps_inputs_and_outputs() -> None:
+    flaky = Flaky()
+    flaky.healed = True
+    result = run_plan(DIAMOND, {"shout": shout, "flaky": flaky.tool})
+    run = stored(result.run_id)
+    assert run.request == "a diamond"
+    assert run.status == "succeeded"
+    assert run.plan is not None
+    assert [s["step_id"] for s in run.plan["steps"]] == ["a", "b", "c", "d"]
+    assert run.wall_s == pytest.approx(result.run_s)
+    assert run.peak_concurrency == result.peak_concurrency
+    latest = run.latest()
+    assert latest["a"].output == "HELLO"
+    assert latest["b"].input == "HELLO"  # the rendered input, references filled in
+    assert latest["d"].output == "FIXED HELLO+HELLO"
+    assert [latest[s].wave for s in "abcd"] == [1, 2, 2, 3]
+    assert all(r.started_s is not None and r.finished_s is not None for r in latest.values())
+    assert latest["a"].tool_digest is not None
+
+
+def test_each_failed_attempt_is_a_row_of_its_own() -> None:
+    result = run_plan(
+        plan(step("b", tool="flaky", input="x")), {"flaky": Flaky().tool}, config(retries=2)
+    )
+    run = stored(result.run_id)
+    assert [(r.attempt, r.status, r.error) for r in run.steps] == [
+        (1, "failed", "RuntimeError: not yet"),
+        (2, "failed", "RuntimeError: not yet"),
+        (3, "failed", "RuntimeError: not yet"),
+    ]
+
+
+def test_skipped_steps_are_recorded_with_their_cause() -> None:
+    result = run_plan(DIAMOND, {"shout": shout, "flaky": Flaky().tool})
+    latest = stored(result.run_id).latest()
+    assert latest["b"].status == "failed"
+    assert latest["d"].status == "skipped"
+    assert latest["d"].error == "skipped: b did not succeed"
+    assert latest["d"].started_s is None
+
+
+def test_a_large_output_goes_to_a_file_and_resume_reads_it_back() -> None:
+    big = "x" * (MAX_INLINE_OUTPUT + 10)
+    flaky = Flaky()
+    result = run_plan(
+        plan(step("a", tool="big", input="-"), step("b", "a", tool="flaky")),
+        {"big": lambda text: big, "flaky": flaky.tool},
+    )
+    run = stored(result.run_id)
+    first = run.latest()["a"]
+    assert first.output is None
+    assert first.output_file is not None
+    session = Session(config(), tools={"big": lambda text: big, "flaky": flaky.tool})
+    assert resumption(run, session.registry).kept["a"].output == big
+
+
+def test_history_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOLVE_HOME", str(tmp_path))
+    run_plan(plan(step("a", tool="shout")), {"shout": shout}, config(history=False))
+    assert not (tmp_path / store.FILE_NAME).exists()
+
+
+def test_a_history_newer_than_this_evolve_is_refused_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(store.HistoryError, match="newer than this evolve knows"):
+        store.connect(path)
+
+
+def test_runs_are_listed_newest_first_and_found_by_a_unique_prefix() -> None:
+    ids = [run_plan(plan(step("a", tool="shout")), {"shout": shout}).run_id for _ in range(3)]
+    db = store.connect()
+    listed = [r.run_id for r in store.list_runs(db)]
+    assert listed == ids[::-1]
+    assert store.find_run(db, ids[0][:6]).run_id == ids[0]
+    with pytest.raises(LookupError, match="no run"):
+        store.find_run(db, "zzz")
+    assert store.list_runs(db, status="failed") == []
+
+
+# ---------------------------------------------------------------- resume
+
+
+def test_resume_runs_only_what_did_not_succeed_under_the_same_run() -> None:
+    flaky = Flaky()
+    tools = {"shout": shout, "flaky": flaky.tool}
+    first = run_plan(DIAMOND, tools)
+    assert first.status is RunStatus.FAILED
+    run = stored(first.run_id)
+    flaky.healed = True
+
+    async def main() -> RunResult:
+        session = Session(config(), tools=tools)
+        try:
+            plan_again = resumption(run, session.registry)
+            assert plan_again.rerun == ["b", "d"]
+            assert sorted(plan_again.kept) == ["a", "c"]
+            return await session.resume(run, plan_again)
+        finally:
+            await session.close()
+
+    calls_before = flaky.calls
+    result = asyncio.run(main())
+    assert result.run_id == first.run_id
+    assert result.status is RunStatus.SUCCEEDED
+    assert flaky.calls == calls_before + 1  # only b ran again (a and c kept their outputs)
+    assert result.outputs["d"] == "FIXED HELLO+HELLO"
+    again = stored(first.run_id)
+    assert again.status == "succeeded"
+    b_attempts = [(r.attempt, r.status) for r in again.steps if r.step_id == "b"]
+    assert b_attempts == [(1, "failed"), (2, "succeeded")]  # numbered after the first
+    assert [(r.attempt, r.status) for r in again.steps if r.step_id == "a"] == [(1, "succeeded")]
+
+
+def test_a_step_whose_tool_changed_runs_again_with_the_steps_that_read_it() -> None:
+    flaky = Flaky()
+    flaky.healed = True
+    first = run_plan(DIAMOND, {"shout": shout, "flaky": flaky.tool})
+    db = store.connect()
+    db.execute("UPDATE step_executions SET tool_digest = 'old' WHERE step_id = 'c'")
+    db.close()
+    session = Session(config(), tools={"shout": shout, "flaky": flaky.tool})
+    again = resumption(stored(first.run_id), session.registry)
+    assert again.rerun == ["c", "d"]
+    assert again.notes == [
+        "c: tool 'shout' changed since the run; running it again and the steps that read it"
+    ]
+
+
+def test_a_run_without_a_stored_plan_cannot_be_resumed() -> None:
+    run = RunRecord(run_id="r1", request="x", status="running", started_at="2026-01-01")
+    with pytest.raises(PlanError, match="no stored plan"):
+        resumption(run, Session(config()).registry)
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def evolve(*args: str) -> Any:
+    return CliRunner().invoke(main_group, list(args))
+
+
+def write_plan(tmp_path: Path) -> Path:
+    path = tmp_path / "plan.json"
+    path.write_text(
+        json.dumps(
+            {
+                "request": "shout twice",
+                "steps": [
+                    {"step_id": "a", "tool": "template", "input": "hello"},
+                    {"step_id": "b", "tool": "template", "input": "{a} again"},
+                ],
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def template_config(tmp_path: Path) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  template: {kind: template, description: Its input.}\n")
+    return str(path)
+
+
+def test_runs_lists_shows_and_removes(tmp_path: Path, template_config: str) -> None:
+    assert "No runs yet" in evolve("runs").output
+    ran = evolve("run", str(write_plan(tmp_path)), "--config", template_config, "--json")
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(ran.output)["run_id"]
+    listed = evolve("runs", "--json")
+    assert [r["run_id"] for r in json.loads(listed.output)] == [run_id]
+    shown = evolve("runs", "show", run_id[:5])
+    assert shown.exit_code == 0, shown.output
+    assert "hello again" in shown.output
+    assert "shout twice" in shown.output
+    detail = json.loads(evolve("runs", "show", run_id, "--json").output)
+    assert detail["steps"][1]["input"] == "hello again"
+    svg = tmp_path / "run.svg"
+    drawn = evolve("runs", "show", run_id, "--gantt", "--svg", str(svg))
+    assert drawn.exit_code == 0, drawn.output
+    assert "critical path" in drawn.output
+    assert ET.fromstring(svg.read_text()).tag.endswith("svg")
+    assert evolve("runs", "rm", run_id).output.strip() == "removed 1 run"
+    assert "No runs yet" in evolve("runs").output
+
+
+def test_runs_rm_by_age_and_its_mistakes(tmp_path: Path, template_config: str) -> None:
+    evolve("run", str(write_plan(tmp_path)), "--config", template_config)
+    assert evolve("runs", "rm", "--older-than", "1d").output.strip() == "removed 0 runs"
+    assert evolve("runs", "rm", "--older-than", "0s").output.strip() == "removed 1 run"
+    wrong = evolve("runs", "rm", "--older-than", "soon")
+    assert wrong.exit_code == 2
+    assert "like 30d" in wrong.output
+    assert evolve("runs", "rm").exit_code == 2
+    unknown = evolve("runs", "show", "nope")
+    assert unknown.exit_code == 2
+    assert "no runs are stored yet" in unknown.output or "no run 'nope'" in unknown.output
+
+
+def test_resume_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "healed"
+    (tmp_path / "tools_mod.py").write_text(
+        "from pathlib import Path\n"
+        f"MARKER = Path({str(marker)!r})\n"
+        "def flaky(text: str) -> str:\n"
+        "    if not MARKER.exists():\n"
+        "        raise RuntimeError('not yet')\n"
+        "    return 'fixed ' + text\n"
+    )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "tools:\n"
+        "  template: {kind: template}\n"
+        "  flaky: {kind: function, function: 'tools_mod:flaky'}\n"
+    )
+    the_plan = tmp_path / "plan.json"
+    the_plan.write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {"step_id": "a", "tool": "template", "input": "hi"},
+                    {"step_id": "b", "tool": "flaky", "input": "{a}"},
+                ]
+            }
+        )
+    )
+    failed = evolve("run", str(the_plan), "--config", str(cfg), "--json")
+    assert failed.exit_code == 1, failed.output
+    run_id = json.loads(failed.output)["run_id"]
+    marker.touch()
+    resumed = evolve("resume", run_id, "--config", str(cfg), "--json")
+    assert resumed.exit_code == 0, resumed.output
+    document = json.loads(resumed.output)
+    assert document["rerun"] == ["b"]
+    assert document["steps"]["b"]["output"] == "fixed hi"
