@@ -78,6 +78,15 @@ def stored(run_id: str) -> RunRecord:
         db.close()
 
 
+def newest() -> RunRecord | None:
+    db = store.connect()
+    try:
+        runs = store.list_runs(db, limit=1)
+        return store.find_run(db, runs[0].run_id) if runs else None
+    finally:
+        db.close()
+
+
 DIAMOND = plan(
     step("a", tool="shout", input="hello"),
     step("b", "a", tool="flaky"),
@@ -328,3 +337,77 @@ def test_resume_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     document = json.loads(resumed.output)
     assert document["rerun"] == ["b"]
     assert document["steps"]["b"]["output"] == "fixed hi"
+
+
+# ---------------------------------------------------------------- a process that dies
+
+
+@pytest.mark.integration  # a real evolve process, killed with SIGKILL mid-run
+def test_kill_9_loses_no_finished_step_and_resume_runs_the_rest(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    flag = tmp_path / "go"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "tools:\n"
+        "  upper: {kind: command, command: [tr, '[:lower:]', '[:upper:]']}\n"
+        "  gated:\n"
+        "    kind: command\n"
+        f"    command: [sh, -c, 'while [ ! -e {flag} ]; do sleep 0.05; done; cat']\n"
+    )
+    the_plan = tmp_path / "plan.json"
+    the_plan.write_text(
+        json.dumps(
+            {
+                "request": "one quick, one stuck",
+                "steps": [
+                    {"step_id": "quick", "tool": "upper", "input": "done"},
+                    {"step_id": "stuck", "tool": "gated", "input": "{quick} later"},
+                ],
+            }
+        )
+    )
+    env = {**os.environ, "EVOLVE_HOME": os.environ["EVOLVE_HOME"]}
+    command = [sys.executable, "-m", "code_evolver"]
+    proc = subprocess.Popen(
+        [*command, "run", str(the_plan), "--config", str(cfg), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the quick step's record is committed, while the other one runs
+            assert time.monotonic() < deadline
+            assert proc.poll() is None
+            if store.default_path().exists() and (run := newest()) and "quick" in run.latest():
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    run = newest()
+    assert run is not None
+    assert run.status == "running"  # the process died: nobody wrote its end
+    assert run.latest()["quick"].output == "DONE"
+    assert "stuck" not in run.latest()
+    flag.touch()
+    resumed = subprocess.run(
+        [*command, "resume", run.run_id, "--config", str(cfg), "--json"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    document = json.loads(resumed.stdout)
+    assert document["rerun"] == ["stuck"]
+    assert document["steps"]["stuck"]["output"] == "DONE later"
+    assert stored(run.run_id).status == "succeeded"
