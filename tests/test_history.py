@@ -411,3 +411,25 @@ def test_kill_9_loses_no_finished_step_and_resume_runs_the_rest(tmp_path: Path) 
     assert document["rerun"] == ["stuck"]
     assert document["steps"]["stuck"]["output"] == "DONE later"
     assert stored(run.run_id).status == "succeeded"
+
+
+@pytest.mark.integration  # a node script: a real process calling tools back
+def test_nested_calls_are_recorded_under_their_step(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    fan = REPO / "tests" / "nodes" / "fan_out.py"
+    cfg.write_text(f"tools:\n  fan: {{kind: node, script: {fan}}}\n")
+    the_plan = plan(step("a", tool="fan", input="hi", params={"n": 3}))
+    result = run_plan(the_plan, {"work": lambda text: f"<{text}>"}, load_config(cfg))
+    assert result.ok, result.steps["a"].error
+    run = stored(result.run_id)
+    calls = sorted((r for r in run.steps if r.call_id), key=lambda r: r.call_id or "")
+    assert [(c.step_id, c.call_id, c.tool, c.status) for c in calls] == [
+        ("a", f"a.{i}", "work", "succeeded") for i in (1, 2, 3)
+    ]
+    step_row = run.latest()["a"]
+    assert all(
+        step_row.started_s is not None
+        and c.started_s is not None
+        and c.started_s >= step_row.started_s
+        for c in calls
+    )
