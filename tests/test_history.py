@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from support import plan, step
+from support import echo_model, plan, step
 
 from code_evolver.cli import main_group
 from code_evolver.config import Config, load_config
@@ -21,6 +21,8 @@ from code_evolver.history import store
 from code_evolver.history.recorder import MAX_INLINE_OUTPUT
 from code_evolver.history.records import RunRecord
 from code_evolver.history.resume import resumption
+from code_evolver.llm import service
+from code_evolver.llm.fake import ScriptedBackend
 from code_evolver.organizer import organize
 from code_evolver.plan import Plan
 from code_evolver.result import RunResult, RunStatus
@@ -299,6 +301,35 @@ def test_runs_rm_by_age_and_its_mistakes(tmp_path: Path, template_config: str) -
     unknown = evolve("runs", "show", "nope")
     assert unknown.exit_code == 2
     assert "no runs are stored yet" in unknown.output or "no run 'nope'" in unknown.output
+
+
+def test_svg_after_a_run_and_after_a_request(
+    tmp_path: Path, template_config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svg = tmp_path / "run.svg"
+    ran = evolve("run", str(write_plan(tmp_path)), "--config", template_config, "--svg", str(svg))
+    assert ran.exit_code == 0, ran.output
+    rects = ET.fromstring(svg.read_text()).iter("{http://www.w3.org/2000/svg}rect")
+    assert sum((r.get("class") or "").startswith("bar") for r in rects) == 2  # one per step
+    scripted = ScriptedBackend(echo_model)
+    monkeypatch.setattr(service, "create_backend", lambda name, settings: scripted)
+
+    async def embedded(settings: Any) -> service.Choice:
+        return service.Choice("embedded", ["test"])
+
+    monkeypatch.setattr(service, "choose_backend", embedded)
+    asked = evolve("write a haiku about rain", "--config", CONFIG, "--svg", str(svg))
+    assert asked.exit_code == 0, asked.output
+    assert "haiku" in svg.read_text()  # the request is the picture's title
+
+
+def test_svg_refuses_before_running_when_history_is_off(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("execution: {history: false}\ntools:\n  template: {kind: template}\n")
+    refused = evolve("run", str(write_plan(tmp_path)), "--config", str(cfg), "--svg", "x.svg")
+    assert refused.exit_code == 2
+    assert "history, which is off" in refused.output
+    assert not (tmp_path / store.FILE_NAME).exists()
 
 
 def test_resume_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from code_evolver.cli import options, piped
+from code_evolver.cli import options, piped, runs_cmd
 
 if TYPE_CHECKING:
     from code_evolver.planner.planner import PlanOutcome
@@ -31,6 +31,7 @@ def ask_command(request: tuple[str, ...]) -> None:
     opts = options.current()
     text, input_text = _request_and_input(request, opts)
     session = Session(opts.config())
+    runs_cmd.check_svg_wanted(opts, session.history is not None)
     present = RequestPresenter(
         session,
         terminal.stderr_console(),
@@ -47,7 +48,10 @@ def ask_command(request: tuple[str, ...]) -> None:
 
     with present.running():
         answer = terminal.run_async(main, session.interrupt)
-    click.get_current_context().exit(present.answer(answer))
+    code = present.answer(answer)
+    if opts.svg_path is not None:
+        runs_cmd.svg_of_run(answer.result.run_id, opts.svg_path)
+    click.get_current_context().exit(code)
 
 
 @click.command("plan")

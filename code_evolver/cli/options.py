@@ -35,6 +35,7 @@ class Options:
     no_cache: bool = False
     input_path: Path | None = None
     full: bool = False
+    svg_path: Path | None = None
 
     def config(self) -> Config:
         """config.yaml (found as documented) with these options applied on top."""
@@ -55,7 +56,9 @@ class Options:
 def current(ctx: click.Context | None = None) -> Options:
     ctx = ctx or click.get_current_context()
     values = dict(ctx.meta.get(_META, {}))
-    paths = [key for key in ("config_path", "input_path") if isinstance(values.get(key), str)]
+    paths = [
+        key for key in ("config_path", "input_path", "svg_path") if isinstance(values.get(key), str)
+    ]
     if paths:  # pathlib only when a path was given: `evolve --help` does not pay for it
         from pathlib import Path
 
@@ -135,6 +138,13 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         help="The text the request works on ({input} in a plan); - reads stdin. Text piped "
         "to evolve is read without it.",
     ),
+    "svg": _option(
+        "--svg",
+        "svg_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Also draw the run's timeline (one bar per step) into FILE, a standalone SVG.",
+    ),
     "full": _option(
         "--full",
         is_flag=True,
@@ -159,7 +169,7 @@ def these(*names: str) -> Callable[[F], F]:
 MODEL = ("backend", "model")
 EXECUTION = ("max_parallel", "scheduling", "on_failure")
 PLANNING = ("planner", "no_cache")
-REQUEST = ("config", *MODEL, *PLANNING, *EXECUTION, "input", "full", "json")
+REQUEST = ("config", *MODEL, *PLANNING, *EXECUTION, "input", "full", "svg", "json")
 """Everything a request (``evolve "..."``) uses: accepted before it too, so the group has them."""
 common_options = these("config", "json")
 """What every command takes: which config, and JSON output."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from code_evolver.cli import options, piped
+from code_evolver.cli import options, piped, runs_cmd
 
 if TYPE_CHECKING:
     from code_evolver.result import RunResult
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @click.command("run")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
-@options.these("config", *options.MODEL, *options.EXECUTION, "input", "full", "json")
+@options.these("config", *options.MODEL, *options.EXECUTION, "input", "full", "svg", "json")
 def run_command(plan_file: Path) -> None:
     """Run PLAN_FILE (plan JSON) and print each step's output and a summary.
 
@@ -31,6 +31,7 @@ def run_command(plan_file: Path) -> None:
 
     opts = options.current()
     session = Session(opts.config())
+    runs_cmd.check_svg_wanted(opts, session.history is not None)
     organized = organize(load_plan(plan_file), session.registry)
     input_text = piped.read_input(opts.input_path) if organized.reads_input else None
     require_input(organized, input_text)
@@ -54,4 +55,6 @@ def run_command(plan_file: Path) -> None:
     else:
         markdown = show.markdown_tools(session.registry)
         show.results(out, err, result, markdown=markdown, full=opts.full)
+    if opts.svg_path is not None:
+        runs_cmd.svg_of_run(result.run_id, opts.svg_path)
     click.get_current_context().exit(show.exit_code(result))

@@ -171,6 +171,24 @@ def load_run(run_id: str) -> RunRecord:
             raise UserError(str(exc)) from None
 
 
+def check_svg_wanted(opts: options.Options, history_on: bool) -> None:
+    """``--svg`` draws from the run history: refuse before running when it is off."""
+    from code_evolver.errors import UserError
+
+    if opts.svg_path is not None and not history_on:
+        raise UserError(
+            "--svg draws the run from its history, which is off (execution.history: false)"
+        )
+
+
+def svg_of_run(run_id: str, path: Path) -> None:
+    """After a run (its session closed, so its records are committed): its timeline."""
+    from code_evolver.cli import terminal
+
+    write_svg(load_run(run_id), path)
+    terminal.stderr_console().print(f"[dim]timeline written to {path}[/]")
+
+
 def write_svg(run: RunRecord, path: Path) -> None:
     from code_evolver.display.timeline_svg import timeline_svg
     from code_evolver.errors import UserError
