@@ -495,3 +495,25 @@ def test_the_planner_reads_only_the_newest_turns_within_its_budget() -> None:
     assert "request 9" in text
     assert "request 0" not in text
     assert len(text) < 1_100
+
+
+def test_runs_show_and_resume_in_the_chat() -> None:
+    chat_session, output = session_with(ScriptedBackend(echo_model))
+
+    async def main() -> str:
+        await chat_session.ask("write a joke about owls")
+        assert chat_session.last_result is not None
+        run_id = chat_session.last_result.run_id
+        for line in ("/runs", f"/show {run_id[:6]}", f"/show {run_id} --gantt", "/show nope"):
+            assert await chat_session.handle(line)
+        assert await chat_session.handle(f"/resume {run_id}")
+        await chat_session.close()
+        return run_id
+
+    run_id = asyncio.run(main())
+    out = output.getvalue()
+    assert run_id in out  # /runs
+    assert "write a joke about owls" in out  # /show: the request
+    assert "critical path" in out  # /show --gantt
+    assert "no run 'nope'" in out
+    assert f"resuming {run_id}: 0 to run, 1 kept" in out  # everything had succeeded

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from code_evolver.display.safe import shown
 from code_evolver.errors import EvolverError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from code_evolver.chat.session import ChatSession
 
 Handler = Callable[["ChatSession", str], Awaitable[bool]]
+T = TypeVar("T")
 
 
 async def _help(chat: ChatSession, _: str) -> bool:
@@ -139,6 +140,81 @@ def _write(path: str, text: str) -> str:
     return target
 
 
+async def _runs(chat: ChatSession, limit: str) -> bool:
+    from code_evolver.display.history_views import runs_table
+    from code_evolver.history import store
+
+    count = int(limit) if limit.isdigit() and int(limit) > 0 else 10
+    runs = await _from_history(chat, lambda db: store.list_runs(db, limit=count))
+    if runs is not None:
+        chat.out.print(runs_table(runs))
+    return True
+
+
+async def _show(chat: ChatSession, argument: str) -> bool:
+    from code_evolver.display.history_views import run_detail
+    from code_evolver.display.timeline import gantt
+    from code_evolver.history import store
+
+    run_id, _, flag = argument.partition(" ")
+    if not run_id:
+        chat.err.print("usage: /show ID [--gantt]  (/runs lists the ids)")
+        return True
+    run = await _from_history(chat, lambda db: store.find_run(db, run_id))
+    if run is not None:
+        timeline = flag.strip() == "--gantt"
+        chat.out.print(gantt(run, chat.out.width) if timeline else run_detail(run))
+    return True
+
+
+async def _resume(chat: ChatSession, run_id: str) -> bool:
+    from code_evolver.cli import show
+    from code_evolver.history import store
+    from code_evolver.history.resume import resumption
+
+    if not run_id:
+        chat.err.print("usage: /resume ID  (/runs lists the ids)")
+        return True
+    run = await _from_history(chat, lambda db: store.find_run(db, run_id))
+    if run is None:
+        return True
+    again = resumption(run, chat.session.registry)
+    chat.err.print(
+        f"[dim]resuming {run.run_id}: {len(again.rerun)} to run, {len(again.kept)} kept[/]"
+    )
+    show.warnings(chat.err, again.notes)
+    with chat.present.running():
+        result = await chat.session.resume(run, again)
+    show.results(chat.out, chat.err, result, markdown=show.markdown_tools(chat.session.registry))
+    chat.last_result = result
+    return True
+
+
+async def _from_history(chat: ChatSession, read: Callable[[Any], T]) -> T | None:
+    """``read(db)`` in a thread; None (after saying why) without a history or a match."""
+    from code_evolver.history import store
+
+    if chat.session.history is None:
+        chat.err.print("the run history is off (execution.history: false)")
+        return None
+    chat.session.history.flush()  # the runs of this chat are in it
+
+    def query() -> T:
+        db = store.connect(create=False)
+        try:
+            return read(db)
+        finally:
+            db.close()
+
+    try:
+        return await asyncio.to_thread(query)
+    except FileNotFoundError:
+        chat.err.print("no runs are stored yet")
+    except (LookupError, store.HistoryError) as exc:
+        chat.err.print(f"[red]error:[/] {shown(str(exc))}")
+    return None
+
+
 async def _quit(chat: ChatSession, _: str) -> bool:
     return False
 
@@ -158,6 +234,9 @@ COMMANDS: dict[str, tuple[str, str, Handler]] = {
     "context": ("", "what a follow-up builds on", _context),
     "clear": ("", "forget the context", _clear),
     "save": (" FILE", "the conversation as Markdown", _save),
+    "runs": (" [N]", "the last N runs from the history (10)", _runs),
+    "show": (" ID [--gantt]", "one run: its steps, outputs, calls; or its timeline", _show),
+    "resume": (" ID", "run again what did not succeed in run ID", _resume),
     "quit": ("", "leave (Ctrl-D too)", _quit),
 }
 

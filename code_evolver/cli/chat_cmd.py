@@ -24,8 +24,9 @@ def chat_command() -> None:
     \b
     A follow-up without text of its own works on the last answer ("now translate that to
     german"); {last} names it in any request. /help lists the commands (/plan, /run, /tools,
-    /backend, /model, /config, /context, /clear, /save, /quit). Ctrl-C stops the running
-    request, Ctrl-D leaves. With stdin not a terminal, one request per line.
+    /backend, /model, /config, /context, /clear, /save, /runs, /show, /resume, /quit).
+    Ctrl-C stops the running request, Ctrl-D leaves. With stdin not a terminal, one request
+    per line.
     """
     import sys
 
