@@ -9,7 +9,7 @@ quick and must not block.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,10 @@ class StepSucceeded:
     input: str | None = None
     """The attempt's rendered input."""
     run_id: str = ""
+    params: Mapping[str, Any] | None = None
+    """The attempt's params, references filled in."""
+    reused: bool = False
+    """The output came from an earlier run (``--reuse``); the tool did not run."""
 
 
 @dataclass(frozen=True, slots=True)

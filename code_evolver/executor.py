@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from code_evolver import events
 from code_evolver.calls import CallBroker
@@ -41,6 +41,9 @@ from code_evolver.run_state import NOT_OK, PlanWait, StepRun, attempt, first_set
 from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
 from code_evolver.tools.base import Output, Tool, ToolCall
 from code_evolver.tools.process import ProcessTool
+
+if TYPE_CHECKING:
+    from code_evolver.history.step_cache import StepCache
 
 
 class Executor:
@@ -58,13 +61,16 @@ class Executor:
         growing: bool = False,
         reuse: Mapping[str, StepResult] | None = None,
         run_input: str | None = None,
+        step_cache: StepCache | None = None,
     ) -> None:
         """``growing``: more steps will arrive through :meth:`extend` (a plan still being
         streamed) and the run ends only after :meth:`seal`. ``reuse``: results of steps that
         already succeeded in an earlier run of an identical step; they are not run again.
-        ``run_input``: what ``{input}`` reads (the text piped to evolve)."""
+        ``run_input``: what ``{input}`` reads (the text piped to evolve). ``step_cache``:
+        outputs of earlier runs that did the same work (``--reuse``)."""
         self.organized = organized
         self.run_input = run_input
+        self.step_cache = step_cache
         self.settings = settings or ExecutionSettings()
         self.bus = bus if bus is not None else events.EventBus()
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -314,7 +320,11 @@ class Executor:
         except Exception as exc:  # anything else must still end the step, never hang the run
             error = RenderError(f"cannot render the input: {type(exc).__name__}: {exc}")
         else:
-            output, error = await attempt(run.tool, call, run.timeout_s)
+            run.reused, output = self._cached(run, call)
+            if not run.reused:
+                output, error = await attempt(run.tool, call, run.timeout_s)
+            else:
+                error = None
         self._release(run)
         if error is None:
             self._succeeded(run, output if output is not None else "")
@@ -347,6 +357,7 @@ class Executor:
             params.update(render_value(step.params, resolve))
         run.channel = self._calls.channel(step.step_id, step.tool, attempt=run.attempts)
         run.rendered_input = run.template.render(resolve)
+        run.rendered_params = params
         return ToolCall(
             run.rendered_input,
             params,
@@ -356,6 +367,12 @@ class Executor:
             self._launcher,
             self._watcher(run),
         )
+
+    def _cached(self, run: StepRun, call: ToolCall) -> tuple[bool, Output | None]:
+        """An earlier run's output of the same work (``--reuse``), if there is one."""
+        if self.step_cache is None:
+            return False, None
+        return self.step_cache.lookup(run.step.tool, call.input, call.params)
 
     def _watcher(self, run: StepRun) -> Callable[[str], None] | None:
         """For a final step someone watches, its output as it is written (StepOutput)."""
@@ -405,6 +422,8 @@ class Executor:
                     self._now(),
                     input=run.rendered_input,
                     run_id=self.run_id,
+                    params=run.rendered_params,
+                    reused=run.reused,
                 )
             )
         if self._eager:

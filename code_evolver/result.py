@@ -100,6 +100,8 @@ class StepResult:
     """How the step's processes ran (strict, contain, none); None for in-process tools."""
     input: str | None = None
     """What the step's last attempt was given: its input with the references filled in."""
+    reused: bool = False
+    """The output came from an earlier run with the same tool, input and params (--reuse)."""
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,7 @@ class StepResult:
             "tool": self.tool,
             "isolation": self.isolation,
             "input": self.input,
+            "reused": self.reused,
             "calls": [call.to_json() for call in self.calls],
         }
 
@@ -204,6 +207,11 @@ class RunResult:
         """Steps whose processes ran with ``sandbox: none`` (tools the user trusts)."""
         return [k for k, s in self.steps.items() if s.isolation == "none" and s.attempts]
 
+    @property
+    def reused(self) -> int:
+        """Steps whose outputs came from earlier runs (``--reuse``)."""
+        return sum(1 for s in self.steps.values() if s.reused)
+
     def count(self, status: StepStatus) -> int:
         return sum(1 for s in self.steps.values() if s.status is status)
 
@@ -225,6 +233,7 @@ class RunResult:
             "started_at": _iso(self.started_at),
             "warnings": list(self.warnings),
             "unsandboxed": self.unsandboxed,
+            "reused": self.reused,
             "steps": {k: s.to_json() for k, s in self.steps.items()},
         }
 

@@ -9,7 +9,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from code_evolver.errors import StepError, StepTimeout, ToolFailed
 from code_evolver.outputs import Spilled
@@ -44,6 +44,9 @@ class StepRun:
     error: str | None = None
     rendered_input: str | None = None
     """The last attempt's input, its references filled in."""
+    rendered_params: dict[str, Any] | None = None
+    reused: bool = False
+    """Its output came from an earlier run (``--reuse``)."""
     started_wall: float | None = None
     finished_wall: float | None = None
     busy_s: float = 0.0
@@ -83,6 +86,7 @@ class StepRun:
             duration_s=self.busy_s,
             output=output,
             input=self.rendered_input,
+            reused=self.reused,
             error=None if self.status is StepStatus.SUCCEEDED else self.error,
             calls=calls,
             spilled=spilled,

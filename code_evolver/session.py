@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from code_evolver.history.recorder import HistoryRecorder
     from code_evolver.history.records import RunRecord
     from code_evolver.history.resume import Resumption
+    from code_evolver.history.step_cache import StepCache
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,10 @@ class Session:
         tools: Mapping[str, ToolLike] | None = None,
         backend: LLMBackend | None = None,
         bus: EventBus | None = None,
+        reuse_steps: bool = False,
     ) -> None:
+        """``reuse_steps`` (``--reuse``): a step that does the same work as a step of an
+        earlier run (same tool definition, rendered input and params) takes its output."""
         self.config = config
         self.llm = LLMService(config.llm, backend)
         self.registry = ToolRegistry.from_config(config, tools, llm=self.llm)
@@ -84,6 +88,11 @@ class Session:
         self._requests = 0
         """Requests under way: the interrupt belongs to them and ends with the last of them."""
         self._planning_run = ""
+        self.step_cache: StepCache | None = None
+        if reuse_steps:
+            from code_evolver.history.step_cache import StepCache
+
+            self.step_cache = StepCache(self.registry.digest)
         self.history: HistoryRecorder | None = None
         if config.execution.history:
             self.history = self._recorder(config)
@@ -204,6 +213,7 @@ class Session:
             reuse=reuse,
             run_input=input_text,
             run_id=run_id,
+            step_cache=self.step_cache,
         )
         if self._interrupted:
             self._executor.interrupt()
@@ -266,6 +276,7 @@ class Session:
                     growing=True,
                     run_input=input_text,
                     run_id=run_id,
+                    step_cache=self.step_cache,
                 )
                 streamed_run = asyncio.ensure_future(streamed.run())
             else:
@@ -337,6 +348,8 @@ class Session:
     async def close(self) -> None:
         if self.history is not None:
             self.history.close()
+        if self.step_cache is not None:
+            self.step_cache.close()
         await self.llm.close()
 
     async def __aenter__(self) -> Session:

@@ -464,3 +464,75 @@ def test_nested_calls_are_recorded_under_their_step(tmp_path: Path) -> None:
         and c.started_s >= step_row.started_s
         for c in calls
     )
+
+
+# ---------------------------------------------------------------- --reuse
+
+
+def run_counting(the_plan: Plan, calls: list[str], *, reuse: bool) -> RunResult:
+    def count(text: str, suffix: str = "") -> str:
+        calls.append(text)
+        return text + suffix
+
+    async def main() -> RunResult:
+        session = Session(config(), tools={"count": count}, reuse_steps=reuse)
+        try:
+            return await session.run(organize(the_plan, session.registry))
+        finally:
+            await session.close()
+
+    return asyncio.run(main())
+
+
+def test_reuse_takes_outputs_of_the_same_work_from_earlier_runs() -> None:
+    calls: list[str] = []
+    the_plan = plan(step("a", tool="count", input="x"), step("b", "a", tool="count"))
+    run_counting(the_plan, calls, reuse=False)
+    run_counting(the_plan, calls, reuse=False)
+    assert len(calls) == 4  # without --reuse every step runs
+    again = run_counting(the_plan, calls, reuse=True)
+    assert len(calls) == 4  # no step ran: both outputs came from history
+    assert again.ok
+    assert again.reused == 2
+    assert again.outputs == {"a": "x", "b": "x"}
+    assert again.to_json()["reused"] == 2
+
+
+def test_reuse_misses_when_the_input_or_params_differ() -> None:
+    calls: list[str] = []
+    run_counting(plan(step("a", tool="count", input="x")), calls, reuse=True)
+    other_input = run_counting(plan(step("a", tool="count", input="y")), calls, reuse=True)
+    other_params = run_counting(
+        plan(step("a", tool="count", input="x", params={"suffix": "!"})), calls, reuse=True
+    )
+    assert calls == ["x", "y", "x"]
+    assert other_input.reused == other_params.reused == 0
+    assert other_params.outputs == {"a": "x!"}
+
+
+def test_reuse_misses_when_the_tool_changed() -> None:
+    calls: list[str] = []
+    the_plan = plan(step("a", tool="count", input="x"))
+    run_counting(the_plan, calls, reuse=True)
+
+    def count_better(text: str) -> str:  # the same name, another definition
+        return text * 2
+
+    async def main() -> RunResult:
+        session = Session(config(), tools={"count": count_better}, reuse_steps=True)
+        try:
+            return await session.run(organize(the_plan, session.registry))
+        finally:
+            await session.close()
+
+    changed = asyncio.run(main())
+    assert changed.reused == 0
+    assert changed.outputs == {"a": "xx"}
+
+
+def test_the_summary_counts_reused_steps(tmp_path: Path, template_config: str) -> None:
+    plan_file = str(write_plan(tmp_path))
+    evolve("run", plan_file, "--config", template_config)
+    reused = evolve("run", plan_file, "--config", template_config, "--reuse")
+    assert reused.exit_code == 0, reused.output
+    assert "2 succeeded (2 reused from earlier runs)" in reused.output

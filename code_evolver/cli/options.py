@@ -36,6 +36,7 @@ class Options:
     input_path: Path | None = None
     full: bool = False
     svg_path: Path | None = None
+    reuse: bool = False
 
     def config(self) -> Config:
         """config.yaml (found as documented) with these options applied on top."""
@@ -138,6 +139,13 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         help="The text the request works on ({input} in a plan); - reads stdin. Text piped "
         "to evolve is read without it.",
     ),
+    "reuse": _option(
+        "--reuse",
+        is_flag=True,
+        default=None,
+        help="Take a step's output from an earlier run that did the same work (same tool, "
+        "input and params) instead of running it again.",
+    ),
     "svg": _option(
         "--svg",
         "svg_path",
@@ -169,7 +177,9 @@ def these(*names: str) -> Callable[[F], F]:
 MODEL = ("backend", "model")
 EXECUTION = ("max_parallel", "scheduling", "on_failure")
 PLANNING = ("planner", "no_cache")
-REQUEST = ("config", *MODEL, *PLANNING, *EXECUTION, "input", "full", "svg", "json")
+REQUEST = (
+    "config", *MODEL, *PLANNING, *EXECUTION, "reuse", "input", "full", "svg", "json"
+)  # fmt: skip
 """Everything a request (``evolve "..."``) uses: accepted before it too, so the group has them."""
 common_options = these("config", "json")
 """What every command takes: which config, and JSON output."""

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 @click.command("run")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
-@options.these("config", *options.MODEL, *options.EXECUTION, "input", "full", "svg", "json")
+@options.these(
+    "config", *options.MODEL, *options.EXECUTION, "reuse", "input", "full", "svg", "json"
+)  # fmt: skip
 def run_command(plan_file: Path) -> None:
     """Run PLAN_FILE (plan JSON) and print each step's output and a summary.
 
@@ -30,7 +32,7 @@ def run_command(plan_file: Path) -> None:
     from code_evolver.session import Session, require_input
 
     opts = options.current()
-    session = Session(opts.config())
+    session = Session(opts.config(), reuse_steps=opts.reuse)
     runs_cmd.check_svg_wanted(opts, session.history is not None)
     organized = organize(load_plan(plan_file), session.registry)
     input_text = piped.read_input(opts.input_path) if organized.reads_input else None

@@ -151,6 +151,8 @@ def summary_line(result: RunResult, planned: str | None = None) -> str:
     if result.plan_wait_s >= 0.05:
         ran += f" (and {seconds(result.plan_wait_s)} waiting for the plan)"
     parts = [f"{mark} {result.status.value}: {', '.join(counts)}"]
+    if result.reused:
+        parts[0] += f" ({result.reused} reused from earlier runs)"
     parts += [planned, ran] if planned else [ran]
     if result.parallel and result.speedup is not None and result.efficiency is not None:
         path = " → ".join(result.critical_path)

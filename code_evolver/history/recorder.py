@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from code_evolver import events
 from code_evolver.history import store
+from code_evolver.history.step_cache import cache_key
 from code_evolver.home import state_problem
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ _STOP = threading.Event()
 _STEP_SQL = (
     "INSERT OR REPLACE INTO step_executions (run_id, step_id, attempt, call_id, parent_call, "
     "tool, tool_digest, wave, parallel_group, status, started_s, finished_s, input, output, "
-    "output_file, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "output_file, error, params, cache_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -87,7 +89,7 @@ class HistoryRecorder:
             case events.StepStarted(step_id=step_id, attempt=attempt, at=at, run_id=run_id):
                 self._started[run_id, step_id] = (at, attempt)
             case events.StepSucceeded():
-                self._step(event, "succeeded", event.output, None, event.input)
+                self._step(event, "succeeded", event.output, None, event.input, event.params)
             case events.StepFailed():
                 self._step(event, event.status, None, event.error, event.input)
             case events.StepRetrying():
@@ -159,7 +161,13 @@ class HistoryRecorder:
         )
 
     def _step(
-        self, event: Any, status: str, output: Any, error: str | None, text: str | None
+        self,
+        event: Any,
+        status: str,
+        output: Any,
+        error: str | None,
+        text: str | None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         run_id, step_id = event.run_id, event.step_id
         began, attempt = self._started.get((run_id, step_id), (None, 1))
@@ -175,9 +183,13 @@ class HistoryRecorder:
 
         def row() -> tuple[str, Sequence[Any]]:
             stored, spilled = _stored_output(output, path, run_id, f"{step_id}-{attempt}")
+            key = None
+            if params is not None and digest is not None and text is not None:
+                key = cache_key(digest, text, params)
+            given = json.dumps(params, default=str) if params else None
             return _STEP_SQL, (
                 run_id, step_id, attempt, "", None, tool, digest, wave, group, status,
-                began, finished, text, stored, spilled, error,
+                began, finished, text, stored, spilled, error, given, key,
             )  # fmt: skip
 
         self._put(row)
@@ -192,6 +204,7 @@ class HistoryRecorder:
         row = (
             run_id, event.step_id, 1, event.call_id, event.parent_call, event.tool, digest,
             None, None, event.status, began, event.at + shift, None, None, None, event.error,
+            None, None,
         )  # fmt: skip
         self._put((_STEP_SQL, row))
 

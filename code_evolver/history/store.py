@@ -60,6 +60,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, step_id, attempt, call_id)
     );
     """,
+    """
+    ALTER TABLE step_executions ADD COLUMN params TEXT;
+    ALTER TABLE step_executions ADD COLUMN cache_key TEXT;
+    CREATE INDEX steps_by_cache_key ON step_executions (cache_key) WHERE status = 'succeeded';
+    """,
 )
 """Migration N takes the schema from version N to N + 1; append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
