@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from code_evolver import events
 from code_evolver.calls import CallBroker
@@ -34,11 +34,10 @@ from code_evolver.config import ExecutionSettings
 from code_evolver.errors import RenderError, StepError, StepTimeout
 from code_evolver.launch.launcher import Launcher
 from code_evolver.organizer import OrganizedPlan
-from code_evolver.outputs import OutputBudget, Spilled
-from code_evolver.plan import RUN_INPUT
+from code_evolver.outputs import OutputBudget
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
 from code_evolver.run_state import NOT_OK, PlanWait, StepRun, attempt, first_set
-from code_evolver.templating import MissingKey, Ref, lookup_path, render_value, to_text
+from code_evolver.step_inputs import rendered
 from code_evolver.tools.base import Output, Tool, ToolCall
 from code_evolver.tools.process import ProcessTool
 
@@ -231,7 +230,6 @@ class Executor:
             if step.step_id in self._runs:
                 continue
             tool = self._tools[step.tool]
-            retries = first_set(step.retries, tool.retries, settings.retries)
             run = StepRun(
                 step=step,
                 tool=tool,
@@ -240,7 +238,7 @@ class Executor:
                 priority=(-depth[step.step_id], index),
                 waiting=0,
                 timeout_s=first_set(step.timeout_s, tool.timeout_s, settings.timeout_s),
-                max_attempts=1 + retries,
+                max_attempts=1 + first_set(step.retries, tool.retries, settings.retries),
             )
             self._runs[step.step_id] = run
             added.append(run)
@@ -351,16 +349,11 @@ class Executor:
 
     def _call(self, run: StepRun) -> ToolCall:
         step = run.step
-        resolve = self._resolver(step.step_id)
-        params: dict[str, Any] = dict(run.tool.default_params)
-        if step.params:
-            params.update(render_value(step.params, resolve))
+        run.rendered_input, run.rendered_params = rendered(run, self._runs, self.run_input)
         run.channel = self._calls.channel(step.step_id, step.tool, attempt=run.attempts)
-        run.rendered_input = run.template.render(resolve)
-        run.rendered_params = params
         return ToolCall(
             run.rendered_input,
-            params,
+            run.rendered_params,
             step.step_id,
             run.attempts,
             run.channel,
@@ -383,27 +376,6 @@ class Executor:
         return lambda text: bus.emit(
             events.StepOutput(step_id, attempt, text, self._now(), run_id=self.run_id)
         )
-
-    def _resolver(self, step_id: str) -> Any:
-        runs = self._runs
-
-        def resolve(ref: Ref) -> str:
-            if ref.name == RUN_INPUT:
-                if self.run_input is None:
-                    raise RenderError(f"step {step_id!r} reads {ref}, but the run has no input")
-                value: Any = self.run_input
-            else:
-                value = runs[ref.name].output
-            if isinstance(value, Spilled):
-                value = value.load()
-            if not ref.path:
-                return to_text(value)
-            try:
-                return to_text(lookup_path(value, ref.path))
-            except MissingKey as exc:
-                raise RenderError(f"step {step_id!r} reads {ref}: {exc}") from None
-
-        return resolve
 
     # -------------------------------------------------------------- outcomes
 
