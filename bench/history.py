@@ -5,6 +5,8 @@ re-runs exactly what did not succeed.
    tool, run through ``Session.run`` with history on and off, rounds interleaved, each on a
    fresh session and event loop. The "on" time includes ``history.flush()``: the records are
    committed when the clock stops. Target: the median "on" run <= 1.05x the median "off" run.
+   Beside them, "events only": history off but a listener that does nothing, so the executor
+   builds its events; what that costs is no part of the recorder.
 2. Listing: ``evolve runs`` (the real CLI, a subprocess) with 10,000 runs of 5 steps stored,
    beside ``python -c "import click"`` for reference, best of N each. Target: <= 200 ms.
 3. Resume: a 1,000-step run in which some steps fail, so that they and the dependents they
@@ -85,15 +87,8 @@ def verdict(ok: bool) -> str:
 def random_plan(tool: str, n: int = STEPS, seed: int = 1) -> Plan:
     """Each step depends on three distinct random earlier steps; its input is its id."""
     rng = random.Random(seed)
-    steps = [
-        Step(
-            step_id=f"s{i}",
-            tool=tool,
-            input=f"s{i}",
-            depends_on=[f"s{d}" for d in rng.sample(range(i), min(3, i))],
-        )
-        for i in range(n)
-    ]
+    deps = [[f"s{d}" for d in rng.sample(range(i), min(3, i))] for i in range(n)]
+    steps = [Step(step_id=f"s{i}", tool=tool, input=f"s{i}", depends_on=deps[i]) for i in range(n)]
     return Plan(request=f"history bench ({tool})", steps=steps)
 
 
@@ -143,47 +138,34 @@ def overhead(config: Config, rounds: int) -> None:
             f"  (run {ran * 1000:5.1f} ms{flush})"
         )
     ratio = statistics.median(t[1] for t in times["on"]) / base
-    print(
-        f"   on / off {ratio:.3f}x   target <= {OVERHEAD_TARGET}x  {verdict(ratio <= OVERHEAD_TARGET)}"
-    )
+    ok = ratio <= OVERHEAD_TARGET
+    print(f"   on / off {ratio:.3f}x   target <= {OVERHEAD_TARGET}x  {verdict(ok)}")
 
 
 # ------------------------------------------------------------- 2: listing
 
 
 def fill_history(path: Path, runs: int) -> None:
-    """``runs`` finished runs of a small plan, written straight into the schema."""
+    """``runs`` finished runs of a small plan, a minute apart, written straight into the schema."""
     plan = random_plan("noop", STEPS_PER_STORED_RUN)
-    text = plan.to_json()
-    first = datetime(2024, 1, 1, tzinfo=UTC)
-    run_rows = []
-    step_rows = []
-    for i in range(runs):
-        run_id = f"{i:012x}"
-        began = first + timedelta(minutes=i)
-        run_rows.append(
-            (run_id, f"request number {i}", text, "rules", "succeeded", began.isoformat(),
-             (began + timedelta(seconds=1)).isoformat(), 1.0, 0.5, 2.0, 3)
-        )  # fmt: skip
-        for n, step in enumerate(plan.steps):
-            step_rows.append(
-                (run_id, step.step_id, 1, step.tool, n + 1, "succeeded", n * 0.1, n * 0.1 + 0.1,
-                 step.input, f'"{step.input}"')
-            )  # fmt: skip
+    text, first = plan.to_json(), datetime(2024, 1, 1, tzinfo=UTC)
+    starts = [first + timedelta(minutes=i) for i in range(runs)]
     db = store.connect(path)
     with db:
         db.execute("BEGIN")
         db.executemany(
             "INSERT INTO runs (run_id, request, plan, planner_source, status, started_at, "
             "finished_at, wall_s, critical_path_s, speedup, peak_concurrency) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            run_rows,
-        )
+            "VALUES (?, ?, ?, 'rules', 'succeeded', ?, ?, 1.0, 0.5, 2.0, 3)",
+            ((f"{i:012x}", f"request number {i}", text, began.isoformat(),
+              (began + timedelta(seconds=1)).isoformat()) for i, began in enumerate(starts)),
+        )  # fmt: skip
         db.executemany(
             "INSERT INTO step_executions (run_id, step_id, attempt, tool, wave, status, "
-            "started_s, finished_s, input, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            step_rows,
-        )
+            "started_s, finished_s, input, output) VALUES (?, ?, 1, ?, ?, 'succeeded', ?, ?, ?, ?)",
+            ((f"{i:012x}", step.step_id, step.tool, n + 1, n * 0.1, n * 0.1 + 0.1, step.input,
+              f'"{step.input}"') for i in range(runs) for n, step in enumerate(plan.steps)),
+        )  # fmt: skip
         db.execute("COMMIT")
     db.close()
 
@@ -226,8 +208,7 @@ def pick_failures(organized: OrganizedPlan, total: int, seed: int = 3) -> tuple[
     rng = random.Random(seed)
     order = sorted(organized.steps)
     rng.shuffle(order)
-    broken: set[str] = set()
-    lost: set[str] = set()
+    broken, lost = set[str](), set[str]()
     for step_id in order:
         closure = {step_id} | nx.descendants(organized.graph, step_id)
         if len(lost) + len(closure) <= total and not closure & lost:

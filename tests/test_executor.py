@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from support import Behaviour, Recorder, execute, plan, step
 
-from code_evolver import events
-from code_evolver import executor as executor_module
+from code_evolver import events, step_inputs
 from code_evolver.config import ExecutionSettings
 from code_evolver.events import EventBus
 from code_evolver.executor import Executor
@@ -429,7 +428,7 @@ def test_an_unexpected_error_while_rendering_ends_the_step_not_the_run(
     def broken(value: object, resolve: object) -> object:
         raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
 
-    monkeypatch.setattr(executor_module, "render_value", broken)
+    monkeypatch.setattr(step_inputs, "render_value", broken)
     rec = Recorder()
     result = execute(plan(step("a", params={"p": "x"}), step("b")), {"work": rec.tool()})
     assert result.steps["a"].status is StepStatus.FAILED
