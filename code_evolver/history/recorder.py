@@ -1,11 +1,13 @@
 """The one writer of run history: an event listener, and a thread that commits what it hears.
 
-Listeners run on the event loop, between steps, so the listener does only what must be done
-there (pick the fields of the event, a few dictionary look-ups) and hands a row to the writer
-thread. The thread commits as soon as it has rows, all it has in one transaction: a step's
-record is on disk (in the WAL, which outlives a killed process) about a millisecond after the
-step ended, whatever the run does next, and a 1,000-step run costs one transaction per burst
-of steps instead of one per step.
+Listeners run on the event loop, between steps, so the listener only puts the events it
+keeps on a queue (well under a microsecond each). Everything else happens in the writer
+thread: it reads the events in order, keeps what it needs of them (when each step started,
+its wave), turns them into rows and commits them in one transaction per batch. It waits
+``GROUP_S`` after the first event of a batch, so that a burst of steps costs one transaction
+and the thread wakes rarely (each wake competes with the event loop for the interpreter):
+a step's record is on disk (in the WAL, which outlives a killed process) within about
+``GROUP_S`` of the step's end, whatever the run does next.
 
 A history that cannot be written never fails a run: the first error is a warning, and the
 recorder stops writing.
@@ -23,27 +25,43 @@ from typing import TYPE_CHECKING, Any
 
 from code_evolver import events
 from code_evolver.history import store
-from code_evolver.history.step_cache import cache_key
+from code_evolver.history.step_cache import cache_key, params_json
 from code_evolver.home import state_problem
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from code_evolver.organizer import OrganizedPlan
 
 WHAT = "run history"
+GROUP_S = 0.01
 MAX_INLINE_OUTPUT = 256 * 1024
 """Outputs larger than this (as JSON) go to a file beside the database; the row points to it."""
 
-_Statement = tuple[str, Sequence[Any]]
-_Op = _Statement | Callable[[], _Statement] | threading.Event
-"""A statement, one made in the writer thread (JSON of an output), or a flush marker."""
-_STOP = threading.Event()
-
+_KEPT = frozenset(
+    {
+        events.PlanStarted,
+        events.PlanFinished,
+        events.RunStarted,
+        events.PlanExtended,
+        events.StepStarted,
+        events.StepSucceeded,
+        events.StepRetrying,
+        events.StepFailed,
+        events.StepSkipped,
+        events.StepCancelled,
+        events.CallFinished,
+        events.RunFinished,
+    }
+)
+_STOP = object()
 _STEP_SQL = (
     "INSERT OR REPLACE INTO step_executions (run_id, step_id, attempt, call_id, parent_call, "
     "tool, tool_digest, wave, parallel_group, status, started_s, finished_s, input, output, "
     "output_file, error, params, cache_key) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_Statement = tuple[str, Sequence[Any]]
 
 
 class HistoryRecorder:
@@ -57,167 +75,53 @@ class HistoryRecorder:
         identity: Callable[[], str | None] = lambda: None,
         config_digest: str | None = None,
     ) -> None:
+        self._failed = False
         try:
             self.path = path or store.default_path()
         except RuntimeError as exc:  # no HOME to put it in
             state_problem(WHAT, f"~/.code_evolver/{store.FILE_NAME}", exc)
             self.path = Path(store.FILE_NAME)
             self._failed = True
-        self._failed = False
         self._digest = digest
         self._identity = identity
         self._config_digest = config_digest
-        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._requests: dict[str, str] = {}
-        self._sources: dict[str, str] = {}
-        self._started: dict[tuple[str, str], tuple[float, int]] = {}
-        """When each running step's current attempt began, and its number."""
-        self._places: dict[str, dict[str, tuple[int, str | None, str]]] = {}
+        self._urgent = threading.Event()
+        """Set by flush and close: commit what there is now, without waiting for more."""
+        self._rows = _Rows(self)
         self.attempt_offsets: dict[tuple[str, str], int] = {}
         """Attempts a resumed run made before: new attempts are numbered after them."""
         self.time_offsets: dict[str, float] = {}
         """Seconds from a resumed run's first start to this start: its steps' times count
         from the first start, so that all its attempts share one time axis."""
 
-    # ------------------------------------------------------------------ listening
-
     def __call__(self, event: events.Event) -> None:
-        if self._failed:
+        if type(event) in _KEPT and not self._failed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write, name="history", daemon=True)
+                self._thread.start()
+            self._queue.put(event)
+
+    def flush(self) -> None:
+        """Wait until everything heard so far is committed (tests, and ``/runs`` in a chat)."""
+        if self._thread is None or not self._thread.is_alive():
             return
-        match event:
-            case events.StepStarted(step_id=step_id, attempt=attempt, at=at, run_id=run_id):
-                self._started[run_id, step_id] = (at, attempt)
-            case events.StepSucceeded():
-                self._step(event, "succeeded", event.output, None, event.input, event.params)
-            case events.StepFailed():
-                self._step(event, event.status, None, event.error, event.input)
-            case events.StepRetrying():
-                self._step(event, "failed", None, event.error, event.input)
-            case events.StepCancelled() | events.StepSkipped():
-                error = "cancelled" if isinstance(event, events.StepCancelled) else None
-                if isinstance(event, events.StepSkipped):
-                    error = f"skipped: {event.because_of} did not succeed"
-                status = "cancelled" if isinstance(event, events.StepCancelled) else "skipped"
-                self._step(event, status, None, error, None)
-            case events.CallFinished():
-                self._call(event)
-            case events.PlanStarted(run_id=run_id, request=request):
-                self._requests[run_id] = request
-            case events.PlanFinished(run_id=run_id, source=source):
-                self._sources[run_id] = source
-            case events.RunStarted(run_id=run_id, organized=organized, run_input=run_input):
-                self._places[run_id] = _places(organized)
-                self._run_started(run_id, organized, run_input)
-            case events.PlanExtended(run_id=run_id, organized=organized):
-                self._places[run_id] = _places(organized)
-                plan = organized.plan
-                self._put(
-                    lambda: ("UPDATE runs SET plan = ? WHERE run_id = ?", (plan.to_json(), run_id))
-                )
-            case events.RunFinished(result=result, run_id=run_id):
-                self._run_finished(run_id, result)
+        done = threading.Event()
+        self._queue.put(done)
+        self._urgent.set()
+        done.wait(timeout=30)
 
-    def _run_started(self, run_id: str, organized: OrganizedPlan, run_input: str | None) -> None:
-        plan = organized.plan
-        request = self._requests.pop(run_id, plan.request)
-        source = self._sources.pop(run_id, None)
-        started = datetime.now(UTC).isoformat()
-        digest = self._config_digest
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._urgent.set()
+            self._thread.join(timeout=30)
+            self._thread = None
 
-        def insert() -> tuple[str, Sequence[Any]]:
-            return (
-                "INSERT INTO runs (run_id, request, plan, planner_source, config_digest, status, "
-                "started_at, run_input) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) "
-                "ON CONFLICT (run_id) DO UPDATE SET plan = excluded.plan, status = 'running', "
-                "planner_source = coalesce(excluded.planner_source, planner_source)",
-                (run_id, request, plan.to_json(), source, digest, started, run_input),
-            )
-
-        self._put(insert)
-
-    def _run_finished(self, run_id: str, result: Any) -> None:
-        self._places.pop(run_id, None)
-        for key in [k for k in self._started if k[0] == run_id]:
-            del self._started[key]
-        identity = self._identity() or ""
-        backend, _, model = identity.partition(":")
-        self._put(
-            (
-                "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, critical_path_s = ?, "
-                "speedup = ?, peak_concurrency = ?, backend = ?, model = ? WHERE run_id = ?",
-                (
-                    result.status.value,
-                    datetime.now(UTC).isoformat(),
-                    result.run_s,
-                    result.critical_path_s,
-                    result.speedup,
-                    result.peak_concurrency,
-                    backend or None,
-                    model or None,
-                    run_id,
-                ),
-            )
-        )
-
-    def _step(
-        self,
-        event: Any,
-        status: str,
-        output: Any,
-        error: str | None,
-        text: str | None,
-        params: Mapping[str, Any] | None = None,
-    ) -> None:
-        run_id, step_id = event.run_id, event.step_id
-        began, attempt = self._started.get((run_id, step_id), (None, 1))
-        attempt = getattr(event, "attempt", attempt) + self.attempt_offsets.get(
-            (run_id, step_id), 0
-        )
-        wave, group, tool = self._places.get(run_id, {}).get(step_id, (None, None, ""))
-        shift = self.time_offsets.get(run_id, 0.0)
-        finished = event.at + shift if began is not None else None
-        began = began + shift if began is not None else None
-        digest = self._digest(tool) if tool else None
-        path = self.path
-
-        def row() -> tuple[str, Sequence[Any]]:
-            stored, spilled = _stored_output(output, path, run_id, f"{step_id}-{attempt}")
-            key = None
-            if params is not None and digest is not None and text is not None:
-                key = cache_key(digest, text, params)
-            given = json.dumps(params, default=str) if params else None
-            return _STEP_SQL, (
-                run_id, step_id, attempt, "", None, tool, digest, wave, group, status,
-                began, finished, text, stored, spilled, error, given, key,
-            )  # fmt: skip
-
-        self._put(row)
-
-    def _call(self, event: events.CallFinished) -> None:
-        if event.status == "retrying":
-            return
-        run_id = event.run_id
-        shift = self.time_offsets.get(run_id, 0.0)
-        began = max(0.0, event.at - event.duration_s) + shift
-        digest = self._digest(event.tool)
-        row = (
-            run_id, event.step_id, 1, event.call_id, event.parent_call, event.tool, digest,
-            None, None, event.status, began, event.at + shift, None, None, None, event.error,
-            None, None,
-        )  # fmt: skip
-        self._put((_STEP_SQL, row))
-
-    # ------------------------------------------------------------------ writing
-
-    def _put(self, op: _Op) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._write, name="history", daemon=True)
-            self._thread.start()
-        self._queue.put(op)
+    # ------------------------------------------------------------------ the writer thread
 
     def _write(self) -> None:
-        """The writer thread: each batch of what came in one transaction, committed at once."""
         try:
             db = store.connect(self.path)
         except store.HistoryError as exc:
@@ -227,41 +131,163 @@ class HistoryRecorder:
         with db:
             while True:
                 batch = [self._queue.get()]
+                if not isinstance(batch[0], threading.Event) and batch[0] is not _STOP:
+                    self._urgent.wait(GROUP_S)  # let the rest of a burst come, unless asked
+                    self._urgent.clear()
                 while True:
                     try:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                try:
-                    db.execute("BEGIN")
-                    for op in batch:
-                        statement = op() if callable(op) else op
-                        if isinstance(statement, tuple):
-                            db.execute(*statement)
-                    db.execute("COMMIT")
-                except Exception as exc:  # any failure: warn once, stop writing
-                    self._failed = True
-                    state_problem(WHAT, self.path, exc)
-                finally:
-                    for op in batch:
-                        if isinstance(op, threading.Event):
-                            op.set()
-                if self._failed or any(op is _STOP for op in batch):
+                if not self._failed:
+                    self._commit(db, batch)
+                for item in batch:
+                    if isinstance(item, threading.Event):
+                        item.set()
+                if self._failed or any(item is _STOP for item in batch):
                     return
 
-    def flush(self) -> None:
-        """Wait until everything heard so far is committed (tests, and the end of a session)."""
-        if self._thread is None or not self._thread.is_alive():
-            return
-        done = threading.Event()
-        self._queue.put(done)
-        done.wait(timeout=30)
+    def _commit(self, db: sqlite3.Connection, batch: list[Any]) -> None:
+        try:
+            runs, steps, ends = self._rows.of(batch)
+            db.execute("BEGIN")
+            for statement in runs:  # a run's row before its steps' rows
+                db.execute(*statement)
+            db.executemany(_STEP_SQL, steps)
+            for statement in ends:  # and its end after them
+                db.execute(*statement)
+            db.execute("COMMIT")
+        except Exception as exc:  # any failure: warn once, stop writing
+            self._failed = True
+            state_problem(WHAT, self.path, exc)
 
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-            self._thread = None
+
+class _Rows:
+    """Events to rows, in the writer thread; remembers what later events need."""
+
+    def __init__(self, recorder: HistoryRecorder) -> None:
+        self.recorder = recorder
+        self.requests: dict[str, str] = {}
+        self.sources: dict[str, str] = {}
+        self.started: dict[tuple[str, str], tuple[float, int]] = {}
+        self.places: dict[str, dict[str, tuple[int, str | None, str]]] = {}
+
+    def of(
+        self, batch: list[Any]
+    ) -> tuple[list[_Statement], list[Sequence[Any]], list[_Statement]]:
+        """A batch's run statements, its step rows, and its runs' ends."""
+        runs: list[_Statement] = []
+        ends: list[_Statement] = []
+        steps: list[Sequence[Any]] = []
+        for event in batch:
+            match event:
+                case events.StepStarted(step_id=step_id, attempt=attempt, at=at, run_id=run_id):
+                    self.started[run_id, step_id] = (at, attempt)
+                case events.StepSucceeded():
+                    steps.append(self.step(event, "succeeded", event.output, None, event.params))
+                case events.StepFailed():
+                    steps.append(self.step(event, event.status, None, event.error))
+                case events.StepRetrying():
+                    steps.append(self.step(event, "failed", None, event.error))
+                case events.StepCancelled():
+                    steps.append(self.step(event, "cancelled", None, "cancelled"))
+                case events.StepSkipped():
+                    because = f"skipped: {event.because_of} did not succeed"
+                    steps.append(self.step(event, "skipped", None, because))
+                case events.CallFinished() if event.status != "retrying":
+                    steps.append(self.call(event))
+                case events.PlanStarted(run_id=run_id, request=request):
+                    self.requests[run_id] = request
+                case events.PlanFinished(run_id=run_id, source=source):
+                    self.sources[run_id] = source
+                case events.RunStarted(run_id=run_id, organized=organized, run_input=text):
+                    self.places[run_id] = _places(organized)
+                    runs.append(self.run_started(run_id, organized, text))
+                case events.PlanExtended(run_id=run_id, organized=organized):
+                    self.places[run_id] = _places(organized)
+                    plan = organized.plan.to_json()
+                    runs.append(("UPDATE runs SET plan = ? WHERE run_id = ?", (plan, run_id)))
+                case events.RunFinished(result=result, run_id=run_id):
+                    ends.append(self.run_finished(run_id, result))
+        return runs, steps, ends
+
+    def run_started(
+        self, run_id: str, organized: OrganizedPlan, run_input: str | None
+    ) -> _Statement:
+        plan = organized.plan
+        return (
+            "INSERT INTO runs (run_id, request, plan, planner_source, config_digest, status, "
+            "started_at, run_input) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) "
+            "ON CONFLICT (run_id) DO UPDATE SET plan = excluded.plan, status = 'running', "
+            "planner_source = coalesce(excluded.planner_source, planner_source)",
+            (
+                run_id,
+                self.requests.pop(run_id, plan.request),
+                plan.to_json(),
+                self.sources.pop(run_id, None),
+                self.recorder._config_digest,
+                datetime.now(UTC).isoformat(),
+                run_input,
+            ),
+        )
+
+    def run_finished(self, run_id: str, result: Any) -> _Statement:
+        self.places.pop(run_id, None)
+        for key in [k for k in self.started if k[0] == run_id]:
+            del self.started[key]
+        backend, _, model = (self.recorder._identity() or "").partition(":")
+        return (
+            "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, critical_path_s = ?, "
+            "speedup = ?, peak_concurrency = ?, backend = ?, model = ? WHERE run_id = ?",
+            (
+                result.status.value,
+                datetime.now(UTC).isoformat(),
+                result.run_s,
+                result.critical_path_s,
+                result.speedup,
+                result.peak_concurrency,
+                backend or None,
+                model or None,
+                run_id,
+            ),
+        )
+
+    def step(
+        self,
+        event: Any,
+        status: str,
+        output: Any,
+        error: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Sequence[Any]:
+        run_id, step_id = event.run_id, event.step_id
+        began, attempt = self.started.get((run_id, step_id), (None, 1))
+        attempt = getattr(event, "attempt", attempt)
+        attempt += self.recorder.attempt_offsets.get((run_id, step_id), 0)
+        wave, group, tool = self.places.get(run_id, {}).get(step_id, (None, None, ""))
+        shift = self.recorder.time_offsets.get(run_id, 0.0)
+        finished = event.at + shift if began is not None else None
+        began = began + shift if began is not None else None
+        digest = self.recorder._digest(tool) if tool else None
+        text = getattr(event, "input", None)
+        stored, spilled = _stored_output(output, self.recorder.path, run_id, f"{step_id}-{attempt}")
+        given = params_json(params) if params is not None else None
+        key = None
+        if given is not None and digest is not None and text is not None:
+            key = cache_key(digest, text, given)
+        return (
+            run_id, step_id, attempt, "", None, tool, digest, wave, group, status,
+            began, finished, text, stored, spilled, error, given, key,
+        )  # fmt: skip
+
+    def call(self, event: events.CallFinished) -> Sequence[Any]:
+        shift = self.recorder.time_offsets.get(event.run_id, 0.0)
+        began = max(0.0, event.at - event.duration_s) + shift
+        return (
+            event.run_id, event.step_id, 1, event.call_id, event.parent_call, event.tool,
+            self.recorder._digest(event.tool), None, None, event.status, began,
+            event.at + shift, None, None, None, event.error, None, None,
+        )  # fmt: skip
 
 
 def _places(organized: OrganizedPlan) -> dict[str, tuple[int, str | None, str]]:

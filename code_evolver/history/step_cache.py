@@ -21,9 +21,14 @@ from code_evolver.history import store
 _MISS = object()
 
 
-def cache_key(digest: str, text: str, params: Mapping[str, Any]) -> str:
-    material = json.dumps([digest, text, params], sort_keys=True, default=str)
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
+def params_json(params: Mapping[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str) if params else "{}"
+
+
+def cache_key(digest: str, text: str, params: str) -> str:
+    """``params`` as :func:`params_json` gives them."""
+    material = f"{digest}\0{params}\0{text}".encode(errors="surrogatepass")
+    return hashlib.blake2b(material, digest_size=16).hexdigest()
 
 
 class StepCache:
@@ -46,7 +51,7 @@ class StepCache:
             row = db.execute(
                 "SELECT output, output_file FROM step_executions WHERE cache_key = ? "
                 "AND status = 'succeeded' ORDER BY rowid DESC LIMIT 1",
-                (cache_key(digest, text, params),),
+                (cache_key(digest, text, params_json(params)),),
             ).fetchone()
         except sqlite3.Error:
             return False, None
