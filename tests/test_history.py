@@ -536,3 +536,26 @@ def test_the_summary_counts_reused_steps(tmp_path: Path, template_config: str) -
     reused = evolve("run", plan_file, "--config", template_config, "--reuse")
     assert reused.exit_code == 0, reused.output
     assert "2 succeeded (2 reused from earlier runs)" in reused.output
+
+
+def test_two_openers_of_a_new_history_migrate_it_once(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "history.db"
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            store.connect(path).close()
+        except BaseException as exc:  # collected: the test thread asserts
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    db = store.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    db.close()

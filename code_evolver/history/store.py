@@ -106,18 +106,31 @@ def connect(path: Path | None = None, *, create: bool = True) -> sqlite3.Connect
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise HistoryError(
-            f"the run history has schema version {version}, newer than this evolve knows "
-            f"({SCHEMA_VERSION}); upgrade evolve, or move the file away"
-        )
-    for number in range(version, SCHEMA_VERSION):
-        db.execute("BEGIN IMMEDIATE")
-        for statement in _statements(MIGRATIONS[number]):
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {number + 1}")
+    """Bring the schema up to date; two processes opening a new file at once migrate it once
+    (the second waits for the first's write lock, then finds nothing left to do)."""
+    if _version(db) == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(db)
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"the run history has schema version {version}, newer than this evolve "
+                f"knows ({SCHEMA_VERSION}); upgrade evolve, or move the file away"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            for statement in _statements(MIGRATIONS[number]):
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _version(db: sqlite3.Connection) -> int:
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    return version
 
 
 def _statements(script: str) -> Iterable[str]:
