@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from code_evolver.organizer import OrganizedPlan
-    from code_evolver.result import RunResult
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +56,24 @@ class ModelLoading:
 
 
 @dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What a listener may want to know of a planned step."""
+
+    step_id: str
+    tool: str
+    description: str
+    depends_on: tuple[str, ...]
+    wave: int
+    """Its wave, counted from 1."""
+    parallel_group: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted:
     run_id: str
-    organized: OrganizedPlan
+    steps: tuple[StepInfo, ...]
+    plan: dict[str, Any]
+    """The plan as JSON data."""
     at: float = 0.0
     run_input: str | None = None
     """The text the run's ``{input}`` reads (piped in), if any."""
@@ -72,10 +83,16 @@ class RunStarted:
 class PlanExtended:
     """Steps of a plan that is still being written were added to the run."""
 
-    organized: OrganizedPlan
-    step_ids: tuple[str, ...]
+    steps: tuple[StepInfo, ...]
+    """The new steps."""
+    plan: dict[str, Any]
+    """The whole plan now, as JSON data."""
     at: float
     run_id: str = ""
+
+    @property
+    def step_ids(self) -> tuple[str, ...]:
+        return tuple(step.step_id for step in self.steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +211,14 @@ class CallFinished:
 
 @dataclass(frozen=True, slots=True)
 class RunFinished:
-    result: RunResult
+    """The run's last event, also when it was cancelled: how it ended, and its figures (as in
+    the summary line; the whole record is the RunResult the run returns)."""
+
+    status: str
+    run_s: float
+    critical_path_s: float
+    speedup: float | None
+    peak_concurrency: int
     at: float
     run_id: str = ""
 

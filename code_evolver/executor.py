@@ -127,7 +127,14 @@ class Executor:
         self._t0 = time.perf_counter()
         started_at = datetime.now(UTC)
         if self.bus:
-            self.bus.emit(events.RunStarted(self.run_id, self.organized, run_input=self.run_input))
+            self.bus.emit(
+                events.RunStarted(
+                    self.run_id,
+                    self.organized.step_infos(),
+                    self.organized.plan.model_dump(mode="json"),
+                    run_input=self.run_input,
+                )
+            )
         self._dispatching = True
         first = (
             self._runs.values() if self._eager else [self._runs[s] for s in self.organized.waves[0]]
@@ -158,7 +165,17 @@ class Executor:
     def _finished(self, started_at: datetime) -> RunResult:
         result = self._result(started_at)
         if self.bus:
-            self.bus.emit(events.RunFinished(result, self._now(), run_id=self.run_id))
+            self.bus.emit(
+                events.RunFinished(
+                    result.status.value,
+                    result.run_s,
+                    result.critical_path_s,
+                    result.speedup,
+                    result.peak_concurrency,
+                    self._now(),
+                    run_id=self.run_id,
+                )
+            )
         return result
 
     def extend(self, organized: OrganizedPlan) -> None:
@@ -176,7 +193,12 @@ class Executor:
             self._note_plan_wait()
         if self.bus and added:
             self.bus.emit(
-                events.PlanExtended(organized, tuple(added), self._now(), run_id=self.run_id)
+                events.PlanExtended(
+                    organized.step_infos(added),
+                    organized.plan.model_dump(mode="json"),
+                    self._now(),
+                    run_id=self.run_id,
+                )
             )
         if self._dispatching and self._stop_status is None:
             for step_id in added:

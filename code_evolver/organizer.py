@@ -18,6 +18,7 @@ from typing import Any
 import networkx as nx
 
 from code_evolver.errors import PlanError
+from code_evolver.events import StepInfo
 from code_evolver.plan import RUN_INPUT, Plan, Step
 from code_evolver.suggest import did_you_mean
 from code_evolver.templating import Template, iter_strings, parse
@@ -42,6 +43,21 @@ class OrganizedPlan:
     @cached_property
     def steps(self) -> dict[str, Step]:
         return {s.step_id: s for s in self.plan.steps}
+
+    def step_infos(self, step_ids: Iterable[str] | None = None) -> tuple[StepInfo, ...]:
+        """Plain records of the steps (all, or ``step_ids``) for events."""
+        steps, wave_of = self.steps, self.wave_of
+        return tuple(
+            StepInfo(
+                step.step_id,
+                step.tool,
+                step.description,
+                tuple(step.depends_on),
+                wave_of[step.step_id] + 1,
+                step.parallel_group,
+            )
+            for step in (self.plan.steps if step_ids is None else [steps[i] for i in step_ids])
+        )
 
     @cached_property
     def wave_of(self) -> dict[str, int]:

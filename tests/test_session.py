@@ -324,3 +324,19 @@ def test_a_final_answer_is_streamed_to_whoever_watches() -> None:
     assert {e.step_id for e in pieces} == {"step2"}  # only the final step, not the joke
     assert len(pieces) > 1
     assert "".join(e.text for e in pieces).strip() == answer.result.outputs["step2"]
+
+
+def test_every_event_of_a_request_is_plain_data_with_its_run_id() -> None:
+    import dataclasses
+
+    seen: list[events.Event] = []
+    session = Session(config(), backend=ScriptedBackend(echo_model), bus=EventBus(seen.append))
+    answer = ask(session, "write a joke and translate it to french and spanish")
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds[0] == "PlanStarted"
+    assert "PlanFinished" in kinds
+    assert kinds[-1] == "RunFinished"
+    for event in seen:
+        json.dumps(dataclasses.asdict(event))  # serialisable: no live objects inside
+        if not isinstance(event, events.ModelLoading):
+            assert getattr(event, "run_id") == answer.result.run_id, event

@@ -86,7 +86,7 @@ class LiveView:
         self._finished = 0
         self._t0 = self._status_since = time.monotonic()
         if organized is not None:
-            self._add_rows(organized, organized.plan.step_ids)
+            self._add_rows(organized.step_infos())
         self._live = Live(
             self, console=console, refresh_per_second=10, transient=False, redirect_stdout=False
         )
@@ -105,13 +105,13 @@ class LiveView:
         self._live.refresh()
         self._live.__exit__(exc_type, exc, tb)
 
-    def _add_rows(self, organized: OrganizedPlan, step_ids: Iterable[str]) -> None:
-        steps = organized.steps
+    def _add_rows(self, steps: Iterable[events.StepInfo]) -> None:
         with self._lock:
-            for step_id in step_ids:
-                if step_id not in self.rows:
-                    s = steps[step_id]
-                    self.rows[step_id] = _Row(step_id, s.tool, s.description, note=s.description)
+            for s in steps:
+                if s.step_id not in self.rows:
+                    self.rows[s.step_id] = _Row(
+                        s.step_id, s.tool, s.description, note=s.description
+                    )
 
     def __call__(self, event: events.Event) -> None:
         match event:
@@ -121,13 +121,13 @@ class LiveView:
             case events.ModelLoading(model=model, done=False):
                 self.status, self.planning = f"loading {model}…", ""
                 self._status_since = time.monotonic()  # the line's time is the loading's
-            case events.RunStarted(organized=organized):
+            case events.RunStarted(steps=steps):
                 with self._lock:
                     self.rows = {}  # a new run (e.g. a repaired plan) replaces the old rows
                     self._finished = 0
-                self._add_rows(organized, organized.plan.step_ids)
-            case events.PlanExtended(organized=organized, step_ids=step_ids):
-                self._add_rows(organized, step_ids)
+                self._add_rows(steps)
+            case events.PlanExtended(steps=steps):
+                self._add_rows(steps)
             case events.StepStarted(step_id=step_id, attempt=attempt):
                 row = self.rows[step_id]
                 row.status = StepStatus.RUNNING

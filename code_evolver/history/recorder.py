@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +30,6 @@ from code_evolver.home import state_problem
 
 if TYPE_CHECKING:
     import sqlite3
-
-    from code_evolver.organizer import OrganizedPlan
 
 WHAT = "run history"
 GROUP_S = 0.01
@@ -200,21 +198,19 @@ class _Rows:
                     self.requests[run_id] = request
                 case events.PlanFinished(run_id=run_id, source=source):
                     self.sources[run_id] = source
-                case events.RunStarted(run_id=run_id, organized=organized, run_input=text):
-                    self.places[run_id] = _places(organized)
-                    runs.append(self.run_started(run_id, organized, text))
-                case events.PlanExtended(run_id=run_id, organized=organized):
-                    self.places[run_id] = _places(organized)
-                    plan = organized.plan.to_json()
-                    runs.append(("UPDATE runs SET plan = ? WHERE run_id = ?", (plan, run_id)))
-                case events.RunFinished(result=result, run_id=run_id):
-                    ends.append(self.run_finished(run_id, result))
+                case events.RunStarted(run_id=run_id, steps=infos):
+                    self.places[run_id] = _places(infos)
+                    runs.append(self.run_started(event))
+                case events.PlanExtended(run_id=run_id, steps=infos, plan=plan):
+                    self.places.setdefault(run_id, {}).update(_places(infos))
+                    text = json.dumps(plan, ensure_ascii=False)
+                    runs.append(("UPDATE runs SET plan = ? WHERE run_id = ?", (text, run_id)))
+                case events.RunFinished(run_id=run_id):
+                    ends.append(self.run_finished(event))
         return runs, steps, ends
 
-    def run_started(
-        self, run_id: str, organized: OrganizedPlan, run_input: str | None
-    ) -> _Statement:
-        plan = organized.plan
+    def run_started(self, event: events.RunStarted) -> _Statement:
+        run_id = event.run_id
         return (
             "INSERT INTO runs (run_id, request, plan, planner_source, config_digest, status, "
             "started_at, run_input) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) "
@@ -222,16 +218,17 @@ class _Rows:
             "planner_source = coalesce(excluded.planner_source, planner_source)",
             (
                 run_id,
-                self.requests.pop(run_id, plan.request),
-                plan.to_json(),
+                self.requests.pop(run_id, event.plan.get("request", "")),
+                json.dumps(event.plan, ensure_ascii=False),
                 self.sources.pop(run_id, None),
                 self.recorder._config_digest,
                 datetime.now(UTC).isoformat(),
-                run_input,
+                event.run_input,
             ),
         )
 
-    def run_finished(self, run_id: str, result: Any) -> _Statement:
+    def run_finished(self, event: events.RunFinished) -> _Statement:
+        run_id = event.run_id
         self.places.pop(run_id, None)
         for key in [k for k in self.started if k[0] == run_id]:
             del self.started[key]
@@ -240,12 +237,12 @@ class _Rows:
             "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, critical_path_s = ?, "
             "speedup = ?, peak_concurrency = ?, backend = ?, model = ? WHERE run_id = ?",
             (
-                result.status.value,
+                event.status,
                 datetime.now(UTC).isoformat(),
-                result.run_s,
-                result.critical_path_s,
-                result.speedup,
-                result.peak_concurrency,
+                event.run_s,
+                event.critical_path_s,
+                event.speedup,
+                event.peak_concurrency,
                 backend or None,
                 model or None,
                 run_id,
@@ -290,16 +287,12 @@ class _Rows:
         )  # fmt: skip
 
 
-def _places(organized: OrganizedPlan) -> dict[str, tuple[int, str | None, str]]:
+def _places(steps: Iterable[events.StepInfo]) -> dict[str, tuple[int, str | None, str]]:
     """Each step's wave, parallel group and tool."""
-    places: dict[str, tuple[int, str | None, str]] = {}
-    steps = organized.steps
-    for number, wave in enumerate(organized.waves, start=1):
-        for step_id in wave:
-            step = steps[step_id]
-            group = None if step.parallel_group is None else str(step.parallel_group)
-            places[step_id] = (number, group, step.tool)
-    return places
+    return {
+        s.step_id: (s.wave, None if s.parallel_group is None else str(s.parallel_group), s.tool)
+        for s in steps
+    }
 
 
 def _stored_output(
