@@ -339,4 +339,4 @@ def test_every_event_of_a_request_is_plain_data_with_its_run_id() -> None:
     for event in seen:
         json.dumps(dataclasses.asdict(event))  # serialisable: no live objects inside
         if not isinstance(event, events.ModelLoading):
-            assert getattr(event, "run_id") == answer.result.run_id, event
+            assert event.run_id == answer.result.run_id, event
