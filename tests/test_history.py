@@ -382,10 +382,13 @@ def test_kill_9_loses_no_finished_step_and_resume_runs_the_rest(tmp_path: Path) 
     import time
 
     flag = tmp_path / "go"
+    ran = tmp_path / "quick-ran"  # one line per run of the quick step
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         "tools:\n"
-        "  upper: {kind: command, command: [tr, '[:lower:]', '[:upper:]']}\n"
+        "  upper:\n"
+        "    kind: command\n"
+        f"    command: [sh, -c, 'echo ran >> {ran}; tr [:lower:] [:upper:]']\n"
         "  gated:\n"
         "    kind: command\n"
         f"    command: [sh, -c, 'while [ ! -e {flag} ]; do sleep 0.05; done; cat']\n"
@@ -442,6 +445,7 @@ def test_kill_9_loses_no_finished_step_and_resume_runs_the_rest(tmp_path: Path) 
     assert document["rerun"] == ["stuck"]
     assert document["steps"]["stuck"]["output"] == "DONE later"
     assert stored(run.run_id).status == "succeeded"
+    assert ran.read_text().splitlines() == ["ran"]  # the finished step did not run again
 
 
 @pytest.mark.integration  # a node script: a real process calling tools back
@@ -558,4 +562,66 @@ def test_two_openers_of_a_new_history_migrate_it_once(tmp_path: Path) -> None:
     assert errors == []
     db = store.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    db.close()
+
+
+def test_a_history_of_an_older_schema_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    old = sqlite3.connect(path)
+    old.executescript(store.MIGRATIONS[0])
+    old.execute("PRAGMA user_version = 1")
+    old.execute(
+        "INSERT INTO runs (run_id, request, status, started_at) "
+        "VALUES ('r1', 'an old run', 'succeeded', '2026-01-01T00:00:00+00:00')"
+    )
+    old.execute(
+        "INSERT INTO step_executions (run_id, step_id, attempt, tool, status, output) "
+        "VALUES ('r1', 'a', 1, 'upper', 'succeeded', '\"OLD\"')"
+    )
+    old.commit()
+    old.close()
+    db = store.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    run = store.find_run(db, "r1")
+    assert run.request == "an old run"
+    assert run.latest()["a"].output == "OLD"
+    columns = {row[1] for row in db.execute("PRAGMA table_info(step_executions)")}
+    assert {"params", "cache_key"} <= columns
+    db.close()
+
+
+@pytest.mark.integration  # several evolve processes writing one history at once
+def test_concurrent_evolve_processes_share_one_history(
+    tmp_path: Path, template_config: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    plans = []
+    for n in range(4):
+        path = tmp_path / f"plan{n}.json"
+        steps = [{"step_id": f"s{i}", "tool": "template", "input": f"{n}-{i}"} for i in range(30)]
+        path.write_text(json.dumps({"request": f"plan {n}", "steps": steps}))
+        plans.append(path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "code_evolver", "run", str(p), "--config", template_config],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ),
+        )
+        for p in plans
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    db = store.connect()
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    runs = store.list_runs(db)
+    assert sorted(r.request for r in runs) == [f"plan {n}" for n in range(4)]
+    for listed in runs:
+        run = store.find_run(db, listed.run_id)
+        assert run.status == "succeeded"
+        assert len(run.latest()) == 30
     db.close()

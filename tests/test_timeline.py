@@ -319,3 +319,42 @@ def test_svg_of_empty_and_long_runs() -> None:
     root = parse(timeline_svg(long, max_rows=100))
     assert len(bars(root)) == 100
     assert any("1900 more rows" in (t.text or "") for t in root.iter(f"{SVG}text"))
+
+
+# snapshot
+
+SNAPSHOT = """\
+   step              0s        0.5s      1s         1.5s      2s            took
+                     ┬─────────┬─────────┬──────────┬─────────┬───────     2.40s
+◆✓ fetch             ██████                                               0.300s
+ ✗ parse                   ████                                           0.200s
+◆✓ parse (attempt 2)             ███████████████████                      0.900s
+ ✓ ↳ llm                           ▄▄▄▄▄▄▄▄                               0.400s
+ ✓ lint                    ████████████                                   0.600s
+◆⏱ report                                           ████████████████      0.800s
+ ↷ notify                                                                skipped
+◆ critical path (3 steps, 2.00s)  ✓ succeeded  ✗ failed  ⏱ timed out  ↷ skipped
+▄ nested call
+"""
+
+
+def test_the_gantt_of_a_run_with_a_retry_a_call_a_timeout_and_a_skip() -> None:
+    run = run_of(
+        rec("fetch", 0.0, 0.3),
+        rec("parse", 0.3, 0.5, "failed"),
+        rec("parse", 0.6, 1.5, attempt=2),
+        rec("parse", 0.7, 1.1, tool="llm", call_id="parse.1"),
+        rec("lint", 0.3, 0.9),
+        rec("report", 1.5, 2.3, "timed_out"),
+        rec("notify", None, None, "skipped"),
+        deps={
+            "fetch": [],
+            "parse": ["fetch"],
+            "lint": ["fetch"],
+            "report": ["parse", "lint"],
+            "notify": ["report"],
+        },
+        wall=2.4,
+    )
+    drawn = "\n".join(line.rstrip() for line in render(run, 80).splitlines()) + "\n"
+    assert drawn == SNAPSHOT
