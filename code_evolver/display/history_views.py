@@ -76,23 +76,27 @@ def run_detail(run: RunRecord, *, full: bool = False) -> RenderableType:
 
 def steps_table(run: RunRecord, *, full: bool = False) -> RenderableType:
     records = [r for r in run.steps if r.call_id is None]
-    planned = [s.get("step_id") for s in (run.plan or {}).get("steps", []) if isinstance(s, dict)]
+    planned = [s for s in (run.plan or {}).get("steps", []) if isinstance(s, dict)]
+    needs = {s.get("step_id"): ", ".join(map(str, s.get("depends_on") or ())) for s in planned}
     recorded = {r.step_id for r in records}
     table = Table(expand=False, show_lines=full)
     for name, justify in (("step", "left"), ("tool", "left"), ("wave", "right")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("needs")
     table.add_column("attempt", justify="right")
     table.add_column("started", justify="right")
     table.add_column("took", justify="right")
     table.add_column("output" if full else "output or error")
     for record in records:
-        _add_step(table, record, full, "")
+        _add_step(table, record, full, "", shown(needs.get(record.step_id, "")))
         for call in _calls_of(run, record):
             depth = 2 if call.parent_call else 1
-            _add_step(table, call, full, "  " * depth + "↳ ")
-    for step_id in planned:
+            _add_step(table, call, full, "  " * depth + "↳ ", "")
+    for step in planned:
+        step_id = step.get("step_id")
         if isinstance(step_id, str) and step_id not in recorded:
-            table.add_row(shown(step_id), "", "", "", "", "", "[dim]never started[/]")
+            need = shown(needs.get(step_id, ""))
+            table.add_row(shown(step_id), "", "", need, "", "", "", "[dim]never started[/]")
     return table
 
 
@@ -109,7 +113,7 @@ def _calls_of(run: RunRecord, step: StepRecord) -> list[StepRecord]:
     ]
 
 
-def _add_step(table: Table, record: StepRecord, full: bool, indent: str) -> None:
+def _add_step(table: Table, record: StepRecord, full: bool, indent: str, needs: str) -> None:
     label = f"{indent}{record.tool}" if record.call_id else record.step_id
     text = record.error if record.error else _output_text(record)
     shown_text = shown(text) if full else shown(clip(text, 60))
@@ -119,6 +123,7 @@ def _add_step(table: Table, record: StepRecord, full: bool, indent: str) -> None
         f"{status_icon(record.status)} {shown(label)}",
         "" if record.call_id else shown(record.tool),
         str(record.wave) if record.wave is not None else "",
+        needs,
         str(record.attempt) if not record.call_id else "",
         f"+{seconds(record.started_s)}" if record.started_s is not None else "-",
         seconds(record.duration_s) if record.started_s is not None else "-",
