@@ -118,6 +118,8 @@ class StepSucceeded:
     """The attempt's params, references filled in."""
     reused: bool = False
     """The output came from an earlier run (``--reuse``); the tool did not run."""
+    began: float | None = None
+    """When this attempt started (seconds since the run started), for a record of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,8 @@ class StepRetrying:
     input: str | None = None
     """The failed attempt's rendered input."""
     run_id: str = ""
+    began: float | None = None
+    """When this attempt started (seconds since the run started), for a record of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,8 @@ class StepFailed:
     input: str | None = None
     """The attempt's rendered input."""
     run_id: str = ""
+    began: float | None = None
+    """When this attempt started (seconds since the run started), for a record of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,10 @@ class StepCancelled:
     was_running: bool
     at: float
     run_id: str = ""
+    attempt: int = 0
+    """The attempt it stopped (0: it had not started)."""
+    began: float | None = None
+    """When this attempt started (seconds since the run started), for a record of it."""
 
 
 @dataclass(frozen=True, slots=True)

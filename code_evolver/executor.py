@@ -358,7 +358,14 @@ class Executor:
             self._finish(run, StepStatus.CANCELLED)
             if self.bus:
                 self.bus.emit(
-                    events.StepCancelled(run.step.step_id, True, self._now(), run_id=self.run_id)
+                    events.StepCancelled(
+                        run.step.step_id,
+                        True,
+                        self._now(),
+                        run_id=self.run_id,
+                        attempt=run.attempts,
+                        began=run.attempt_began - self._t0,
+                    )
                 )
             self._dispatch()
 
@@ -416,6 +423,7 @@ class Executor:
                     self._now(),
                     input=run.rendered_input,
                     run_id=self.run_id,
+                    began=run.attempt_began - self._t0,
                     params=run.rendered_params,
                     reused=run.reused,
                 )
@@ -441,6 +449,7 @@ class Executor:
                         self._now(),
                         input=run.rendered_input,
                         run_id=self.run_id,
+                        began=run.attempt_began - self._t0,
                     )
                 )
             run.retry_timer = asyncio.get_running_loop().call_later(delay, self._retry, run)
@@ -458,6 +467,7 @@ class Executor:
                     self._now(),
                     input=run.rendered_input,
                     run_id=self.run_id,
+                    began=run.attempt_began - self._t0,
                 )
             )
         if self.settings.on_failure == "fail_fast":

@@ -2,8 +2,8 @@
 
 Listeners run on the event loop, between steps, so the listener only puts the events it
 keeps on a queue (well under a microsecond each). Everything else happens in the writer
-thread: it reads the events in order, keeps what it needs of them (when each step started,
-its wave), turns them into rows and commits them in one transaction per batch. It waits
+thread: it reads the events in order, keeps what it needs of them (each step's wave and
+tool), turns them into rows and commits them in one transaction per batch. It waits
 ``GROUP_S`` after the first event of a batch, so that a burst of steps costs one transaction
 and the thread wakes rarely (each wake competes with the event loop for the interpreter):
 a step's record is on disk (in the WAL, which outlives a killed process) within about
@@ -42,7 +42,6 @@ _KEPT = frozenset(
         events.PlanFinished,
         events.RunStarted,
         events.PlanExtended,
-        events.StepStarted,
         events.StepSucceeded,
         events.StepRetrying,
         events.StepFailed,
@@ -167,7 +166,6 @@ class _Rows:
         self.recorder = recorder
         self.requests: dict[str, str] = {}
         self.sources: dict[str, str] = {}
-        self.started: dict[tuple[str, str], tuple[float, int]] = {}
         self.places: dict[str, dict[str, tuple[int, str | None, str]]] = {}
 
     def of(
@@ -179,8 +177,6 @@ class _Rows:
         steps: list[Sequence[Any]] = []
         for event in batch:
             match event:
-                case events.StepStarted(step_id=step_id, attempt=attempt, at=at, run_id=run_id):
-                    self.started[run_id, step_id] = (at, attempt)
                 case events.StepSucceeded():
                     steps.append(self.step(event, "succeeded", event.output, None, event.params))
                 case events.StepFailed():
@@ -230,8 +226,6 @@ class _Rows:
     def run_finished(self, event: events.RunFinished) -> _Statement:
         run_id = event.run_id
         self.places.pop(run_id, None)
-        for key in [k for k in self.started if k[0] == run_id]:
-            del self.started[key]
         backend, _, model = (self.recorder._identity() or "").partition(":")
         return (
             "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, critical_path_s = ?, "
@@ -258,9 +252,10 @@ class _Rows:
         params: Mapping[str, Any] | None = None,
     ) -> Sequence[Any]:
         run_id, step_id = event.run_id, event.step_id
-        began, attempt = self.started.get((run_id, step_id), (None, 1))
-        attempt = getattr(event, "attempt", attempt)
-        attempt += self.recorder.attempt_offsets.get((run_id, step_id), 0)
+        began = getattr(event, "began", None)
+        attempt = (getattr(event, "attempt", 0) or 1) + self.recorder.attempt_offsets.get(
+            (run_id, step_id), 0
+        )
         wave, group, tool = self.places.get(run_id, {}).get(step_id, (None, None, ""))
         shift = self.recorder.time_offsets.get(run_id, 0.0)
         finished = event.at + shift if began is not None else None
