@@ -96,7 +96,7 @@ def steps_table(run: RunRecord, *, full: bool = False) -> RenderableType:
         step_id = step.get("step_id")
         if isinstance(step_id, str) and step_id not in recorded:
             need = shown(needs.get(step_id, ""))
-            table.add_row(shown(step_id), "", "", need, "", "", "", "[dim]never started[/]")
+            table.add_row(shown(step_id), "", "", need, "", "", "", "[dim]no end recorded[/]")
     return table
 
 
