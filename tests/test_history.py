@@ -245,16 +245,17 @@ def evolve(*args: str) -> Any:
     return CliRunner().invoke(main_group, list(args))
 
 
-def write_plan(tmp_path: Path) -> Path:
+def write_plan(
+    tmp_path: Path, request: str = "shout twice", steps: list[tuple[str, str, str]] | None = None
+) -> Path:
+    """A plan file of (step id, tool, input) steps; two template steps by default."""
+    given = steps or [("a", "template", "hello"), ("b", "template", "{a} again")]
     path = tmp_path / "plan.json"
     path.write_text(
         json.dumps(
             {
-                "request": "shout twice",
-                "steps": [
-                    {"step_id": "a", "tool": "template", "input": "hello"},
-                    {"step_id": "b", "tool": "template", "input": "{a} again"},
-                ],
+                "request": request,
+                "steps": [{"step_id": s, "tool": t, "input": text} for s, t, text in given],
             }
         )
     )
@@ -348,17 +349,7 @@ def test_resume_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         "  template: {kind: template}\n"
         "  flaky: {kind: function, function: 'tools_mod:flaky'}\n"
     )
-    the_plan = tmp_path / "plan.json"
-    the_plan.write_text(
-        json.dumps(
-            {
-                "steps": [
-                    {"step_id": "a", "tool": "template", "input": "hi"},
-                    {"step_id": "b", "tool": "flaky", "input": "{a}"},
-                ]
-            }
-        )
-    )
+    the_plan = write_plan(tmp_path, "heal", [("a", "template", "hi"), ("b", "flaky", "{a}")])
     failed = evolve("run", str(the_plan), "--config", str(cfg), "--json")
     assert failed.exit_code == 1, failed.output
     run_id = json.loads(failed.output)["run_id"]
@@ -393,17 +384,10 @@ def test_kill_9_loses_no_finished_step_and_resume_runs_the_rest(tmp_path: Path) 
         "    kind: command\n"
         f"    command: [sh, -c, 'while [ ! -e {flag} ]; do sleep 0.05; done; cat']\n"
     )
-    the_plan = tmp_path / "plan.json"
-    the_plan.write_text(
-        json.dumps(
-            {
-                "request": "one quick, one stuck",
-                "steps": [
-                    {"step_id": "quick", "tool": "upper", "input": "done"},
-                    {"step_id": "stuck", "tool": "gated", "input": "{quick} later"},
-                ],
-            }
-        )
+    the_plan = write_plan(
+        tmp_path,
+        "one quick, one stuck",
+        [("quick", "upper", "done"), ("stuck", "gated", "{quick} later")],
     )
     env = {**os.environ, "EVOLVE_HOME": os.environ["EVOLVE_HOME"]}
     command = [sys.executable, "-m", "code_evolver"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,13 +97,29 @@ def connect(path: Path | None = None, *, create: bool = True) -> sqlite3.Connect
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process
         db.execute("PRAGMA foreign_keys=ON")
         migrate(db)
     except (OSError, sqlite3.Error) as exc:
         raise HistoryError(f"cannot open the run history {path}: {exc}") from exc
     return db
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """WAL mode (kept in the file: set once, by whichever opener comes first). Switching needs
+    the file to itself, and SQLite answers "locked" at once instead of waiting when another
+    opener holds it, so a few tries are made."""
+    for attempt in range(50):
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.01 * (1 + attempt % 5))
 
 
 def migrate(db: sqlite3.Connection) -> None:
