@@ -138,6 +138,22 @@ class PlannerSettings(BaseModel):
         return {"mode": data} if isinstance(data, str) else data
 
 
+class EvolveSettings(BaseModel):
+    """How nodes are written, proved and reused (``evolve:`` in config.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Rounds of writing a node and its tests before the step falls back to an LLM step."""
+    escalation_model: str | None = None
+    """A stronger model for the last attempt (same backend), if any."""
+    reuse_threshold: float = Field(default=0.6, ge=0, le=1)
+    """How alike a step's description and a stored node's must be to run the node."""
+    test_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    allowed_imports: tuple[str, ...] | None = None
+    """Modules generated code may import; None: computation and text modules only."""
+
+
 class Config(BaseModel):
     """The whole configuration. Build one in code, or load it with :func:`load_config`."""
 
@@ -146,6 +162,7 @@ class Config(BaseModel):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    evolve: EvolveSettings = Field(default_factory=EvolveSettings)
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
 
     _path: Path | None = PrivateAttr(default=None)
@@ -286,6 +303,7 @@ def _suggest_key(loc: tuple[int | str, ...]) -> str:
     """Suggest the closest known key for an unknown one, looked up by where it sits."""
     sections: dict[str, type[BaseModel]] = {
         "execution": ExecutionSettings,
+        "evolve": EvolveSettings,
         "planner": PlannerSettings,
         "llm": LlmSettings,
     }

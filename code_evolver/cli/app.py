@@ -62,6 +62,11 @@ COMMANDS = {
         "resume_command",
         "Run again the steps of a stored run that did not succeed.",
     ),
+    "nodes": (
+        "code_evolver.cli.nodes_cmd",
+        "nodes_command",
+        "List the stored nodes with their fitness (in $EVOLVE_HOME/nodes).",
+    ),
     "doctor": (
         "code_evolver.cli.info_cmd",
         "doctor_command",
@@ -128,6 +133,7 @@ def main_group(ctx: click.Context) -> None:
     evolve config                                the merged config, and which file set what
     evolve runs [show ID [--gantt]]              stored runs, one run's steps and timeline
     evolve resume ID                             run again what did not succeed in run ID
+    evolve nodes [show|run|test|add|rm NAME]     the registry of nodes (Python tools)
     evolve doctor                                which LLM backend, and what is missing
     evolve chat   (or evolve alone on a terminal)  a conversation; /help lists its commands
 

@@ -1,0 +1,166 @@
+"""The node registry: versions on disk, fitness, and `evolve nodes` (tests in the sandbox)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from code_evolver.cli import main_group
+from code_evolver.errors import UserError
+from code_evolver.evolve.node_store import NodeStore
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = str(REPO / "config.yaml")
+
+NODE = """from node_runtime import run_node
+
+
+def main(text: str, **params: object) -> str:
+    return text[::-1]
+
+
+if __name__ == "__main__":
+    run_node(main)
+"""
+TESTS = """from main import main
+
+
+def test_reverses():
+    assert main("abc") == "cba"
+
+
+def test_empty():
+    assert main("") == ""
+"""
+
+
+# ---------------------------------------------------------------- the store
+
+
+def test_versions_count_up_and_the_newest_runs(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path)
+    first = store.add("reverse", NODE, TESTS, {"description": "Reverses text"})
+    second = store.add("reverse", NODE + "\n", TESTS, {"description": "Reverses text, v2"})
+    assert (first.version, second.version) == (1, 2)
+    assert store.find("reverse").version == 2
+    assert store.versions("reverse") == [1, 2]
+    assert (second.folder / "main.py").read_text() == NODE + "\n"
+    assert [n.name for n in store.all()] == ["reverse"]
+
+
+def test_a_half_written_version_is_not_a_version(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path)
+    store.add("reverse", NODE, TESTS, {})
+    (tmp_path / "reverse" / "v2").mkdir()  # a crash before meta.json was written
+    assert store.find("reverse").version == 1
+
+
+def test_runs_make_the_fitness(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path)
+    node = store.add("reverse", NODE, TESTS, {})
+    assert node.fitness == 1.0  # proved by its tests, not run yet
+    for ok, seconds in [(True, 0.1), (True, 0.3), (False, 0.2), (True, 0.2)]:
+        store.record_run(node, ok, seconds)
+    again = store.find("reverse")
+    assert (again.runs, again.failures) == (4, 1)
+    assert again.fitness == 0.75
+    assert again.median_runtime_s == pytest.approx(0.2)
+
+
+def test_names_and_missing_nodes_are_user_errors(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path)
+    with pytest.raises(UserError, match="lower-case letters"):
+        store.add("Bad Name", NODE, TESTS, {})
+    store.add("reverse", NODE, TESTS, {})
+    with pytest.raises(UserError, match=r"no node 'nope' in the registry \(stored: reverse\)"):
+        store.find("nope")
+    assert store.remove("reverse") == 1
+    assert store.all() == []
+
+
+# ---------------------------------------------------------------- the CLI, with the sandbox
+
+
+def evolve(*args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(main_group, list(args), input=input)
+
+
+def write(tmp_path: Path, node: str = NODE, tests: str = TESTS) -> tuple[str, str]:
+    (tmp_path / "node.py").write_text(node)
+    (tmp_path / "test_node.py").write_text(tests)
+    return str(tmp_path / "node.py"), str(tmp_path / "test_node.py")
+
+
+@pytest.mark.integration  # tests run in the strict sandbox; the node runs as a process
+def test_add_run_test_show_and_remove_a_node(tmp_path: Path) -> None:
+    script, tests = write(tmp_path)
+    added = evolve(
+        "nodes", "add", "reverse", script, "--tests", tests, "--description", "Reverses text",
+        "--config", CONFIG,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "stored reverse v1 (2 tests passed)" in added.output
+    ran = evolve("nodes", "run", "reverse", "--input", '{"input": "hello"}', "--json")
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.output)["steps"]["reverse"]["output"] == "olleh"
+    piped = evolve("nodes", "run", "reverse", input="stressed")
+    assert "desserts" in piped.output
+    tested = evolve("nodes", "test", "reverse", "--json")
+    assert tested.exit_code == 0, tested.output
+    assert json.loads(tested.output)["tests"] == 2
+    listed = json.loads(evolve("nodes", "--json").output)
+    assert [(n["name"], n["runs"], n["fitness"]) for n in listed] == [("reverse", 2, 1.0)]
+    shown = evolve("nodes", "show", "reverse")
+    assert "Reverses text" in shown.output
+    assert "def test_reverses" in shown.output
+    standalone = subprocess.run(
+        [sys.executable, str(NodeStore().find("reverse").main)],
+        input=b'{"input": "abc"}',
+        capture_output=True,
+        check=True,
+    )
+    assert json.loads(standalone.stdout) == {"result": "cba"}
+    assert evolve("nodes", "rm", "reverse").output.strip() == "removed reverse (1 version)"
+    assert "No nodes yet" in evolve("nodes").output
+
+
+@pytest.mark.integration  # the tests run in the strict sandbox
+def test_a_node_whose_tests_fail_is_refused(tmp_path: Path) -> None:
+    script, tests = write(tmp_path, tests=TESTS.replace('"cba"', '"abc"'))
+    refused = evolve(
+        "nodes", "add", "reverse", script, "--tests", tests, "--description", "x",
+        "--config", CONFIG,
+    )  # fmt: skip
+    assert refused.exit_code == 2
+    assert "node reverse was not stored: 1 of 2 tests failed: test_reverses" in refused.output
+    assert "AssertionError" in refused.output
+    assert NodeStore().all() == []
+
+
+def test_a_node_with_a_forbidden_import_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    script, tests = write(tmp_path, node="import subprocess\n" + NODE)
+    refused = evolve(
+        "nodes", "add", "reverse", script, "--tests", tests, "--description", "x",
+        "--config", CONFIG,
+    )  # fmt: skip
+    assert refused.exit_code == 2
+    assert "import of 'subprocess' is not allowed" in refused.output
+    assert NodeStore().all() == []
+
+
+def test_the_sandbox_runner_stands_in_for_pytest_where_it_is_missing() -> None:
+    from code_evolver.evolve import test_runner
+
+    stand_in: Any = test_runner._pytest_stand_in()
+    with stand_in.raises(ValueError, match="bad"):
+        raise ValueError("a bad value")
+    with pytest.raises(AssertionError, match="did not raise"), stand_in.raises(ValueError):
+        pass
+    assert stand_in.approx(0.3) == 0.1 + 0.2
+    assert stand_in.approx(0.3) != 0.31
