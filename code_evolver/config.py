@@ -147,6 +147,8 @@ class EvolveSettings(BaseModel):
     """Rounds of writing a node and its tests before the step falls back to an LLM step."""
     escalation_model: str | None = None
     """A stronger model for the last attempt (same backend), if any."""
+    reuse: bool = True
+    """Run a stored node that does what a step asks instead of writing one (--no-reuse)."""
     reuse_threshold: float = Field(default=0.6, ge=0, le=1)
     """How alike a step's description and a stored node's must be to run the node."""
     test_timeout_s: float = Field(default=60.0, gt=0, le=3600)
@@ -212,6 +214,10 @@ class Config(BaseModel):
     def with_planner(self, **changes: Any) -> Config:
         """A copy with some ``planner`` settings replaced (``--planner``, ``--no-cache``)."""
         return self._with_section("planner", changes)
+
+    def with_evolve(self, **changes: Any) -> Config:
+        """A copy with some ``evolve`` settings replaced (``--no-reuse``)."""
+        return self._with_section("evolve", changes)
 
     def _with_section(self, section: str, changes: dict[str, Any]) -> Config:
         current: BaseModel = getattr(self, section)

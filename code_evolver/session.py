@@ -69,10 +69,14 @@ class Session:
         backend: LLMBackend | None = None,
         bus: EventBus | None = None,
         reuse_steps: bool = False,
+        force_evolve: bool = False,
     ) -> None:
         """``reuse_steps`` (``--reuse``): a step that does the same work as a step of an
-        earlier run (same tool definition, rendered input and params) takes its output."""
+        earlier run (same tool definition, rendered input and params) takes its output.
+        ``force_evolve`` (``--evolve``): the plan's generic writing steps become ``generate``
+        steps (a node written, tested and kept for each)."""
         self.config = config
+        self.force_evolve = force_evolve
         self.llm = LLMService(config.llm, backend)
         self.registry = ToolRegistry.from_config(config, tools, llm=self.llm)
         self.bus = bus if bus is not None else EventBus()
@@ -282,7 +286,7 @@ class Session:
             else:
                 streamed.extend(prefix)
 
-        can_stream = self.config.execution.scheduling == "eager"
+        can_stream = self.config.execution.scheduling == "eager" and not self.force_evolve
         try:
             outcome = await self._plan(
                 request,
@@ -302,6 +306,8 @@ class Session:
                 partial = PlanOutcome(streamed.organized, "llm", ("interrupted while planning",), 1)
                 return Answer(request, partial, results[0])
             raise
+        if self.force_evolve:
+            outcome = self._evolved(outcome)
         if on_plan is not None:
             on_plan(outcome)
         if streamed is None or streamed_run is None:
@@ -321,6 +327,14 @@ class Session:
             outcome,
             await self._run(outcome.organized, input_text=input_text, reuse=reuse, run_id=run_id),
         )
+
+    def _evolved(self, outcome: PlanOutcome) -> PlanOutcome:
+        from code_evolver.evolve.forcing import evolve_plan
+        from code_evolver.organizer import organize
+
+        writer = self.config.planner.fallback_tool
+        plan = evolve_plan(outcome.organized.plan, self.registry, writer)
+        return replace(outcome, organized=organize(plan, self.registry))
 
     def interrupt(self) -> None:
         """Ctrl-C: stop planning and the running steps; finished results are kept."""

@@ -23,6 +23,8 @@ def rendered(
     params: dict[str, Any] = dict(run.tool.default_params)
     if step.params:
         params.update(render_value(step.params, resolve))
+    if run.tool.kind == "generated" and not params.get("task"):
+        params["task"] = step.description  # what the node to write must do
     return run.template.render(resolve), params
 
 

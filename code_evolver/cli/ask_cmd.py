@@ -30,7 +30,7 @@ def ask_command(request: tuple[str, ...]) -> None:
 
     opts = options.current()
     text, input_text = _request_and_input(request, opts)
-    session = Session(opts.config(), reuse_steps=opts.reuse)
+    session = Session(opts.config(), reuse_steps=opts.reuse, force_evolve=opts.evolve)
     runs_cmd.check_svg_wanted(opts, session.history is not None)
     present = RequestPresenter(
         session,

@@ -133,6 +133,7 @@ def add_command(name: str, script: Path, tests_file: Path, description: str) -> 
     from code_evolver.cli import terminal
     from code_evolver.errors import UserError
     from code_evolver.evolve.code import problems
+    from code_evolver.evolve.generator import stage
     from code_evolver.evolve.node_store import NodeStore, check_name
 
     check_name(name)
@@ -143,8 +144,7 @@ def add_command(name: str, script: Path, tests_file: Path, description: str) -> 
     if found:
         raise UserError(found)
     with tempfile.TemporaryDirectory() as staging:
-        Path(staging, "main.py").write_text(code, encoding="utf-8")
-        Path(staging, "test_main.py").write_text(tests, encoding="utf-8")
+        stage(Path(staging), code, tests)
         report = _prove(Path(staging))
     if not report.passed:
         _show_report(report)

@@ -37,6 +37,8 @@ class Options:
     full: bool = False
     svg_path: Path | None = None
     reuse: bool = False
+    evolve: bool = False
+    no_reuse: bool = False
 
     def config(self) -> Config:
         """config.yaml (found as documented) with these options applied on top."""
@@ -51,6 +53,7 @@ class Options:
             )
             .with_llm(backend=self.backend, model=self.model)
             .with_planner(mode=self.planner)
+            .with_evolve(reuse=False if self.no_reuse else None)
         )
 
 
@@ -146,6 +149,19 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         help="Take a step's output from an earlier run that did the same work (same tool, "
         "input and params) instead of running it again.",
     ),
+    "evolve": _option(
+        "--evolve",
+        is_flag=True,
+        default=None,
+        help="Have a node written (tested in the sandbox, kept, reused) for each step the "
+        "generic writer would do.",
+    ),
+    "no_reuse": _option(
+        "--no-reuse",
+        is_flag=True,
+        default=None,
+        help="Write a new node even when a stored one does what a generate step asks.",
+    ),
     "svg": _option(
         "--svg",
         "svg_path",
@@ -177,8 +193,9 @@ def these(*names: str) -> Callable[[F], F]:
 MODEL = ("backend", "model")
 EXECUTION = ("max_parallel", "scheduling", "on_failure")
 PLANNING = ("planner", "no_cache")
+EVOLVE = ("evolve", "no_reuse")
 REQUEST = (
-    "config", *MODEL, *PLANNING, *EXECUTION, "reuse", "input", "full", "svg", "json"
+    "config", *MODEL, *PLANNING, *EXECUTION, *EVOLVE, "reuse", "input", "full", "svg", "json"
 )  # fmt: skip
 """Everything a request (``evolve "..."``) uses: accepted before it too, so the group has them."""
 common_options = these("config", "json")

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @click.command("run")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
 @options.these(
-    "config", *options.MODEL, *options.EXECUTION, "reuse", "input", "full", "svg", "json"
+    "config", *options.MODEL, *options.EXECUTION, "no_reuse", "reuse", "input", "full", "svg",
+    "json"
 )  # fmt: skip
 def run_command(plan_file: Path) -> None:
     """Run PLAN_FILE (plan JSON) and print each step's output and a summary.

@@ -76,8 +76,10 @@ def main() -> int:
 
 
 def _trace() -> str:
-    lines = traceback.format_exc().rstrip().splitlines()
-    return "\n".join(lines[-MAX_TRACE_LINES:])
+    """The end of the traceback, with the node's folder left out of its paths (a temporary
+    folder differs per attempt, and the same failure must read the same)."""
+    lines = traceback.format_exc().replace(sys.argv[1].rstrip("/") + "/", "").rstrip()
+    return "\n".join(lines.splitlines()[-MAX_TRACE_LINES:])
 
 
 if __name__ == "__main__":

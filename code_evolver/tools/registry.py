@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from code_evolver.config import Config
+from code_evolver.config import Config, EvolveSettings
 from code_evolver.errors import ConfigError, ToolNotFound
 from code_evolver.llm.service import LLMService
 from code_evolver.suggest import did_you_mean
@@ -19,6 +19,7 @@ from code_evolver.tools.node import NodeTool
 from code_evolver.tools.specs import (
     CommandSpec,
     FunctionSpec,
+    GeneratedSpec,
     LlmSpec,
     NodeSpec,
     ProcessSpec,
@@ -84,7 +85,14 @@ class ToolRegistry(Mapping[str, Tool]):
             where = f"{source}: tools.{name}" if source else f"tools.{name}"
             try:
                 tools[name] = build_tool(
-                    name, spec, config.tool_dir(name), llm, config.path, where=where
+                    name,
+                    spec,
+                    config.tool_dir(name),
+                    llm,
+                    config.path,
+                    where=where,
+                    evolve=config.evolve,
+                    others=tuple(n for n in config.tools if n != name),
                 )
             except SpecError as exc:
                 problems.append(f"{where}.{exc.field}: {exc}")
@@ -149,6 +157,8 @@ def build_tool(
     config_path: Path | None = None,
     *,
     where: str = "",
+    evolve: EvolveSettings | None = None,
+    others: tuple[str, ...] = (),
 ) -> Tool:
     """Turn one validated spec into a runnable tool. Raises SpecError naming the bad key.
 
@@ -214,6 +224,10 @@ def build_tool(
             temperature=spec.temperature,
             **settings,
         )
+    if isinstance(spec, GeneratedSpec):
+        from code_evolver.tools.generated import GeneratedTool  # code evolution, when used
+
+        return GeneratedTool(name, llm, evolve=evolve, tools=others, **settings)
     raise SpecError("kind", f"no tool implementation for {type(spec).__name__}")
 
 

@@ -111,8 +111,16 @@ class NodeSpec(ProcessSpec):
     """Path of the script, relative to the config file's folder."""
 
 
+class GeneratedSpec(ToolSpecBase):
+    """Writes (or reuses) a tested node for a step that no other tool can do; the step's
+    ``task`` param (else its description) says what it must do. Settings: ``evolve:``."""
+
+    kind: Literal["generated"]
+
+
 ToolSpec = Annotated[
-    CommandSpec | FunctionSpec | TemplateSpec | LlmSpec | NodeSpec, Field(discriminator="kind")
+    CommandSpec | FunctionSpec | TemplateSpec | LlmSpec | NodeSpec | GeneratedSpec,
+    Field(discriminator="kind"),
 ]
 
 SPEC_BY_KIND: dict[str, type[ToolSpecBase]] = {
@@ -121,5 +129,6 @@ SPEC_BY_KIND: dict[str, type[ToolSpecBase]] = {
     "template": TemplateSpec,
     "llm": LlmSpec,
     "node": NodeSpec,
+    "generated": GeneratedSpec,
 }
 TOOL_KINDS: tuple[str, ...] = tuple(SPEC_BY_KIND)
