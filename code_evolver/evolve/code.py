@@ -67,6 +67,32 @@ def _longest_parsing_run(lines: list[str]) -> str:
     return best
 
 
+GUARD = 'if __name__ == "__main__":\n    from node_runtime import run_node\n\n    run_node(main)\n'
+
+
+def with_entry_point(code: str) -> str:
+    """A node's ``run_node(main)`` where it belongs: a call at module level (which would
+    run when the tests import the node) is moved under the ``__main__`` guard, and a node
+    without one gets it. Small models forget it more often than anything else; it takes no
+    model round to put right."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code
+    if not any(
+        isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name == "main"
+        for item in tree.body
+    ):
+        return code
+    if any(isinstance(i, ast.If) and "__main__" in ast.unparse(i.test) for i in tree.body):
+        return code
+    lines = code.splitlines()
+    for item in reversed(tree.body):
+        if isinstance(item, ast.Expr) and "run_node(" in ast.unparse(item):
+            del lines[item.lineno - 1 : (item.end_lineno or item.lineno)]
+    return "\n".join(lines).rstrip() + "\n\n\n" + GUARD
+
+
 def problems(code: str, allowed: Collection[str], *, node: bool) -> list[str]:
     """Why ``code`` may not run (empty: it may). ``node``: it is a node's ``main.py``."""
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from code_evolver.config import EvolveSettings, ExecutionSettings
-from code_evolver.evolve.code import DEFAULT_ALLOWED, extract_code, problems
+from code_evolver.evolve.code import DEFAULT_ALLOWED, extract_code, problems, with_entry_point
 from code_evolver.evolve.matching import FILLER
 from code_evolver.evolve.node_store import NodeStore, StoredNode
 from code_evolver.evolve.proving import TestReport, run_tests
@@ -106,7 +106,7 @@ class NodeGenerator:
             self._ask(self.llm, "node_tests.txt", values),
         )
         outcome.model_calls = 2
-        code, tests = extract_code(code_reply), extract_code(tests_reply)
+        code, tests = with_entry_point(extract_code(code_reply)), extract_code(tests_reply)
         model_seconds = time.perf_counter() - started
         previous = ""
         for number in range(1, self.settings.max_attempts + 1):
@@ -138,6 +138,7 @@ class NodeGenerator:
             outcome.model_calls += 1
             model_seconds = time.perf_counter() - fix_started
             code, tests = _fixed(fixed, code, tests)
+            code = with_entry_point(code)
         last = outcome.attempts[-1].failure if outcome.attempts else "no attempt"
         outcome.reason = f"no attempt passed its tests; the last: {_first_line(last)}"
         return outcome
