@@ -44,7 +44,8 @@ class TestReport:
 
     def failures_text(self, limit: int = 2000) -> str:
         """The failures for a model (or a person) to read, trimmed to ``limit`` characters."""
-        text = self.problem or "\n\n".join(f"{name}:\n{trace}" for name, trace in self.failed)
+        failed = "\n\n".join(f"{name}:\n{trace}" for name, trace in self.failed)
+        text = self.problem or failed or self.summary()
         return text[:limit]
 
 
