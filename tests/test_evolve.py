@@ -234,3 +234,20 @@ def test_sessions_can_force_evolution_from_the_library(
             return str(answer.result.outputs["step1"])
 
     assert asyncio.run(main()) == "4"
+
+
+def test_the_last_attempt_goes_to_the_escalation_model(tmp_path: Path) -> None:
+    first = ScriptedBackend(model(iter([wrong("0")])))
+    stronger = ScriptedBackend(model(iter([GOOD])))
+    settings = load_config(CONFIG).llm
+    generator = NodeGenerator(
+        LLMService(settings, first),
+        EvolveSettings(max_attempts=2, escalation_model="stronger"),
+        ExecutionSettings(),
+        NodeStore(tmp_path / "nodes"),
+        escalate=lambda: LLMService(settings, stronger),
+    )
+    outcome = asyncio.run(generator.generate(TASK, "banana"))
+    assert outcome.node is not None
+    assert len(first.requests) == 2  # the first code and the tests
+    assert len(stronger.requests) == 1  # the repair of the last attempt
