@@ -230,7 +230,9 @@ def test_sessions_can_force_evolution_from_the_library(
 
     async def main() -> str:
         async with Session(load_config(CONFIG), force_evolve=True) as session:
+            assert "count_vowels" not in session.registry
             answer = await session.ask("count the vowels in this text", input_text="queue")
+            assert session.registry["count_vowels"].kind == "node"  # a tool from now on
             return str(answer.result.outputs["step1"])
 
     assert asyncio.run(main()) == "4"

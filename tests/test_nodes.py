@@ -164,3 +164,30 @@ def test_the_sandbox_runner_stands_in_for_pytest_where_it_is_missing() -> None:
         pass
     assert stand_in.approx(0.3) == 0.1 + 0.2
     assert stand_in.approx(0.3) != 0.31
+
+
+def test_stored_nodes_are_tools_plans_can_use() -> None:
+    from code_evolver.config import load_config
+    from code_evolver.planner.overseer import catalogue
+    from code_evolver.tools.registry import ToolRegistry
+
+    NodeStore().add("reverse", NODE, TESTS, {"description": "Reverses text"})
+    NodeStore().add("upper", NODE, TESTS, {"description": "a node named like a tool"})
+    registry = ToolRegistry.from_config(load_config(CONFIG))
+    assert registry["reverse"].kind == "node"
+    assert registry["upper"].kind == "command"  # a configured tool keeps its name
+    assert "reverse" in catalogue(registry)
+    listed = evolve("tools", "--config", CONFIG, "--json")
+    assert json.loads(listed.output)["reverse"]["description"] == "Reverses text"
+    before = registry.digest("reverse")
+    NodeStore().add("reverse", NODE.replace("[::-1]", "[::-1] "), TESTS, {"description": "v2"})
+    registry.add_node(NodeStore().find("reverse"))
+    assert registry.digest("reverse") != before  # a new version is another definition
+
+
+def test_a_node_that_could_not_be_written_leaves_its_attempts(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path)
+    store.record_failure("count_vowels", "count the vowels", [{"attempt": 1, "passed": False}])
+    lines = (tmp_path / "count_vowels" / "failures.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["attempts"] == [{"attempt": 1, "passed": False}]
+    assert store.all() == []  # no version: not a node

@@ -139,6 +139,17 @@ class NodeStore:
         except (OSError, ValueError):
             pass
 
+    def record_failure(self, name: str, task: str, attempts: list[dict[str, Any]]) -> None:
+        """Keep the attempts of a node that could not be written (``NAME/failures.jsonl``)."""
+        entry = {"at": datetime.now(UTC).isoformat(), "task": task, "attempts": attempts}
+        try:
+            check_name(name)
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+            with (self.root / name / "failures.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+        except (OSError, UserError):
+            pass
+
     def remove(self, name: str) -> int:
         """Delete every version of ``name``; returns how many there were."""
         versions = self.versions(self.find(name).name)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from code_evolver.config import EvolveSettings, ExecutionSettings
 from code_evolver.errors import ToolFailed
-from code_evolver.evolve.generator import NodeGenerator
 from code_evolver.evolve.matching import best_match
 from code_evolver.evolve.node_store import NodeStore, StoredNode
 from code_evolver.llm.base import user
@@ -49,6 +49,8 @@ class GeneratedTool(Tool):
         """Tools a written node may call (the run's other tools)."""
         self.generations = 0
         """Nodes this tool wrote (or tried to) in this process."""
+        self.on_stored: Callable[[StoredNode], None] | None = None
+        """Told of each node it stores (the registry, which makes it a tool at once)."""
 
     @property
     def store(self) -> NodeStore:
@@ -70,13 +72,20 @@ class GeneratedTool(Tool):
         return await self._run(node, call)
 
     async def _write(self, task: str, call: ToolCall, name: str | None) -> StoredNode | None:
+        from code_evolver.evolve.generator import NodeGenerator, node_name  # when writing
+
         execution = call.launcher.settings if call.launcher else ExecutionSettings()
         generator = NodeGenerator(
             self.llm, self.evolve, execution, self.store, tools=self.tools, escalate=self._stronger
         )
         self.generations += 1
         outcome = await generator.generate(task, call.input, name)
+        if outcome.node is not None and self.on_stored is not None:
+            self.on_stored(outcome.node)
         if outcome.node is None:
+            self.store.record_failure(
+                name or node_name(task), task, [a.to_json() for a in outcome.attempts]
+            )
             log.warning(
                 "step %s: no node for %r after %d attempts (%s); the model answers instead",
                 call.step_id,

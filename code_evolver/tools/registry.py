@@ -9,11 +9,13 @@ from typing import Any
 
 from code_evolver.config import Config, EvolveSettings
 from code_evolver.errors import ConfigError, ToolNotFound
+from code_evolver.evolve.node_store import NodeStore, StoredNode
 from code_evolver.llm.service import LLMService
 from code_evolver.suggest import did_you_mean
 from code_evolver.tools.base import Tool, parse_tool_template
 from code_evolver.tools.command import CommandTool
 from code_evolver.tools.function import FunctionTool
+from code_evolver.tools.generated import GeneratedTool
 from code_evolver.tools.llm import LlmTool
 from code_evolver.tools.node import NodeTool
 from code_evolver.tools.specs import (
@@ -40,6 +42,23 @@ class ToolRegistry(Mapping[str, Tool]):
         """The model service the llm tools share (None when no tool needs one)."""
         self._definitions: dict[str, tuple[ToolSpecBase, Path]] = {}
         self._digests: dict[str, str] = {}
+        self._stored: set[str] = set()
+        """Tools that are stored nodes (a newer version replaces them)."""
+
+    def add_node(self, node: StoredNode) -> None:
+        """A node of the registry as a tool of this run (strict, like any node): stored
+        nodes are tools plans can use, and one written during a session joins it at once.
+        A configured tool of the same name keeps the name."""
+        if node.name in self._tools and node.name not in self._stored:
+            return
+        self._tools[node.name] = NodeTool(node.name, node.main, description=node.description)
+        self._stored.add(node.name)
+        self._digests.pop(node.name, None)
+
+    def add_stored_nodes(self, store: NodeStore | None = None) -> None:
+        """Every node of ``$EVOLVE_HOME/nodes`` (its newest version) as a tool."""
+        for node in (store or NodeStore()).all():
+            self.add_node(node)
 
     def digest(self, name: str) -> str:
         """A digest of what the tool does: its settings and the prompt or script they name.
@@ -57,6 +76,11 @@ class ToolRegistry(Mapping[str, Tool]):
                         material += hashlib.sha256((folder / path).read_bytes()).hexdigest()
                     except OSError:
                         material += f"{path}: unreadable"
+        elif isinstance(tool, NodeTool):
+            try:
+                material += hashlib.sha256(tool.script.read_bytes()).hexdigest()
+            except OSError:
+                material += f"{tool.script}: unreadable"
         elif isinstance(tool, FunctionTool):
             material += f":{tool.target}"
         self._digests[name] = digest = hashlib.sha256(material.encode()).hexdigest()[:16]
@@ -106,6 +130,10 @@ class ToolRegistry(Mapping[str, Tool]):
             for name, spec in config.tools.items()
             if name not in (extra or {})
         }
+        registry.add_stored_nodes()
+        for tool in tools.values():
+            if isinstance(tool, GeneratedTool):
+                tool.on_stored = registry.add_node
         return registry
 
     async def prepare(self, names: Iterable[str] | None = None) -> None:
@@ -225,8 +253,6 @@ def build_tool(
             **settings,
         )
     if isinstance(spec, GeneratedSpec):
-        from code_evolver.tools.generated import GeneratedTool  # code evolution, when used
-
         return GeneratedTool(name, llm, evolve=evolve, tools=others, **settings)
     raise SpecError("kind", f"no tool implementation for {type(spec).__name__}")
 
