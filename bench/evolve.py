@@ -186,15 +186,20 @@ def breakdown(root: Path, n: int) -> None:
     stage(empty, GOOD, "")
     stage(node, GOOD, TESTS)
     python, runner = sys.executable, [sys.executable, str(RUNNER), str(empty)]
+    lean = empty / "runner_without_pytest.py"  # the runner, always with its stand-in
+    lean.write_text(RUNNER.read_text().replace("import pytest  #", "raise ImportError  #"))
     rows = {
         "python -c pass, outside": outside(python, "-c", "pass"),
         "python -c pass, in the sandbox": lambda: sandboxed([python, "-c", "pass"], empty),
         "python -c 'import pytest', outside": outside(python, "-c", "import pytest"),
         "test runner, empty tests, outside": outside(*runner),
         "test runner, empty tests, sandbox": lambda: sandboxed(runner, empty),
+        "  the same without importing pytest": lambda: sandboxed(
+            [python, str(lean), str(empty)], empty
+        ),
         "run_tests, the node's 2 tests": lambda: run_tests(node, repo_config().execution),
     }
-    print(f"   where it goes (best of {n}):")
+    print(f"   where it goes (best of {n}; the sandbox rows include starting bubblewrap):")
     for name, job in rows.items():
         print(f"     {name:<36} {best_of(n, job) * 1000:6.1f} ms")
 

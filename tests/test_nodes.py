@@ -191,3 +191,23 @@ def test_a_node_that_could_not_be_written_leaves_its_attempts(tmp_path: Path) ->
     lines = (tmp_path / "count_vowels" / "failures.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["attempts"] == [{"attempt": 1, "passed": False}]
     assert store.all() == []  # no version: not a node
+
+
+@pytest.mark.integration  # the tests run in the strict sandbox
+def test_parametrized_tests_and_pytest_helpers_run_without_pytest(tmp_path: Path) -> None:
+    import asyncio
+
+    from code_evolver.evolve.generator import stage
+    from code_evolver.evolve.proving import run_tests
+
+    tests = (
+        "import pytest\nfrom main import main\n\n\n"
+        "@pytest.mark.parametrize(('text', 'expected'), [('ab', 'ba'), ('', ''), ('x', 'x')])\n"
+        "def test_cases(text, expected):\n    assert main(text) == expected\n\n\n"
+        "def test_skipped():\n    pytest.skip('not today')\n\n\n"
+        "def test_raises():\n    with pytest.raises(TypeError):\n        main(None)\n"
+    )
+    stage(tmp_path, NODE, tests)
+    report = asyncio.run(run_tests(tmp_path))
+    assert report.passed, report.failures_text()
+    assert report.tests == 4  # three cases and one more; the skipped test is not counted

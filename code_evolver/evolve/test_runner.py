@@ -1,23 +1,29 @@
 """Runs a node's tests inside the sandbox: ``python test_runner.py NODE_FOLDER``.
 
-Standard library only (the sandbox has the interpreter, not necessarily pytest): every
-``test_*`` function of ``test_main.py`` is called with no arguments, plain ``assert``s as in
-pytest; ``pytest.raises`` and ``pytest.approx`` work through a small stand-in when pytest
-itself is not there. Prints one JSON document and exits 0 when at least one test ran and all
-passed.
+Standard library only, and fast: every ``test_*`` function of ``test_main.py`` is called,
+plain ``assert``s as in pytest. ``import pytest`` gets a small stand-in (``raises``,
+``approx``, ``fail``, ``skip``, ``mark.parametrize``) rather than pytest itself, whose import
+alone would cost more than the rest of a fix-loop round. Prints one JSON document and exits 0
+when at least one test ran and all passed.
 """
 
 import contextlib
 import importlib
 import inspect
+import itertools
 import json
 import math
 import re
 import sys
 import traceback
 import types
+from collections.abc import Callable, Iterator
 
 MAX_TRACE_LINES = 12
+
+
+class Skipped(Exception):
+    pass
 
 
 def _pytest_stand_in() -> types.ModuleType:
@@ -43,36 +49,69 @@ def _pytest_stand_in() -> types.ModuleType:
 
         return Approx()
 
+    def fail(reason=""):  # type: ignore[no-untyped-def]
+        raise AssertionError(reason)
+
+    def skip(reason=""):  # type: ignore[no-untyped-def]
+        raise Skipped(reason)
+
+    def parametrize(names, values):  # type: ignore[no-untyped-def]
+        keys = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+
+        def mark(test):  # type: ignore[no-untyped-def]
+            rows = [v if len(keys) > 1 else (v,) for v in values]
+            layers = getattr(test, "_parametrize", [])
+            test._parametrize = [*layers, [dict(zip(keys, r, strict=True)) for r in rows]]
+            return test
+
+        return mark
+
     module.raises = raises  # type: ignore[attr-defined]
     module.approx = approx  # type: ignore[attr-defined]
+    module.fail = fail  # type: ignore[attr-defined]
+    module.skip = skip  # type: ignore[attr-defined]
+    module.mark = types.SimpleNamespace(parametrize=parametrize)  # type: ignore[attr-defined]
     return module
+
+
+def cases(test: Callable[..., object]) -> Iterator[dict[str, object]]:
+    """The keyword arguments of each call of ``test`` (one call, none, unless parametrized)."""
+    layers = getattr(test, "_parametrize", [])
+    for combination in itertools.product(*layers):
+        kwargs: dict[str, object] = {}
+        for part in combination:
+            kwargs.update(part)
+        yield kwargs
 
 
 def main() -> int:
     sys.path.insert(0, sys.argv[1])
-    try:
-        import pytest  # noqa: F401
-    except ImportError:
-        sys.modules["pytest"] = _pytest_stand_in()
+    sys.modules["pytest"] = _pytest_stand_in()
     try:
         tests = importlib.import_module("test_main")
     except BaseException:
-        report = {"tests": 0, "failed": [["import", _trace()]]}
-        print(json.dumps(report))
+        print(json.dumps({"tests": 0, "failed": [["import", _trace()]]}))
         return 1
     found = [(n, f) for n, f in vars(tests).items() if n.startswith("test") and callable(f)]
     failed = []
+    ran = 0
     for name, test in found:
-        needs = [p for p in inspect.signature(test).parameters.values() if p.default is p.empty]
-        if needs:
-            failed.append([name, f"needs fixtures {[p.name for p in needs]}: use plain tests"])
-            continue
-        try:
-            test()
-        except BaseException:
-            failed.append([name, _trace()])
-    print(json.dumps({"tests": len(found), "failed": failed}))
-    return 0 if found and not failed else 1
+        for kwargs in cases(test):
+            params = inspect.signature(test).parameters.values()
+            needs = [p.name for p in params if p.default is p.empty and p.name not in kwargs]
+            label = f"{name}[{', '.join(map(repr, kwargs.values()))}]" if kwargs else name
+            if needs:
+                failed.append([label, f"needs fixtures {needs}: write plain tests"])
+                continue
+            try:
+                test(**kwargs)
+                ran += 1
+            except Skipped:
+                continue
+            except BaseException:
+                failed.append([label, _trace()])
+    print(json.dumps({"tests": ran + len(failed), "failed": failed}))
+    return 0 if ran and not failed else 1
 
 
 def _trace() -> str:
