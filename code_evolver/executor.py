@@ -38,7 +38,7 @@ from code_evolver.outputs import OutputBudget
 from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
 from code_evolver.run_state import NOT_OK, PlanWait, StepRun, attempt, first_set
 from code_evolver.step_inputs import rendered
-from code_evolver.tools.base import Output, Tool, ToolCall
+from code_evolver.tools.base import Output, StageListener, Tool, ToolCall
 from code_evolver.tools.process import ProcessTool
 
 if TYPE_CHECKING:
@@ -388,7 +388,30 @@ class Executor:
             run.channel,
             self._launcher,
             self._watcher(run),
+            self._stages(run),
         )
+
+    def _stages(self, run: StepRun) -> StageListener | None:
+        """A tool's stages as calls under its step (events: the live view, the history)."""
+        if not self.bus:
+            return None
+        bus, step_id, attempt = self.bus, run.step.step_id, run.attempts
+
+        def report(
+            stage: str, name: str, status: str, seconds: float = 0.0, error: str | None = None
+        ) -> None:
+            call_id, now = f"{step_id}.{stage}", self._now()
+            if status == "running":
+                event: events.Event = events.CallStarted(
+                    step_id, call_id, name, attempt, now, run_id=self.run_id
+                )
+            else:
+                event = events.CallFinished(
+                    step_id, call_id, name, status, seconds, error, now, run_id=self.run_id
+                )
+            bus.emit(event)
+
+        return report
 
     def _cached(self, run: StepRun, call: ToolCall) -> tuple[bool, Output | None]:
         """An earlier run's output of the same work (``--reuse``), if there is one."""

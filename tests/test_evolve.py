@@ -253,3 +253,22 @@ def test_the_last_attempt_goes_to_the_escalation_model(tmp_path: Path) -> None:
     assert outcome.node is not None
     assert len(first.requests) == 2  # the first code and the tests
     assert len(stronger.requests) == 1  # the repair of the last attempt
+
+
+def test_each_attempt_is_recorded_under_its_step_in_the_run_history(
+    scripted: Callable[[list[str]], ScriptedBackend],
+) -> None:
+    from code_evolver.history import store
+
+    scripted([wrong("0"), GOOD])
+    result = evolve("count the vowels in this text", "--evolve", "--json", input="banana")
+    assert result.exit_code == 0, result.output
+    db = store.connect()
+    run = store.find_run(db, json.loads(result.stdout)["run_id"])
+    db.close()
+    attempts = sorted((r for r in run.steps if r.call_id), key=lambda r: r.call_id or "")
+    assert [(r.call_id, r.tool, r.status) for r in attempts] == [
+        ("step1.attempt1", "write node (attempt 1)", "failed"),
+        ("step1.attempt2", "write node (attempt 2)", "succeeded"),
+    ]
+    assert attempts[0].error == "AssertionError"

@@ -28,6 +28,7 @@ from code_evolver.llm.base import user
 from code_evolver.llm.service import LLMService
 from code_evolver.planner.overseer import load_prompt
 from code_evolver.templating import Ref, parse
+from code_evolver.tools.base import StageListener
 
 PROMPTS = Path(__file__).resolve().parent.parent.parent / "prompts"
 MAX_CODE_TOKENS = 700
@@ -92,15 +93,23 @@ class NodeGenerator:
             frozenset(configured) | {"node_runtime", "main"} if configured else DEFAULT_ALLOWED
         )
 
-    async def generate(self, task: str, example: str, name: str | None = None) -> Outcome:
+    async def generate(
+        self,
+        task: str,
+        example: str,
+        name: str | None = None,
+        on_stage: StageListener | None = None,
+    ) -> Outcome:
         """A node for ``task``, stored as the next version of ``name`` (made from the task
-        when not given), or the reason there is none."""
+        when not given), or the reason there is none. ``on_stage`` hears of each attempt."""
+        report = on_stage or _silent
         name = name or node_name(task)
         values = {"task": task, "example": example[:300] or "(none)"}
         values |= {"allowed": ", ".join(sorted(self.allowed - {"main", "__future__"}))}
         values |= {"tools": self._tools_line()}
         outcome = Outcome(None, [])
         started = time.perf_counter()
+        report("attempt1", "write node (attempt 1)", "running")
         code_reply, tests_reply = await asyncio.gather(
             self._ask(self.llm, "node_writer.txt", values),
             self._ask(self.llm, "node_tests.txt", values),
@@ -119,10 +128,15 @@ class NodeGenerator:
             if not attempt.problems:
                 attempt.report = await self._prove(code, tests)
             attempt.seconds = time.perf_counter() - began
+            passed = attempt.report is not None and attempt.report.passed
+            failure = "" if passed else attempt.failure
+            status = "succeeded" if passed else "failed"
+            label = f"write node (attempt {number})"
+            why = _first_line(failure) if failure else None
+            report(f"attempt{number}", label, status, attempt.seconds, why)
             if attempt.report is not None and attempt.report.passed:
                 outcome.node = self._store(name, task, example, code, tests, outcome)
                 return outcome
-            failure = attempt.failure
             if failure == previous:
                 outcome.reason = f"the same failure twice: {_first_line(failure)}"
                 return outcome
@@ -132,6 +146,7 @@ class NodeGenerator:
             if number + 1 == self.settings.max_attempts and self._escalate is not None:
                 llm = self._escalate()
             fix_started = time.perf_counter()
+            report(f"attempt{number + 1}", f"write node (attempt {number + 1})", "running")
             fixed = await self._ask(
                 llm, "node_fix.txt", values | {"code": code, "tests": tests, "failures": failure}
             )
@@ -210,3 +225,9 @@ def stage(folder: Path, code: str, tests: str) -> None:
     """A node's two files in ``folder``, as its tests will import them."""
     (folder / "main.py").write_text(code, encoding="utf-8")
     (folder / "test_main.py").write_text(tests, encoding="utf-8")
+
+
+def _silent(
+    stage: str, name: str, status: str, seconds: float = 0.0, error: str | None = None
+) -> None:
+    pass

@@ -57,6 +57,17 @@ class ToolCall:
     on_output: Callable[[str], None] | None = None
     """Told each piece of the output as it is made (a final answer, streamed to the screen);
     None: nobody watches, and a tool makes its output whole."""
+    on_stage: StageListener | None = None
+    """Told of the stages of a tool's own work (a generate step's attempts), which the run
+    shows and records as calls under the step; None outside a run."""
+
+
+class StageListener(Protocol):
+    def __call__(
+        self, stage: str, name: str, status: str, seconds: float = 0.0, error: str | None = None
+    ) -> None:
+        """``stage``: an id unique in the step; ``status``: running, then succeeded or
+        failed with the seconds it took (and why it failed)."""
 
 
 class Tool(abc.ABC):

@@ -79,7 +79,7 @@ class GeneratedTool(Tool):
             self.llm, self.evolve, execution, self.store, tools=self.tools, escalate=self._stronger
         )
         self.generations += 1
-        outcome = await generator.generate(task, call.input, name)
+        outcome = await generator.generate(task, call.input, name, call.on_stage)
         if outcome.node is not None and self.on_stored is not None:
             self.on_stored(outcome.node)
         if outcome.node is None:
