@@ -13,8 +13,8 @@ once, overlap. The node's tests really run in the strict sandbox (bubblewrap).
 2. Fix loop: ``NodeGenerator.generate`` with code that fails its tests, then code that
    passes. Per attempt, the overhead beyond the model (checks, writing the files, the tests
    in the sandbox) is ``attempt.seconds - attempt.model_seconds``. Target: median <= 200 ms
-   (the max beside it). Below it, where the time goes: Python starting, what importing pytest would cost,
-   the test runner on an empty test file, outside and inside the sandbox.
+   (the max beside it). Below it, where the time goes: Python starting, what importing
+   pytest would cost, the test runner on an empty test file, outside and inside the sandbox.
 
 Targets are printed as PASS/FAIL and never change the exit code.
 
