@@ -52,8 +52,29 @@ class Choice:
     reasons: list[str] = field(default_factory=list)
 
 
+def create_pool(settings: LlmSettings) -> LLMBackend:
+    """The endpoints of ``llm.endpoints`` (only the pinned one with ``llm.endpoint``)."""
+    from code_evolver.llm.pool import Endpoint, PoolBackend
+
+    chosen = [e for e in settings.endpoints if settings.endpoint in (None, e.name)]
+    return PoolBackend(
+        [
+            Endpoint(
+                e.name,
+                create_backend(e.backend, settings.for_endpoint(e)),
+                e.max_concurrency,
+                e.weight,
+            )
+            for e in chosen
+        ]
+    )
+
+
 async def choose_backend(settings: LlmSettings) -> Choice:
     """Resolve ``auto``: Ollama when it answers and has the model, else the embedded model."""
+    if settings.endpoints:
+        names = [e.name for e in settings.endpoints if settings.endpoint in (None, e.name)]
+        return Choice("pool", [f"llm.endpoints: {', '.join(names)}"])
     if settings.backend != "auto":
         return Choice(settings.backend, [f"llm.backend is {settings.backend}"])
     from code_evolver.llm.ollama import OllamaBackend, model_matches
@@ -101,6 +122,12 @@ class LLMService:
         """Requests the chosen backend serves at once (from config; nothing is loaded)."""
         if self._backend is not None:
             return self._backend.max_concurrency
+        if self.settings.endpoints:
+            return sum(
+                e.max_concurrency
+                for e in self.settings.endpoints
+                if self.settings.endpoint in (None, e.name)
+            )
         backend = self.choice.backend if self.choice else self.settings.backend
         return {
             "ollama": self.settings.ollama.max_concurrency,
@@ -123,7 +150,11 @@ class LLMService:
         if self._backend is None:
             choice = await self.resolve()
             if self._backend is None:  # creating does no I/O, so no other caller got here first
-                self._backend = create_backend(choice.backend, self.settings)
+                self._backend = (
+                    create_pool(self.settings)
+                    if choice.backend == "pool"
+                    else create_backend(choice.backend, self.settings)
+                )
         return self._backend
 
     @property
@@ -136,6 +167,15 @@ class LLMService:
         """
         if self._given is not None:
             return f"{self._given.name}:{self._given.model}"
+        if self.settings.endpoints:
+            models = sorted(
+                {
+                    self.settings.for_endpoint(e).model or e.backend
+                    for e in self.settings.endpoints
+                    if self.settings.endpoint in (None, e.name)
+                }
+            )
+            return f"pool:{'+'.join(models)}"
         backend = self.choice.backend if self.choice else self.settings.backend
         if backend == "embedded":
             path = self.settings.model or self.settings.embedded.model_path

@@ -115,6 +115,38 @@ class OpenAISettings(_Section):
         return key or None
 
 
+EndpointBackend = Literal["ollama", "embedded", "openai"]
+
+
+class EndpointSettings(_Section):
+    """One model server of ``llm.endpoints``: calls go to the least busy healthy one."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    backend: EndpointBackend
+    host: str | None = None
+    """Ollama: the server's host:port (default: ``llm.ollama.host``, else $OLLAMA_HOST)."""
+    base_url: str | None = None
+    """OpenAI-compatible: the API's base URL (default: ``llm.openai.base_url``)."""
+    model: str | None = None
+    """The model it serves (default: ``llm.model``, else its backend section's)."""
+    max_concurrency: int = Field(default=1, ge=1, le=256)
+    """Requests it serves at once (Ollama: its OLLAMA_NUM_PARALLEL)."""
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    """Preference between endpoints equally busy and equally fast (higher first)."""
+    api_key_env: str | None = None
+    """OpenAI-compatible: the environment variable holding its API key."""
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str | None) -> str | None:
+        return ollama_url(value) if value else None
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str | None) -> str | None:
+        return http_url(value) if value else None
+
+
 class LlmSettings(_Section):
     backend: BackendName = "auto"
     """auto: Ollama when it answers and has the model, else the embedded model."""
@@ -127,6 +159,44 @@ class LlmSettings(_Section):
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    endpoints: list[EndpointSettings] = Field(default_factory=list)
+    """Several model servers: every call goes to the least busy healthy one that serves
+    the model (--endpoint NAME pins one). Empty: the one backend above."""
+    endpoint: str | None = None
+    """Pin every call to this endpoint of ``endpoints`` (``--endpoint``)."""
+
+    @model_validator(mode="after")
+    def _endpoints_named_once(self) -> LlmSettings:
+        names = [e.name for e in self.endpoints]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"endpoint names must differ: {', '.join(twice)} used twice")
+        if self.endpoint is not None and self.endpoint not in names:
+            known = ", ".join(names) or "none configured"
+            raise ValueError(f"no endpoint {self.endpoint!r} in llm.endpoints ({known})")
+        return self
+
+    def for_endpoint(self, endpoint: EndpointSettings) -> LlmSettings:
+        """These settings as one endpoint's backend sees them."""
+        update: dict[str, object] = {"backend": endpoint.backend, "endpoints": [], "endpoint": None}
+        update["model"] = endpoint.model or self.model
+        if endpoint.backend == "ollama":
+            changes: dict[str, object] = {"max_concurrency": endpoint.max_concurrency}
+            if endpoint.host:
+                changes["host"] = endpoint.host
+            update["ollama"] = self.ollama.model_copy(update=changes)
+        elif endpoint.backend == "openai":
+            changes = {"max_concurrency": endpoint.max_concurrency}
+            if endpoint.base_url:
+                changes["base_url"] = endpoint.base_url
+            if endpoint.api_key_env:
+                changes["api_key_env"] = endpoint.api_key_env
+            update["openai"] = self.openai.model_copy(update=changes)
+        else:
+            update["embedded"] = self.embedded.model_copy(
+                update={"n_parallel": endpoint.max_concurrency}
+            )
+        return self.model_copy(update=update)
 
     @model_validator(mode="after")
     def _environment_of_the_chosen_backend(self) -> LlmSettings:

@@ -1,0 +1,236 @@
+"""A pool of model servers behind one backend: least-busy routing, cooldown and failover.
+
+Each call goes to the healthy endpoint with free capacity and the least work in flight
+relative to its ``max_concurrency`` (ties: the lower measured latency, then the higher
+``weight``). The pool's ``max_concurrency`` is the sum of its healthy endpoints' capacities,
+so the executor's gate for LLM steps lets exactly as many calls run as the servers can take.
+
+An endpoint that refuses connections, times out or answers 5xx goes into a cooldown that
+doubles with each failure in a row (capped); when it ends, the next call that picks it is
+its probe, and a success brings it back. A call that fails on one endpoint before any token
+arrived moves to another at once; it does not count as an attempt of the step. An endpoint
+without the model is left out for the rest of the session. When no endpoint is left, the
+error names each one's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
+from code_evolver.llm.base import LLMBackend, Message
+
+COOLDOWN_S = 1.0
+COOLDOWN_MAX_S = 60.0
+PROBE_TIMEOUT_S = 5.0
+LATENCY_WEIGHT = 0.3
+"""How much the newest measured latency moves an endpoint's average."""
+
+
+@dataclass
+class Endpoint:
+    name: str
+    backend: LLMBackend
+    capacity: int
+    weight: float = 1.0
+    in_flight: int = 0
+    served: int = 0
+    latency_s: float | None = None
+    failures: int = 0
+    cooldown_until: float = 0.0
+    missing: bool = False
+    """It does not have the model: left out for the session."""
+    last_error: str | None = None
+    peak: int = 0
+
+    def usable(self, now: float) -> bool:
+        return not self.missing and now >= self.cooldown_until
+
+    def load(self) -> float:
+        return self.in_flight / self.capacity
+
+
+@dataclass
+class _Tried:
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+class PoolBackend(LLMBackend):
+    name = "pool"
+
+    def __init__(self, endpoints: Sequence[Endpoint], *, clock: Any = time.monotonic) -> None:
+        if not endpoints:
+            raise BackendError("llm.endpoints is empty; list at least one endpoint")
+        self.endpoints = list(endpoints)
+        self.model = self.endpoints[0].backend.model
+        self._clock = clock
+        self._freed = asyncio.Condition()
+        self.served_by: dict[str, int] = {e.name: 0 for e in self.endpoints}
+
+    # ------------------------------------------------------------------ capacity
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        now = self._clock()
+        healthy = sum(e.capacity for e in self.endpoints if e.usable(now))
+        return max(1, healthy)
+
+    @property
+    def context_tokens(self) -> int | None:  # type: ignore[override]
+        """The smallest context among the endpoints: a prompt must fit wherever it goes."""
+        known = [e.backend.context_tokens for e in self.endpoints if e.backend.context_tokens]
+        return min(known) if known else None
+
+    # ------------------------------------------------------------------ calls
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
+        tried = _Tried()
+        while True:
+            endpoint = await self._acquire(tried)
+            started = self._clock()
+            try:
+                text = await endpoint.backend.complete(
+                    messages, schema=schema, max_tokens=max_tokens, temperature=temperature
+                )
+            except BackendError as exc:
+                self._failed(endpoint, exc, tried)
+                continue
+            finally:
+                await self._release(endpoint)
+            self._succeeded(endpoint, self._clock() - started)
+            return text
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        tried = _Tried()
+        while True:
+            endpoint = await self._acquire(tried)
+            started = self._clock()
+            first = True
+            try:
+                async for piece in endpoint.backend.stream(
+                    messages, schema=schema, max_tokens=max_tokens, temperature=temperature
+                ):
+                    if first:
+                        self._succeeded(endpoint, self._clock() - started)
+                        first = False
+                    yield piece
+            except BackendError as exc:
+                if not first:  # text has gone out: the step's own retry starts it afresh
+                    self._cool(endpoint, exc)
+                    raise
+                self._failed(endpoint, exc, tried)
+                continue
+            finally:
+                await self._release(endpoint)
+            return
+
+    async def _acquire(self, tried: _Tried) -> Endpoint:
+        """The endpoint for the next call; waits while every usable one is full."""
+        async with self._freed:
+            while True:
+                now = self._clock()
+                left = [e for e in self.endpoints if e.name not in tried.reasons]
+                usable = [e for e in left if e.usable(now)]
+                if not usable:
+                    raise self._none_left(tried, left, now)
+                free = [e for e in usable if e.in_flight < e.capacity]
+                if free:
+                    endpoint = min(
+                        free, key=lambda e: (e.load(), e.latency_s or 0.0, -e.weight, e.name)
+                    )
+                    endpoint.in_flight += 1
+                    endpoint.peak = max(endpoint.peak, endpoint.in_flight)
+                    return endpoint
+                await self._freed.wait()
+
+    async def _release(self, endpoint: Endpoint) -> None:
+        async with self._freed:
+            endpoint.in_flight -= 1
+            self._freed.notify_all()
+
+    def _succeeded(self, endpoint: Endpoint, seconds: float) -> None:
+        endpoint.failures = 0
+        endpoint.last_error = None
+        endpoint.served += 1
+        self.served_by[endpoint.name] += 1
+        previous = endpoint.latency_s
+        endpoint.latency_s = (
+            seconds if previous is None else previous + LATENCY_WEIGHT * (seconds - previous)
+        )
+
+    def _failed(self, endpoint: Endpoint, exc: BackendError, tried: _Tried) -> None:
+        tried.reasons[endpoint.name] = str(exc)
+        if isinstance(exc, ModelMissing):
+            endpoint.missing = True
+            endpoint.last_error = str(exc)
+        else:
+            self._cool(endpoint, exc)
+
+    def _cool(self, endpoint: Endpoint, exc: BackendError) -> None:
+        endpoint.failures += 1
+        endpoint.last_error = str(exc)
+        delay = min(COOLDOWN_MAX_S, COOLDOWN_S * 2 ** (endpoint.failures - 1))
+        endpoint.cooldown_until = self._clock() + delay
+
+    def _none_left(self, tried: _Tried, left: list[Endpoint], now: float) -> BackendError:
+        reasons = dict(tried.reasons)
+        for endpoint in left:
+            wait = max(0.0, endpoint.cooldown_until - now)
+            why = endpoint.last_error or "unavailable"
+            reasons[endpoint.name] = f"{why} (cooling down {wait:.0f}s more)" if wait else why
+        listed = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        if all(e.missing for e in self.endpoints):
+            return ModelMissing(f"no endpoint has the model: {listed}")
+        return BackendUnavailable(f"no LLM endpoint could answer: {listed}")
+
+    # ------------------------------------------------------------------ the session
+
+    async def check(self) -> None:
+        """Probe every endpoint at once, each for at most ``PROBE_TIMEOUT_S``; those that
+        fail start cooled down (or left out, without the model). Raises when none is left."""
+
+        async def probe(endpoint: Endpoint) -> None:
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await endpoint.backend.check()
+            except TimeoutError:
+                self._cool(endpoint, BackendUnavailable(f"no answer in {PROBE_TIMEOUT_S:g}s"))
+            except ModelMissing as exc:
+                endpoint.missing, endpoint.last_error = True, str(exc)
+            except BackendError as exc:
+                self._cool(endpoint, exc)
+
+        await asyncio.gather(*(probe(e) for e in self.endpoints))
+        now = self._clock()
+        if not any(e.usable(now) for e in self.endpoints):
+            raise self._none_left(_Tried(), self.endpoints, now)
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        return await self.endpoints[0].backend.count_tokens(messages)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(e.backend.close() for e in self.endpoints))
+
+    def describe(self) -> str:
+        return f"pool of {len(self.endpoints)} endpoints ({', '.join(self.names())})"
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.endpoints]

@@ -1,0 +1,207 @@
+"""A pool of LLM endpoints: least-busy routing, capacity, cooldown, failover, config.
+
+Endpoints here are scripted backends (no network); the pool behind a real session over
+fake Ollama servers is in the integration test at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from code_evolver.config import load_config, parse_config
+from code_evolver.errors import BackendUnavailable, ConfigError, ModelMissing
+from code_evolver.llm.base import Request, user
+from code_evolver.llm.fake import ScriptedBackend
+from code_evolver.llm.pool import COOLDOWN_S, Endpoint, PoolBackend
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT = [user("hello")]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def answering(name: str) -> Callable[[Request], str]:
+    return lambda request: f"from {name}"
+
+
+def failing(error: Exception) -> Callable[[Request], str]:
+    def fail(request: Request) -> str:
+        raise error
+
+    return fail
+
+
+def pool(
+    *specs: tuple[str, Callable[[Request], str], int], delay_s: float = 0.0, clock: Any = None
+) -> tuple[PoolBackend, dict[str, ScriptedBackend]]:
+    backends = {name: ScriptedBackend(fn, delay_s=delay_s) for name, fn, _ in specs}
+    endpoints = [Endpoint(name, backends[name], capacity) for name, _, capacity in specs]
+    return PoolBackend(endpoints, clock=clock or Clock()), backends
+
+
+def test_calls_spread_over_the_least_busy_endpoints_within_their_capacity() -> None:
+    the_pool, backends = pool(
+        ("a", answering("a"), 2), ("b", answering("b"), 2), ("c", answering("c"), 2),
+        delay_s=0.05,
+    )  # fmt: skip
+    assert the_pool.max_concurrency == 6
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(the_pool.complete(PROMPT) for _ in range(12)))
+
+    replies = asyncio.run(main())
+    assert sorted(replies) == sorted([f"from {n}" for n in "abc"] * 4)  # 4 each
+    assert [backends[n].peak for n in "abc"] == [2, 2, 2]  # never above its capacity
+
+
+def test_a_call_that_fails_before_any_token_moves_to_another_endpoint() -> None:
+    the_pool, backends = pool(
+        ("down", failing(BackendUnavailable("connection refused")), 1), ("up", answering("up"), 1)
+    )
+    assert asyncio.run(the_pool.complete(PROMPT)) == "from up"
+    down = the_pool.endpoints[0]
+    assert down.cooldown_until == COOLDOWN_S
+    assert the_pool.max_concurrency == 1  # its capacity left the gate while it cools down
+    asyncio.run(the_pool.complete(PROMPT))
+    assert len(backends["down"].requests) == 1  # not asked again while cooling down
+
+
+def test_a_cooled_endpoint_is_probed_by_the_next_call_after_its_cooldown() -> None:
+    clock = Clock()
+    replies: list[str | Exception] = [BackendUnavailable("502 bad gateway"), "back"]
+
+    def flaky(request: Request) -> str:
+        reply = replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    the_pool, _ = pool(("flaky", flaky, 1), ("steady", answering("steady"), 1), clock=clock)
+    the_pool.endpoints[1].latency_s = 9.0  # slower: the flaky one is preferred when healthy
+    assert asyncio.run(the_pool.complete(PROMPT)) == "from steady"
+    flaky_endpoint = the_pool.endpoints[0]
+    assert flaky_endpoint.failures == 1
+    clock.now = COOLDOWN_S + 0.1
+    assert asyncio.run(the_pool.complete(PROMPT)) == "back"  # the probe succeeded
+    assert flaky_endpoint.failures == 0
+
+
+def test_cooldowns_double_and_are_capped() -> None:
+    the_pool, _ = pool(("a", failing(BackendUnavailable("timed out")), 1))
+    endpoint = the_pool.endpoints[0]
+    clock = the_pool._clock
+    waits = []
+    for _ in range(8):
+        clock.now = endpoint.cooldown_until
+        with pytest.raises(BackendUnavailable):
+            asyncio.run(the_pool.complete(PROMPT))
+        waits.append(endpoint.cooldown_until - clock.now)
+    assert waits[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert waits[-1] == 60.0
+
+
+def test_an_endpoint_without_the_model_is_left_out() -> None:
+    the_pool, backends = pool(
+        ("lacks", failing(ModelMissing("model 'x' not found; `ollama pull x`")), 1),
+        ("has", answering("has"), 1),
+    )
+    the_pool.endpoints[1].latency_s = 9.0  # slower: the one without the model is tried first
+    for _ in range(3):
+        assert asyncio.run(the_pool.complete(PROMPT)) == "from has"
+    assert len(backends["lacks"].requests) == 1
+    assert the_pool.endpoints[0].missing
+
+
+def test_with_every_endpoint_down_the_error_names_each_reason() -> None:
+    the_pool, _ = pool(
+        ("gpu", failing(BackendUnavailable("connection refused")), 1),
+        ("cloud", failing(BackendUnavailable("503 overloaded")), 1),
+    )
+    with pytest.raises(BackendUnavailable) as caught:
+        asyncio.run(the_pool.complete(PROMPT))
+    message = str(caught.value)
+    assert message.startswith("no LLM endpoint could answer")
+    assert "gpu: connection refused" in message
+    assert "cloud: 503 overloaded" in message
+    assert BackendUnavailable.exit_code == 3
+
+
+def test_a_stream_moves_before_its_first_piece_and_not_after() -> None:
+    the_pool, _ = pool(
+        ("down", failing(BackendUnavailable("connection refused")), 1), ("up", answering("up"), 1)
+    )
+
+    async def collect() -> str:
+        return "".join([piece async for piece in the_pool.stream(PROMPT)])
+
+    assert asyncio.run(collect()) == "from up"
+
+
+def test_probes_at_start_cool_down_the_dead_and_leave_out_the_modelless() -> None:
+    class Probed(ScriptedBackend):
+        def __init__(self, problem: Exception | None) -> None:
+            super().__init__(answering("probed"))
+            self.problem = problem
+
+        async def check(self) -> None:
+            if self.problem is not None:
+                raise self.problem
+
+    endpoints = [
+        Endpoint("dead", Probed(BackendUnavailable("connection refused")), 1),
+        Endpoint("modelless", Probed(ModelMissing("model 'x' not found")), 1),
+        Endpoint("fine", Probed(None), 2),
+    ]
+    the_pool = PoolBackend(endpoints, clock=Clock())
+    asyncio.run(the_pool.check())
+    assert the_pool.max_concurrency == 2
+    assert endpoints[1].missing
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_endpoints_are_validated_with_their_key_paths(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"llm\.endpoints\.1\.host"):
+        parse_config(
+            "llm:\n  endpoints:\n"
+            "    - {name: a, backend: ollama}\n"
+            "    - {name: b, backend: ollama, host: 'http://x y'}\n"
+        )
+    with pytest.raises(ConfigError, match="a used twice"):
+        parse_config(
+            "llm:\n  endpoints:\n"
+            "    - {name: a, backend: ollama}\n"
+            "    - {name: a, backend: openai}\n"
+        )
+    with pytest.raises(ConfigError, match=r"no endpoint 'c' in llm\.endpoints \(a\)"):
+        parse_config("llm:\n  endpoint: c\n  endpoints:\n    - {name: a, backend: ollama}\n")
+
+
+def test_each_endpoint_gets_its_own_backend_settings() -> None:
+    config = load_config(REPO / "config.yaml").with_llm(model=None)
+    settings = parse_config(
+        "llm:\n  model: m1\n  endpoints:\n"
+        "    - {name: box, backend: ollama, host: '10.0.0.2:11434', max_concurrency: 3}\n"
+        "    - {name: api, backend: openai, base_url: 'https://api.example/v1', model: m2,"
+        " api_key_env: KEY}\n"
+    ).llm
+    box, api = (settings.for_endpoint(e) for e in settings.endpoints)
+    assert (box.backend, box.model, box.ollama.host, box.ollama.max_concurrency) == (
+        "ollama", "m1", "http://10.0.0.2:11434", 3,
+    )  # fmt: skip
+    assert (api.backend, api.model, api.openai.base_url, api.openai.api_key_env) == (
+        "openai", "m2", "https://api.example/v1", "KEY",
+    )  # fmt: skip
+    assert config.llm.endpoints == []
