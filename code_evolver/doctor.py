@@ -20,7 +20,7 @@ from code_evolver.home import evolve_home
 from code_evolver.launch import bubblewrap, cgroups
 from code_evolver.llm.embedded import INSTALL_HINT, resolve_model_path, xllamacpp_available
 from code_evolver.llm.service import Choice, choose_backend
-from code_evolver.llm.settings import OLLAMA_HOST_ENV
+from code_evolver.llm.settings import OLLAMA_HOST_ENV, EndpointSettings
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,10 @@ class Report:
 
     @property
     def usable(self) -> bool:
-        """Whether the backend that would be used has everything it needs."""
+        """Whether the backend that would be used has everything it needs (a pool: one
+        endpoint that answers with the model)."""
+        if self.choice.backend == "pool":
+            return any(c.ok for c in self.checks if c.name.startswith("endpoint "))
         needed = BACKEND_CHECKS[self.choice.backend]
         return all(c.ok for c in self.checks if c.name in needed)
 
@@ -65,6 +68,8 @@ async def diagnose(config: Config) -> Report:
     choice = await choose_backend(llm)
     files = " + ".join(str(path) for path in config.sources)
     checks = [Check("config", True, files or "built-in defaults")]
+    if llm.endpoints:
+        checks += await _endpoint_checks(config)
     checks += await _embedded_checks(config, load=choice.backend == "embedded")
     checks += await _ollama_checks(config)
     if llm.backend == "openai":
@@ -79,6 +84,39 @@ async def diagnose(config: Config) -> Report:
     }
     checks = [replace(c, needed=False) if c.name in unused else c for c in checks]
     return Report(choice, checks)
+
+
+async def _endpoint_checks(config: Config) -> list[Check]:
+    """Each endpoint of ``llm.endpoints``, probed at once: reachable, with its model, its
+    capacity and how long it took to answer."""
+    from code_evolver.errors import ModelMissing
+    from code_evolver.llm.pool import PROBE_TIMEOUT_S
+    from code_evolver.llm.service import create_backend
+
+    async def probe(endpoint: EndpointSettings) -> Check:
+        name = f"endpoint {endpoint.name}"
+        try:
+            backend = create_backend(endpoint.backend, config.llm.for_endpoint(endpoint))
+        except (BackendError, ConfigError) as exc:
+            return Check(name, False, str(exc), "fix llm.endpoints in config.yaml")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await backend.check()
+        except TimeoutError:
+            return Check(name, False, f"{backend.describe()}: no answer in {PROBE_TIMEOUT_S:g}s")
+        except ModelMissing as exc:
+            return Check(name, False, str(exc), f"ollama pull {backend.model}")
+        except BackendError as exc:
+            return Check(name, False, str(exc), "start the server, or remove the endpoint")
+        finally:
+            await backend.close()
+        took = (time.perf_counter() - started) * 1000
+        detail = f"{backend.describe()} · capacity {endpoint.max_concurrency} · {took:.0f} ms"
+        return Check(name, True, detail)
+
+    chosen = [e for e in config.llm.endpoints if config.llm.endpoint in (None, e.name)]
+    return list(await asyncio.gather(*(probe(e) for e in chosen)))
 
 
 def _isolation_checks(config: Config) -> list[Check]:

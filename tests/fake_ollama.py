@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -59,8 +60,20 @@ def unused_port() -> int:
 class FakeOllama:
     """An Ollama-compatible HTTP server on 127.0.0.1 in a background thread."""
 
-    def __init__(self, models: Iterable[str] = ("llama3.2:latest",)) -> None:
+    def __init__(
+        self,
+        models: Iterable[str] = ("llama3.2:latest",),
+        *,
+        reply: str | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        """``reply``: the answer to every chat once the scripted ones are used up;
+        ``delay_s``: how long each chat takes (``peak`` counts chats served at once)."""
         self.models = list(models)
+        self.reply = reply
+        self.delay_s = delay_s
+        self.active = 0
+        self.peak = 0
         self.requests: list[Recorded] = []
         self._replies: deque[list[str]] = deque()
         self._lock = threading.Lock()
@@ -110,7 +123,9 @@ class FakeOllama:
 
     def _next_reply(self) -> list[str] | None:
         with self._lock:
-            return self._replies.popleft() if self._replies else None
+            if self._replies:
+                return self._replies.popleft()
+            return [self.reply] if self.reply is not None else None
 
     def _tags(self) -> dict[str, Any]:
         return {
@@ -182,10 +197,18 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             if pieces is None:
                 self._send_json(500, {"error": "FakeOllama has no scripted reply left"})
                 return
-            if body.get("stream", True):
-                self._send_stream(model, pieces)
-            else:
-                self._send_json(200, _chunk(model, "".join(pieces), done=True))
+            with fake._lock:
+                fake.active += 1
+                fake.peak = max(fake.peak, fake.active)
+            try:
+                time.sleep(fake.delay_s)
+                if body.get("stream", True):
+                    self._send_stream(model, pieces)
+                else:
+                    self._send_json(200, _chunk(model, "".join(pieces), done=True))
+            finally:
+                with fake._lock:
+                    fake.active -= 1
 
         def _record(self, body: Any) -> None:
             fake._record(Recorded(self.command, self.path, dict(self.headers.items()), body))

@@ -339,7 +339,7 @@ def test_each_help_lists_the_options_it_uses() -> None:
     assert 'evolve "write a joke and translate it to french and spanish"' in group
     assert _options_in(invoke("tools", "--help").stdout) == {"--config", "--json", "--help"}
     doctor = _options_in(invoke("doctor", "--help").stdout)
-    assert doctor == {"--config", "--backend", "--model", "--json", "--help"}
+    assert doctor == {"--config", "--backend", "--model", "--endpoint", "--json", "--help"}
     plan = _options_in(invoke("plan", "--help").stdout)
     assert {"--planner", "--no-cache", "--input"} <= plan
     assert not {"--scheduling", "--max-parallel", "--full"} & plan

@@ -205,3 +205,51 @@ def test_each_endpoint_gets_its_own_backend_settings() -> None:
         "openai", "m2", "https://api.example/v1", "KEY",
     )  # fmt: skip
     assert config.llm.endpoints == []
+
+
+# ---------------------------------------------------------------- real sockets
+
+
+@pytest.mark.integration  # fake Ollama servers on 127.0.0.1, an evolve session over them
+def test_a_session_spreads_its_steps_over_the_endpoints_and_survives_a_dead_one(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from fake_ollama import FakeOllama, unused_port
+
+    from code_evolver.cli import main_group
+
+    dead = f"127.0.0.1:{unused_port()}"
+    with (
+        FakeOllama(reply="a joke", delay_s=0.2) as first,
+        FakeOllama(reply="a joke", delay_s=0.2) as second,
+    ):
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "llm:\n  model: llama3.2\n  endpoints:\n"
+            f"    - {{name: one, backend: ollama, host: '{first.url}'}}\n"
+            f"    - {{name: two, backend: ollama, host: '{second.url}'}}\n"
+            f"    - {{name: dead, backend: ollama, host: '{dead}'}}\n"
+        )
+        request = "write 4 different jokes about cats, dogs, birds and fish"
+        ran = CliRunner().invoke(main_group, [request, "--config", str(config), "--json"])
+        assert ran.exit_code == 0, ran.output
+        document = json.loads(ran.stdout)
+        assert document["model"] == "pool:llama3.2"
+        assert all(s["status"] == "succeeded" for s in document["steps"].values())
+        assert len(first.chats()) == len(second.chats()) == 2  # the dead one took none
+        assert first.peak == second.peak == 1  # each at most its capacity
+        assert document["peak_concurrency"] == 2  # the gate: the two live capacities
+        doctor = CliRunner().invoke(main_group, ["doctor", "--config", str(config), "--json"])
+        checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+        assert checks["endpoint one"]["ok"]
+        assert checks["endpoint two"]["ok"]
+        assert not checks["endpoint dead"]["ok"]
+        assert json.loads(doctor.stdout)["usable"]
+        pinned = CliRunner().invoke(
+            main_group, ["write a joke", "--config", str(config), "--endpoint", "two"]
+        )
+        assert pinned.exit_code == 0, pinned.output
+        assert len(second.chats()) == 3

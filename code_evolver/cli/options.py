@@ -27,6 +27,7 @@ class Options:
     config_path: Path | None = None
     backend: str | None = None
     model: str | None = None
+    endpoint: str | None = None
     max_parallel: int | None = None
     as_json: bool = False
     scheduling: str | None = None
@@ -51,7 +52,7 @@ class Options:
                 scheduling=self.scheduling,
                 on_failure=self.on_failure,
             )
-            .with_llm(backend=self.backend, model=self.model)
+            .with_llm(backend=self.backend, model=self.model, endpoint=self.endpoint)
             .with_planner(mode=self.planner)
             .with_evolve(reuse=False if self.no_reuse else None)
         )
@@ -95,6 +96,11 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         "embedded model).",
     ),
     "model": _option("--model", help="Model of the backend (embedded: a GGUF file path)."),
+    "endpoint": _option(
+        "--endpoint",
+        metavar="NAME",
+        help="Send every LLM call to this endpoint of llm.endpoints (default: the least busy).",
+    ),
     "max_parallel": _option(
         "--max-parallel",
         type=click.IntRange(min=1),
@@ -190,7 +196,7 @@ def these(*names: str) -> Callable[[F], F]:
     return decorate
 
 
-MODEL = ("backend", "model")
+MODEL = ("backend", "model", "endpoint")
 EXECUTION = ("max_parallel", "scheduling", "on_failure")
 PLANNING = ("planner", "no_cache")
 EVOLVE = ("evolve", "no_reuse")
