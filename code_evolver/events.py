@@ -201,6 +201,9 @@ class CallStarted:
     parent_call: str | None = None
     """The call whose node made this one, for calls nested in calls."""
     run_id: str = ""
+    stage: bool = False
+    """A stage of the step's own tool (an LLM endpoint, a generate attempt), not a call its
+    script made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,9 @@ class CallFinished:
     parent_call: str | None = None
     """The call whose node made this one, for calls nested in calls."""
     run_id: str = ""
+    stage: bool = False
+    """A stage of the step's own tool (an LLM endpoint, a generate attempt), not a call its
+    script made."""
 
 
 @dataclass(frozen=True, slots=True)

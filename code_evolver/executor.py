@@ -35,7 +35,7 @@ from code_evolver.errors import RenderError, StepError, StepTimeout
 from code_evolver.launch.launcher import Launcher
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.outputs import OutputBudget
-from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
+from code_evolver.result import CallRecord, RunResult, RunStatus, StepResult, StepStatus
 from code_evolver.run_state import NOT_OK, PlanWait, StepRun, attempt, first_set
 from code_evolver.step_inputs import rendered
 from code_evolver.tools.base import Output, StageListener, Tool, ToolCall
@@ -391,10 +391,9 @@ class Executor:
             self._stages(run),
         )
 
-    def _stages(self, run: StepRun) -> StageListener | None:
-        """A tool's stages as calls under its step (events: the live view, the history)."""
-        if not self.bus:
-            return None
+    def _stages(self, run: StepRun) -> StageListener:
+        """A tool's stages as calls under its step: in its record, and as events (the live
+        view, the history)."""
         bus, step_id, attempt = self.bus, run.step.step_id, run.attempts
 
         def report(
@@ -403,13 +402,25 @@ class Executor:
             call_id, now = f"{step_id}.{stage}", self._now()
             if status == "running":
                 event: events.Event = events.CallStarted(
-                    step_id, call_id, name, attempt, now, run_id=self.run_id
+                    step_id, call_id, name, attempt, now, run_id=self.run_id, stage=True
                 )
             else:
                 event = events.CallFinished(
-                    step_id, call_id, name, status, seconds, error, now, run_id=self.run_id
+                    step_id,
+                    call_id,
+                    name,
+                    status,
+                    seconds,
+                    error,
+                    now,
+                    run_id=self.run_id,
+                    stage=True,
                 )
-            bus.emit(event)
+                run.stages.append(
+                    CallRecord(call_id, name, StepStatus(status), 1, seconds, None, error, attempt)
+                )
+            if bus:
+                bus.emit(event)
 
         return report
 
@@ -580,7 +591,7 @@ class Executor:
             status = RunStatus.FAILED
         steps = {
             step_id: run.record(
-                self._calls.records(step_id),
+                self._calls.records(step_id) + tuple(run.stages),
                 run.tool.isolation(self._launcher) if isinstance(run.tool, ProcessTool) else None,
             )
             for step_id, run in self._runs.items()

@@ -56,6 +56,8 @@ class StepRun:
     channel: CallChannel | None = None
     """The current attempt's channel for its script's tool calls."""
     dependents: list[StepRun] = field(default_factory=list)
+    stages: list[CallRecord] = field(default_factory=list)
+    """Stages its tool reported (the endpoint of an LLM call, a generate attempt)."""
 
     def __repr__(self) -> str:
         # The generated repr would recurse through every dependent.

@@ -20,6 +20,20 @@ def render(renderable: object, width: int = 100) -> str:
     return cast(io.StringIO, console.file).getvalue()
 
 
+def test_live_view_shows_where_a_step_runs_now() -> None:
+    organized = organize(plan(step("a"), step("b")))
+    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    view = LiveView(organized, console)
+    view(events.StepStarted("a", "work", 1, 0.0))
+    view(events.CallStarted("a", "a.llm1", "on gpu-box", 1, 0.1, stage=True))
+    view(events.StepStarted("b", "work", 1, 0.0))
+    view(events.CallStarted("b", "b.1", "work", 1, 0.1))  # a script's own call
+    text = render(view)
+    assert "on gpu-box" in text
+    assert "↳ calls: 1 running" in text
+    assert text.count("calls:") == 1  # the stage is not counted as a call
+
+
 def test_live_view_tracks_every_state() -> None:
     organized = organize(plan(step("a"), step("b", "a"), step("c"), step("d", "c"), step("e")))
     console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)

@@ -242,6 +242,10 @@ def test_a_session_spreads_its_steps_over_the_endpoints_and_survives_a_dead_one(
         assert len(first.chats()) == len(second.chats()) == 2  # the dead one took none
         assert first.peak == second.peak == 1  # each at most its capacity
         assert document["peak_concurrency"] == 2  # the gate: the two live capacities
+        served = sorted(
+            call["tool"] for step in document["steps"].values() for call in step["calls"]
+        )
+        assert served == ["on one", "on one", "on two", "on two"]  # the endpoint of each call
         doctor = CliRunner().invoke(main_group, ["doctor", "--config", str(config), "--json"])
         checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
         assert checks["endpoint one"]["ok"]

@@ -150,6 +150,10 @@ class LiveView:
                 self._done(step_id, StepStatus.SKIPPED, f"skipped: {cause} did not succeed")
             case events.StepCancelled(step_id=step_id):
                 self._done(step_id, StepStatus.CANCELLED, "cancelled")
+            case events.CallStarted(step_id=step_id, tool=name, stage=True):
+                self.rows[step_id].note = name  # e.g. "on gpu-box", "write node (attempt 2)"
+            case events.CallFinished(stage=True):
+                pass
             case events.CallStarted(step_id=step_id, call_id=call_id):
                 self.rows[step_id].calls_running.add(call_id)
             case events.CallFinished(step_id=step_id, call_id=call_id, status=status):

@@ -18,11 +18,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
 from code_evolver.llm.base import LLMBackend, Message
+
+
+class RoutingListener(Protocol):
+    def __call__(
+        self, endpoint: str, status: str, seconds: float = 0.0, error: str | None = None
+    ) -> None:
+        """``status``: running when a call goes to ``endpoint``, then succeeded or failed."""
+
+
+ROUTING: ContextVar[RoutingListener | None] = ContextVar("evolve_llm_routing", default=None)
+"""Who hears where the calls of the current task go (an LLM step, to show and record it)."""
 
 COOLDOWN_S = 1.0
 COOLDOWN_MAX_S = 60.0
@@ -99,16 +111,19 @@ class PoolBackend(LLMBackend):
         while True:
             endpoint = await self._acquire(tried)
             started = self._clock()
+            _tell(endpoint.name, "running")
             try:
                 text = await endpoint.backend.complete(
                     messages, schema=schema, max_tokens=max_tokens, temperature=temperature
                 )
             except BackendError as exc:
                 self._failed(endpoint, exc, tried)
+                _tell(endpoint.name, "failed", self._clock() - started, str(exc))
                 continue
             finally:
                 await self._release(endpoint)
             self._succeeded(endpoint, self._clock() - started)
+            _tell(endpoint.name, "succeeded", self._clock() - started)
             return text
 
     async def stream(
@@ -124,6 +139,7 @@ class PoolBackend(LLMBackend):
             endpoint = await self._acquire(tried)
             started = self._clock()
             first = True
+            _tell(endpoint.name, "running")
             try:
                 async for piece in endpoint.backend.stream(
                     messages, schema=schema, max_tokens=max_tokens, temperature=temperature
@@ -133,6 +149,7 @@ class PoolBackend(LLMBackend):
                         first = False
                     yield piece
             except BackendError as exc:
+                _tell(endpoint.name, "failed", self._clock() - started, str(exc))
                 if not first:  # text has gone out: the step's own retry starts it afresh
                     self._cool(endpoint, exc)
                     raise
@@ -140,6 +157,7 @@ class PoolBackend(LLMBackend):
                 continue
             finally:
                 await self._release(endpoint)
+            _tell(endpoint.name, "succeeded", self._clock() - started)
             return
 
     async def _acquire(self, tried: _Tried) -> Endpoint:
@@ -234,3 +252,8 @@ class PoolBackend(LLMBackend):
 
     def names(self) -> list[str]:
         return [e.name for e in self.endpoints]
+
+
+def _tell(endpoint: str, status: str, seconds: float = 0.0, error: str | None = None) -> None:
+    if (listener := ROUTING.get()) is not None:
+        listener(endpoint, status, seconds, error)

@@ -18,6 +18,7 @@ from typing import Any
 
 from code_evolver.errors import BackendError, ModelMissing, PromptTooLong, ToolFailed
 from code_evolver.llm.base import Message, system, user
+from code_evolver.llm.pool import ROUTING, RoutingListener
 from code_evolver.llm.service import LLMService
 from code_evolver.templating import Template
 from code_evolver.tools.base import Output, Tool, ToolCall, params_used, tool_resolver
@@ -86,6 +87,7 @@ class LlmTool(Tool):
     async def run(self, call: ToolCall) -> Output:
         where = f"step {call.step_id} ({self.name})" if call.step_id else self.name
         what = f"the prompt of {where}"
+        routed = ROUTING.set(_stages_of(call)) if call.on_stage is not None else None
         try:
             messages, warning = await self.llm.fit(self.messages(call), self.max_tokens, what=what)
             if warning and call.attempt == 1:
@@ -95,7 +97,23 @@ class LlmTool(Tool):
             raise ToolFailed(str(exc), retryable=False) from None
         except BackendError as exc:
             raise ToolFailed(str(exc), retryable=not isinstance(exc, ModelMissing)) from None
+        finally:
+            if routed is not None:
+                ROUTING.reset(routed)
         text = text.strip()
         if not text:
             raise ToolFailed("the model returned an empty reply")
         return text
+
+
+def _stages_of(call: ToolCall) -> RoutingListener:
+    """Where a pool sends this step's model calls, as stages of the step (``on NAME``)."""
+    count = 0
+
+    def heard(endpoint: str, status: str, seconds: float = 0.0, error: str | None = None) -> None:
+        nonlocal count
+        count += status == "running"
+        if call.on_stage is not None:
+            call.on_stage(f"llm{count}", f"on {endpoint}", status, seconds, error)
+
+    return heard
