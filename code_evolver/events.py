@@ -131,6 +131,9 @@ class StepOutput:
     text: str
     at: float
     run_id: str = ""
+    restart: bool = False
+    """The text so far is void: the model's server failed mid-answer, and another one
+    answers from the start (``text`` begins the new answer)."""
 
 
 @dataclass(frozen=True, slots=True)

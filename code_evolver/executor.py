@@ -33,6 +33,7 @@ from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import RenderError, StepError, StepTimeout
 from code_evolver.launch.launcher import Launcher
+from code_evolver.llm.pool import RESTART
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.outputs import OutputBudget
 from code_evolver.result import CallRecord, RunResult, RunStatus, StepResult, StepStatus
@@ -437,7 +438,9 @@ class Executor:
             return None
         bus = self.bus
         return lambda text: bus.emit(
-            events.StepOutput(step_id, attempt, text, self._now(), run_id=self.run_id)
+            events.StepOutput(
+                step_id, attempt, text, self._now(), run_id=self.run_id, restart=text is RESTART
+            )
         )
 
     # -------------------------------------------------------------- outcomes

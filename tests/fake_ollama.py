@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -66,12 +67,16 @@ class FakeOllama:
         *,
         reply: str | None = None,
         delay_s: float = 0.0,
+        serial: bool = False,
     ) -> None:
         """``reply``: the answer to every chat once the scripted ones are used up;
-        ``delay_s``: how long each chat takes (``peak`` counts chats served at once)."""
+        ``delay_s``: how long each chat takes (``peak`` counts chats served at once);
+        ``serial``: serve one chat at a time, as Ollama with OLLAMA_NUM_PARALLEL=1 does (a
+        chat that arrives meanwhile waits its turn)."""
         self.models = list(models)
         self.reply = reply
         self.delay_s = delay_s
+        self._serving: AbstractContextManager[Any] = threading.Lock() if serial else nullcontext()
         self.active = 0
         self.peak = 0
         self.requests: list[Recorded] = []
@@ -197,18 +202,19 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             if pieces is None:
                 self._send_json(500, {"error": "FakeOllama has no scripted reply left"})
                 return
-            with fake._lock:
-                fake.active += 1
-                fake.peak = max(fake.peak, fake.active)
-            try:
-                time.sleep(fake.delay_s)
-                if body.get("stream", True):
-                    self._send_stream(model, pieces)
-                else:
-                    self._send_json(200, _chunk(model, "".join(pieces), done=True))
-            finally:
+            with fake._serving:
                 with fake._lock:
-                    fake.active -= 1
+                    fake.active += 1
+                    fake.peak = max(fake.peak, fake.active)
+                try:
+                    time.sleep(fake.delay_s)
+                    if body.get("stream", True):
+                        self._send_stream(model, pieces)
+                    else:
+                        self._send_json(200, _chunk(model, "".join(pieces), done=True))
+                finally:
+                    with fake._lock:
+                        fake.active -= 1
 
         def _record(self, body: Any) -> None:
             fake._record(Recorded(self.command, self.path, dict(self.headers.items()), body))

@@ -257,3 +257,70 @@ def test_a_session_spreads_its_steps_over_the_endpoints_and_survives_a_dead_one(
         )
         assert pinned.exit_code == 0, pinned.output
         assert len(second.chats()) == 3
+
+
+class BreaksMidAnswer(ScriptedBackend):
+    """Streams the first piece of its answer, then loses the connection."""
+
+    async def stream(self, messages: Any, **kwargs: Any) -> Any:
+        yield "half an ans"
+        raise BackendUnavailable("connection reset by peer")
+
+
+def test_a_stream_that_breaks_mid_answer_starts_over_elsewhere_for_a_reader_that_can() -> None:
+    from code_evolver.llm.pool import RESTART, RESTARTABLE
+
+    endpoints = [
+        Endpoint("breaks", BreaksMidAnswer(), 1),
+        Endpoint("steady", ScriptedBackend(answering("steady"), chunk_size=4), 1),
+    ]
+    endpoints[1].latency_s = 9.0  # slower: the one that breaks is tried first
+    the_pool = PoolBackend(endpoints, clock=Clock())
+
+    async def read(restartable: bool) -> list[str]:
+        token = RESTARTABLE.set(restartable)
+        try:
+            return [piece async for piece in the_pool.stream(PROMPT)]
+        finally:
+            RESTARTABLE.reset(token)
+
+    pieces = asyncio.run(read(True))
+    assert pieces[0] == "half an ans"
+    assert pieces[1] is RESTART
+    assert "".join(pieces[2:]) == "from steady"
+    endpoints[0].cooldown_until = 0.0  # back in the running
+    endpoints[0].failures = 0
+    with pytest.raises(BackendUnavailable, match="connection reset"):
+        asyncio.run(read(False))  # a reader that cannot start over gets the error
+
+
+def test_an_llm_step_whose_server_breaks_mid_answer_keeps_only_the_new_answer() -> None:
+    from code_evolver import events
+    from code_evolver.events import EventBus
+    from code_evolver.organizer import organize
+    from code_evolver.plan import Plan
+    from code_evolver.session import Session
+
+    endpoints = [
+        Endpoint("breaks", BreaksMidAnswer(), 1),
+        Endpoint("steady", ScriptedBackend(answering("steady"), chunk_size=4), 1),
+    ]
+    endpoints[1].latency_s = 9.0
+    seen: list[events.Event] = []
+    the_pool = PoolBackend(endpoints, clock=Clock())
+    session = Session(
+        load_config(REPO / "config.yaml"), backend=the_pool, bus=EventBus(seen.append)
+    )
+    step = {"step_id": "s", "tool": "content_generator", "input": "write"}
+    the_plan = Plan.from_data({"steps": [step]})
+
+    async def main() -> Any:
+        async with session:
+            return await session.run(organize(the_plan, session.registry))
+
+    result = asyncio.run(main())
+    assert result.outputs == {"s": "from steady"}
+    restarts = [e for e in seen if isinstance(e, events.StepOutput) and e.restart]
+    assert len(restarts) == 1
+    assert [c.tool for c in result.steps["s"].calls] == ["on breaks", "on steady"]
+    assert [c.status.value for c in result.steps["s"].calls] == ["failed", "succeeded"]

@@ -133,10 +133,11 @@ class LiveView:
                 row.status = StepStatus.RUNNING
                 row.started = time.monotonic()
                 row.note = f"attempt {attempt}" if attempt > 1 else row.description
-            case events.StepOutput(step_id=step_id, attempt=attempt, text=text):
+            case events.StepOutput(step_id=step_id, attempt=attempt, text=text, restart=restart):
                 with self._lock:
                     before, so_far = self.writing.get(step_id, (attempt, ""))
-                    self.writing[step_id] = (attempt, so_far + text if before == attempt else text)
+                    same = before == attempt and not restart
+                    self.writing[step_id] = (attempt, so_far + text if same else text)
             case events.StepSucceeded(step_id=step_id, duration_s=duration):
                 self._done(step_id, StepStatus.SUCCEEDED, self.rows[step_id].description, duration)
             case events.StepFailed(step_id=step_id, error=error, status=status):

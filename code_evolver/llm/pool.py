@@ -8,7 +8,9 @@ so the executor's gate for LLM steps lets exactly as many calls run as the serve
 An endpoint that refuses connections, times out or answers 5xx goes into a cooldown that
 doubles with each failure in a row (capped); when it ends, the next call that picks it is
 its probe, and a success brings it back. A call that fails on one endpoint before any token
-arrived moves to another at once; it does not count as an attempt of the step. An endpoint
+arrived moves to another at once; it does not count as an attempt of the step. One that
+fails mid-answer starts over on another, when the reader can start over (an LLM step: its
+text so far is void, :data:`RESTART`); other readers get the error. An endpoint
 without the model is left out for the rest of the session. When no endpoint is left, the
 error names each one's reason.
 """
@@ -35,6 +37,16 @@ class RoutingListener(Protocol):
 
 ROUTING: ContextVar[RoutingListener | None] = ContextVar("evolve_llm_routing", default=None)
 """Who hears where the calls of the current task go (an LLM step, to show and record it)."""
+
+
+class Restart(str):
+    """Yielded by :meth:`PoolBackend.stream` when the text so far is void: the endpoint failed
+    mid-answer and another one answers from the start. Only to a consumer that said it can
+    start over (:data:`RESTARTABLE`); others get the error."""
+
+
+RESTART = Restart("")
+RESTARTABLE: ContextVar[bool] = ContextVar("evolve_llm_restartable", default=False)
 
 COOLDOWN_S = 1.0
 COOLDOWN_MAX_S = 60.0
@@ -150,10 +162,11 @@ class PoolBackend(LLMBackend):
                     yield piece
             except BackendError as exc:
                 _tell(endpoint.name, "failed", self._clock() - started, str(exc))
-                if not first:  # text has gone out: the step's own retry starts it afresh
-                    self._cool(endpoint, exc)
-                    raise
                 self._failed(endpoint, exc, tried)
+                if not first:  # text has gone out: start over elsewhere, if the reader can
+                    if not RESTARTABLE.get():
+                        raise
+                    yield RESTART
                 continue
             finally:
                 await self._release(endpoint)

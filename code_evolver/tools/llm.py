@@ -18,7 +18,7 @@ from typing import Any
 
 from code_evolver.errors import BackendError, ModelMissing, PromptTooLong, ToolFailed
 from code_evolver.llm.base import Message, system, user
-from code_evolver.llm.pool import ROUTING, RoutingListener
+from code_evolver.llm.pool import RESTART, RESTARTABLE, ROUTING, RoutingListener
 from code_evolver.llm.service import LLMService
 from code_evolver.templating import Template
 from code_evolver.tools.base import Output, Tool, ToolCall, params_used, tool_resolver
@@ -77,11 +77,17 @@ class LlmTool(Tool):
                 messages, max_tokens=self.max_tokens, temperature=self.temperature
             )
         pieces: list[str] = []
-        async for piece in self.llm.stream(
-            messages, max_tokens=self.max_tokens, temperature=self.temperature
-        ):
-            pieces.append(piece)
-            on_output(piece)
+        restartable = RESTARTABLE.set(True)
+        try:
+            async for piece in self.llm.stream(
+                messages, max_tokens=self.max_tokens, temperature=self.temperature
+            ):
+                if piece is RESTART:  # another server answers from the start
+                    pieces.clear()
+                pieces.append(piece)
+                on_output(piece)
+        finally:
+            RESTARTABLE.reset(restartable)
         return "".join(pieces)
 
     async def run(self, call: ToolCall) -> Output:
