@@ -131,6 +131,8 @@ class PlannerSettings(BaseModel):
     temperature: float = Field(default=0.2, ge=0, le=2)
     fallback_tool: str = "content_generator"
     """The one step that runs the request as is when no valid plan can be made."""
+    endpoint: str | None = None
+    """With ``llm.endpoints``: the one the planner asks (default: the strongest model's)."""
 
     @model_validator(mode="before")
     @classmethod

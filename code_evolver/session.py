@@ -18,13 +18,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from code_evolver import events
 from code_evolver.config import Config
-from code_evolver.errors import Interrupted, MissingInput
+from code_evolver.errors import ConfigError, Interrupted, MissingInput
 from code_evolver.events import EventBus
 from code_evolver.executor import Executor
 from code_evolver.llm.base import LLMBackend
 from code_evolver.llm.service import LLMService
+from code_evolver.llm.settings import LlmSettings
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.planner.planner import Planner, PlanOutcome, PlanProgress
 from code_evolver.result import RunResult, RunStatus, StepResult
@@ -83,8 +86,10 @@ class Session:
         self.llm.on_loading = lambda model, done, took: self.bus.emit(
             events.ModelLoading(model, done, took)
         )
+        self.planner_llm = self._planner_llm(config, backend)
+        self.planner_llm.on_loading = self.llm.on_loading
         self.planner = Planner(
-            config, self.registry, llm=self.llm, on_progress=self._publish_progress
+            config, self.registry, llm=self.planner_llm, on_progress=self._publish_progress
         )
         self._executor: Executor | None = None
         self._planning: asyncio.Task[PlanOutcome] | None = None
@@ -344,6 +349,24 @@ class Session:
         if self._executor is not None:
             self._executor.interrupt()
 
+    def _planner_llm(self, config: Config, backend: LLMBackend | None) -> LLMService:
+        """The steps' model service, or with several endpoints one pinned to the planner's
+        (``planner.endpoint``, else the strongest model's): plans come from the best model
+        while steps spread over all of them."""
+        if backend is not None or not config.llm.endpoints:
+            return self.llm
+        chosen = config.planner.endpoint or config.llm.strongest_endpoint()
+        if chosen is None or len(config.llm.endpoints) == 1:
+            return self.llm
+        try:
+            settings = config.llm.model_copy(update={"endpoint": chosen})
+            LlmSettings.model_validate(settings.model_dump())
+        except ValidationError:
+            raise ConfigError(
+                f"planner.endpoint: no endpoint {chosen!r} in llm.endpoints"
+            ) from None
+        return LLMService(settings)
+
     def _recorder(self, config: Config) -> HistoryRecorder:
         from code_evolver.history.recorder import HistoryRecorder
 
@@ -364,6 +387,8 @@ class Session:
             self.history.close()
         if self.step_cache is not None:
             self.step_cache.close()
+        if self.planner_llm is not self.llm:
+            await self.planner_llm.close()
         await self.llm.close()
 
     async def __aenter__(self) -> Session:

@@ -324,3 +324,23 @@ def test_an_llm_step_whose_server_breaks_mid_answer_keeps_only_the_new_answer() 
     assert len(restarts) == 1
     assert [c.tool for c in result.steps["s"].calls] == ["on breaks", "on steady"]
     assert [c.status.value for c in result.steps["s"].calls] == ["failed", "succeeded"]
+
+
+def test_the_planner_asks_the_strongest_model_unless_told_otherwise() -> None:
+    from code_evolver.session import Session
+
+    text = (
+        "llm:\n  endpoints:\n"
+        "    - {name: laptop, backend: ollama, model: 'llama3.2:1b', max_concurrency: 2}\n"
+        "    - {name: gpu, backend: ollama, model: 'qwen2.5:14b'}\n"
+        "    - {name: cpu, backend: ollama, model: 'qwen2.5:7b'}\n"
+    )
+    assert parse_config(text).llm.strongest_endpoint() == "gpu"
+    session = Session(parse_config(text))
+    assert session.planner_llm.settings.endpoint == "gpu"
+    assert session.llm.settings.endpoint is None  # the steps use every endpoint
+    assert session.llm.max_concurrency == 4
+    told = Session(parse_config(text + "planner: {endpoint: cpu}\n"))
+    assert told.planner_llm.settings.endpoint == "cpu"
+    with pytest.raises(ConfigError, match=r"planner\.endpoint: no endpoint 'tpu'"):
+        Session(parse_config(text + "planner: {endpoint: tpu}\n"))

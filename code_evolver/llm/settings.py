@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -175,6 +176,20 @@ class LlmSettings(_Section):
             known = ", ".join(names) or "none configured"
             raise ValueError(f"no endpoint {self.endpoint!r} in llm.endpoints ({known})")
         return self
+
+    def strongest_endpoint(self) -> str | None:
+        """The endpoint whose model looks largest (``70b`` over ``8b``, by the size in its
+        name), then the heaviest weight, then the first listed; None without endpoints."""
+        chosen = [e for e in self.endpoints if self.endpoint in (None, e.name)]
+        if not chosen:
+            return None
+
+        def size(endpoint: EndpointSettings) -> float:
+            model = (endpoint.model or self.model or "").lower()
+            found = re.findall(r"(\d+(?:\.\d+)?)\s*b(?![a-z])", model)
+            return max((float(n) for n in found), default=0.0)
+
+        return max(chosen, key=lambda e: (size(e), e.weight, -chosen.index(e))).name
 
     def for_endpoint(self, endpoint: EndpointSettings) -> LlmSettings:
         """These settings as one endpoint's backend sees them."""
