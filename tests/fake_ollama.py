@@ -68,14 +68,18 @@ class FakeOllama:
         reply: str | None = None,
         delay_s: float = 0.0,
         serial: bool = False,
+        nodelay: bool = False,
     ) -> None:
         """``reply``: the answer to every chat once the scripted ones are used up;
         ``delay_s``: how long each chat takes (``peak`` counts chats served at once);
         ``serial``: serve one chat at a time, as Ollama with OLLAMA_NUM_PARALLEL=1 does (a
-        chat that arrives meanwhile waits its turn)."""
+        chat that arrives meanwhile waits its turn); ``nodelay``: send with TCP_NODELAY, as
+        Ollama (Go) does, so that a reply's body does not wait ~40 ms behind its headers for
+        the client's delayed ACK (for timing it)."""
         self.models = list(models)
         self.reply = reply
         self.delay_s = delay_s
+        self.nodelay = nodelay
         self._serving: AbstractContextManager[Any] = threading.Lock() if serial else nullcontext()
         self.active = 0
         self.peak = 0
@@ -170,6 +174,11 @@ def _chunk(model: str, content: str, *, done: bool) -> dict[str, Any]:
 def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming, like the real server
+
+        def setup(self) -> None:
+            super().setup()
+            if fake.nodelay:
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the test output is not the place for an access log."""
