@@ -344,3 +344,41 @@ def test_the_planner_asks_the_strongest_model_unless_told_otherwise() -> None:
     assert told.planner_llm.settings.endpoint == "cpu"
     with pytest.raises(ConfigError, match=r"planner\.endpoint: no endpoint 'tpu'"):
         Session(parse_config(text + "planner: {endpoint: tpu}\n"))
+
+
+@pytest.mark.integration  # fake Ollama servers on 127.0.0.1
+def test_endpoints_without_the_model_or_all_down_end_in_a_clear_exit_3(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from fake_ollama import FakeOllama, unused_port
+
+    from code_evolver.cli import main_group
+
+    dead = f"127.0.0.1:{unused_port()}"
+    with FakeOllama(models=["other:latest"], reply="x") as lacking:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "llm:\n  model: llama3.2\n  endpoints:\n"
+            f"    - {{name: lacking, backend: ollama, host: '{lacking.url}'}}\n"
+            f"    - {{name: dead, backend: ollama, host: '{dead}'}}\n"
+        )
+        ran = CliRunner().invoke(main_group, ["write a joke", "--config", str(config)])
+        assert ran.exit_code == 3, ran.output
+        assert "lacking:" in ran.output
+        assert "dead:" in ran.output
+        assert lacking.chats() == []  # probed, found without the model, never asked
+        doctor = CliRunner().invoke(main_group, ["doctor", "--config", str(config)])
+        assert "ollama pull llama3.2" in doctor.output
+
+
+def test_backend_given_on_the_command_line_is_used_instead_of_the_endpoints(
+    tmp_path: Path,
+) -> None:
+    from code_evolver.cli.options import Options
+
+    config = tmp_path / "config.yaml"
+    config.write_text("llm:\n  endpoints:\n    - {name: a, backend: ollama}\n")
+    assert Options(config_path=config).config().llm.endpoints
+    assert Options(config_path=config, backend="embedded").config().llm.endpoints == []
+    pinned = Options(config_path=config, backend="ollama", endpoint="a").config().llm
+    assert pinned.endpoint == "a"
+    assert pinned.endpoints

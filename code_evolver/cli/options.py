@@ -52,7 +52,12 @@ class Options:
                 scheduling=self.scheduling,
                 on_failure=self.on_failure,
             )
-            .with_llm(backend=self.backend, model=self.model, endpoint=self.endpoint)
+            .with_llm(
+                backend=self.backend,
+                model=self.model,
+                endpoint=self.endpoint,
+                endpoints=[] if self.backend and not self.endpoint else None,
+            )
             .with_planner(mode=self.planner)
             .with_evolve(reuse=False if self.no_reuse else None)
         )
@@ -93,7 +98,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         "--backend",
         type=click.Choice(["auto", "ollama", "embedded", "openai"]),
         help="LLM backend (default: llm.backend, auto: Ollama if it has the model, else the "
-        "embedded model).",
+        "embedded model); given, it is used instead of llm.endpoints.",
     ),
     "model": _option("--model", help="Model of the backend (embedded: a GGUF file path)."),
     "endpoint": _option(
