@@ -382,3 +382,33 @@ def test_backend_given_on_the_command_line_is_used_instead_of_the_endpoints(
     pinned = Options(config_path=config, backend="ollama", endpoint="a").config().llm
     assert pinned.endpoint == "a"
     assert pinned.endpoints
+
+
+def test_waiting_calls_get_freed_slots_in_the_order_they_came() -> None:
+    the_pool, backends = pool(("a", answering("a"), 1), ("b", answering("b"), 2), delay_s=0.01)
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(the_pool.complete(PROMPT) for _ in range(300)))
+
+    replies = asyncio.run(main())
+    assert len(replies) == 300
+    assert backends["a"].peak == 1
+    assert backends["b"].peak == 2
+    assert not the_pool._waiters
+    assert all(e.in_flight == 0 for e in the_pool.endpoints)
+
+
+def test_a_waiting_call_cancelled_leaves_no_slot_taken() -> None:
+    the_pool, _ = pool(("a", answering("a"), 1), delay_s=0.05)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(the_pool.complete(PROMPT))
+        waiting = asyncio.ensure_future(the_pool.complete(PROMPT))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        assert await first == "from a"
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert await the_pool.complete(PROMPT) == "from a"  # the slot came back
+
+    asyncio.run(main())
+    assert the_pool.endpoints[0].in_flight == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ class PoolBackend(LLMBackend):
         self.endpoints = list(endpoints)
         self.model = self.endpoints[0].backend.model
         self._clock = clock
-        self._freed = asyncio.Condition()
+        self._waiters: deque[tuple[asyncio.Future[Endpoint], _Tried]] = deque()
+        """Calls waiting for a slot, in the order they came."""
         self.served_by: dict[str, int] = {e.name: 0 for e in self.endpoints}
 
     # ------------------------------------------------------------------ capacity
@@ -174,28 +176,71 @@ class PoolBackend(LLMBackend):
             return
 
     async def _acquire(self, tried: _Tried) -> Endpoint:
-        """The endpoint for the next call; waits while every usable one is full."""
-        async with self._freed:
-            while True:
-                now = self._clock()
-                left = [e for e in self.endpoints if e.name not in tried.reasons]
-                usable = [e for e in left if e.usable(now)]
-                if not usable:
-                    raise self._none_left(tried, left, now)
-                free = [e for e in usable if e.in_flight < e.capacity]
-                if free:
-                    endpoint = min(
-                        free, key=lambda e: (e.load(), e.latency_s or 0.0, -e.weight, e.name)
-                    )
-                    endpoint.in_flight += 1
-                    endpoint.peak = max(endpoint.peak, endpoint.in_flight)
-                    return endpoint
-                await self._freed.wait()
+        """The endpoint for the next call. While every usable one is full the call queues,
+        first come first served: a freed slot goes to the first waiting call that may use
+        it, so a long queue costs each release one look, not a wake-up of every waiter."""
+        if not self._waiters and (endpoint := self._pick(tried)) is not None:
+            return self._take(endpoint)
+        self._check_left(tried)
+        waiting: asyncio.Future[Endpoint] = asyncio.get_running_loop().create_future()
+        self._waiters.append((waiting, tried))
+        self._hand_over()  # a slot the earlier waiters cannot use may be free for this one
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+                await self._release(waiting.result())  # handed over as it was cancelled
+            raise
+
+    def _pick(self, tried: _Tried) -> Endpoint | None:
+        """The least busy usable endpoint with a free slot that this call has not tried."""
+        now = self._clock()
+        free = [
+            e
+            for e in self.endpoints
+            if e.name not in tried.reasons and e.usable(now) and e.in_flight < e.capacity
+        ]
+        if not free:
+            return None
+        return min(free, key=lambda e: (e.load(), e.latency_s or 0.0, -e.weight, e.name))
+
+    def _check_left(self, tried: _Tried) -> None:
+        """Raise when no endpoint is left for this call at all (not just busy)."""
+        now = self._clock()
+        left = [e for e in self.endpoints if e.name not in tried.reasons]
+        if not any(e.usable(now) for e in left):
+            raise self._none_left(tried, left, now)
+
+    def _take(self, endpoint: Endpoint) -> Endpoint:
+        endpoint.in_flight += 1
+        endpoint.peak = max(endpoint.peak, endpoint.in_flight)
+        return endpoint
 
     async def _release(self, endpoint: Endpoint) -> None:
-        async with self._freed:
-            endpoint.in_flight -= 1
-            self._freed.notify_all()
+        endpoint.in_flight -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Freed slots to the waiting calls, in the order they came."""
+        still: deque[tuple[asyncio.Future[Endpoint], _Tried]] = deque()
+        while self._waiters:
+            waiting, tried = self._waiters.popleft()
+            if waiting.done():
+                continue  # cancelled meanwhile
+            endpoint = self._pick(tried)
+            if endpoint is not None:
+                waiting.set_result(self._take(endpoint))
+                continue
+            try:
+                self._check_left(tried)
+            except BackendError as exc:
+                waiting.set_exception(exc)
+                continue
+            still.append((waiting, tried))
+            if not any(e.in_flight < e.capacity for e in self.endpoints):
+                break  # no slot free anywhere: the rest wait as they are
+        still.extend(self._waiters)
+        self._waiters = still
 
     def _succeeded(self, endpoint: Endpoint, seconds: float) -> None:
         endpoint.failures = 0
