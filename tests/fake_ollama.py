@@ -80,6 +80,9 @@ class FakeOllama:
         self.reply = reply
         self.delay_s = delay_s
         self.nodelay = nodelay
+        self.break_streams_after: int | None = None
+        """Set: a streamed reply stops after this many pieces and the connection drops (a
+        server dying mid-answer)."""
         self._serving: AbstractContextManager[Any] = threading.Lock() if serial else nullcontext()
         self.active = 0
         self.peak = 0
@@ -243,7 +246,11 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             lines = [_chunk(model, piece, done=False) for piece in pieces]
             lines.append(_chunk(model, "", done=True))
-            for line in lines:
+            for sent, line in enumerate(lines):
+                if fake.break_streams_after is not None and sent >= fake.break_streams_after:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 data = json.dumps(line).encode() + b"\n"
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()

@@ -412,3 +412,37 @@ def test_a_waiting_call_cancelled_leaves_no_slot_taken() -> None:
 
     asyncio.run(main())
     assert the_pool.endpoints[0].in_flight == 0
+
+
+@pytest.mark.integration  # fake Ollama servers on 127.0.0.1
+def test_a_server_dying_mid_answer_hands_the_answer_to_another_over_real_sockets() -> None:
+    from fake_ollama import FakeOllama
+
+    from code_evolver.llm.ollama import OllamaBackend
+    from code_evolver.llm.pool import RESTART, RESTARTABLE
+    from code_evolver.llm.settings import OllamaSettings
+
+    with FakeOllama() as dying, FakeOllama() as steady:
+        dying.enqueue(["first ", "half ", "never sent"])
+        dying.break_streams_after = 2
+        steady.enqueue(["a whole ", "answer"])
+        endpoints = [
+            Endpoint("dying", OllamaBackend(OllamaSettings(host=dying.url)), 1),
+            Endpoint("steady", OllamaBackend(OllamaSettings(host=steady.url)), 1),
+        ]
+        endpoints[1].latency_s = 9.0  # slower: the dying one is asked first
+        the_pool = PoolBackend(endpoints)
+
+        async def read() -> list[str]:
+            token = RESTARTABLE.set(True)
+            try:
+                return [piece async for piece in the_pool.stream(PROMPT)]
+            finally:
+                RESTARTABLE.reset(token)
+                await the_pool.close()
+
+        pieces = asyncio.run(read())
+    restart = pieces.index(RESTART)
+    assert "".join(pieces[:restart]) == "first half "
+    assert "".join(pieces[restart + 1 :]) == "a whole answer"
+    assert endpoints[0].failures == 1  # cooling down
