@@ -69,13 +69,14 @@ class FakeOllama:
         delay_s: float = 0.0,
         serial: bool = False,
         nodelay: bool = False,
+        port: int = 0,
     ) -> None:
         """``reply``: the answer to every chat once the scripted ones are used up;
         ``delay_s``: how long each chat takes (``peak`` counts chats served at once);
         ``serial``: serve one chat at a time, as Ollama with OLLAMA_NUM_PARALLEL=1 does (a
         chat that arrives meanwhile waits its turn); ``nodelay``: send with TCP_NODELAY, as
         Ollama (Go) does, so that a reply's body does not wait ~40 ms behind its headers for
-        the client's delayed ACK (for timing it)."""
+        the client's delayed ACK (for timing it); ``port``: listen there (0: any free one)."""
         self.models = list(models)
         self.reply = reply
         self.delay_s = delay_s
@@ -89,7 +90,7 @@ class FakeOllama:
         self.requests: list[Recorded] = []
         self._replies: deque[list[str]] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

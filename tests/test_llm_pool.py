@@ -446,3 +446,36 @@ def test_a_server_dying_mid_answer_hands_the_answer_to_another_over_real_sockets
     assert "".join(pieces[:restart]) == "first half "
     assert "".join(pieces[restart + 1 :]) == "a whole answer"
     assert endpoints[0].failures == 1  # cooling down
+
+
+@pytest.mark.integration  # fake Ollama servers on 127.0.0.1
+def test_a_server_that_comes_back_rejoins_after_its_cooldown() -> None:
+    from fake_ollama import FakeOllama, unused_port
+
+    from code_evolver.llm.ollama import OllamaBackend
+    from code_evolver.llm.settings import OllamaSettings
+
+    port = unused_port()
+    clock = Clock()
+    with FakeOllama(reply="from up") as up:
+        endpoints = [
+            Endpoint("back", OllamaBackend(OllamaSettings(host=f"127.0.0.1:{port}")), 1),
+            Endpoint("up", OllamaBackend(OllamaSettings(host=up.url)), 1),
+        ]
+        endpoints[1].latency_s = 9.0  # slower: "back" is preferred whenever it is healthy
+        the_pool = PoolBackend(endpoints, clock=clock)
+
+        async def ask() -> str:
+            return await the_pool.complete(PROMPT)
+
+        async def both() -> tuple[str, str]:
+            first = await ask()  # "back" refuses: the call moves to "up"
+            assert endpoints[0].failures == 1
+            with FakeOllama(reply="from back", port=port):
+                clock.now = COOLDOWN_S + 0.1  # its cooldown is over
+                second = await ask()
+            await the_pool.close()
+            return first, second
+
+        assert asyncio.run(both()) == ("from up", "from back")
+    assert endpoints[0].failures == 0
