@@ -290,3 +290,11 @@ def test_auto_reads_ollama_host_from_the_environment(
 
     assert choice.backend == "ollama"
     assert [r.path for r in server.requests] == ["/api/tags"]
+
+
+def test_a_plain_http_server_needs_no_certificates_and_an_https_one_keeps_them() -> None:
+    from code_evolver.llm.addresses import verify_tls
+
+    assert not verify_tls("http://127.0.0.1:11434")
+    assert not verify_tls("HTTP://box:11434")
+    assert verify_tls("https://ollama.example.com")  # verified as usual

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
+from code_evolver.llm.addresses import verify_tls
 from code_evolver.llm.base import LLMBackend, Message, guard_real_request
 from code_evolver.llm.settings import OLLAMA_HOST_ENV, OllamaSettings
 
@@ -53,7 +54,9 @@ class OllamaBackend(LLMBackend):
         self.max_concurrency = settings.max_concurrency
         self.context_tokens = settings.context_tokens
         self.context_fix = "raise llm.ollama.context_tokens (sent to Ollama as num_ctx)"
-        self._client = ollama.AsyncClient(host=self.host, timeout=settings.timeout_s)
+        self._client = ollama.AsyncClient(
+            host=self.host, timeout=settings.timeout_s, verify=verify_tls(self.host)
+        )
 
     async def installed_models(self) -> list[str]:
         """Model names the server has; raises BackendUnavailable when it does not answer."""

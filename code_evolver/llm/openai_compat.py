@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing, PromptTooLong
+from code_evolver.llm.addresses import verify_tls
 from code_evolver.llm.base import LLMBackend, Message, guard_real_request
 from code_evolver.llm.settings import OpenAISettings
 
@@ -41,7 +42,10 @@ class OpenAIBackend(LLMBackend):
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=settings.timeout_s
+            base_url=self.base_url,
+            headers=headers,
+            timeout=settings.timeout_s,
+            verify=verify_tls(self.base_url),
         )
 
     async def models(self) -> list[str]:
