@@ -23,7 +23,7 @@ import heapq
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -33,13 +33,13 @@ from code_evolver.capacity import Capacity
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import RenderError, StepError, StepTimeout
 from code_evolver.launch.launcher import Launcher
-from code_evolver.llm.pool import RESTART
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.outputs import OutputBudget
-from code_evolver.result import CallRecord, RunResult, RunStatus, StepResult, StepStatus
+from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
+from code_evolver.run_events import RunReporter
 from code_evolver.run_state import NOT_OK, PlanWait, StepRun, attempt, first_set
 from code_evolver.step_inputs import rendered
-from code_evolver.tools.base import Output, StageListener, Tool, ToolCall
+from code_evolver.tools.base import Output, Tool, ToolCall
 from code_evolver.tools.process import ProcessTool
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Executor:
         self._done: asyncio.Event | None = None
         self._plan_wait = PlanWait()
         self._dispatching = False
-        self._t0 = 0.0
+        self._report = RunReporter(self.bus, self.run_id)
         self._started = False
         self._add(organized)
 
@@ -125,17 +125,9 @@ class Executor:
                 await self._launcher.ensure(tool.isolation(self._launcher))
             self._calls.prepared.add(name)
         self._capacity.open(self._tools)
-        self._t0 = time.perf_counter()
+        self._report.t0 = time.perf_counter()
         started_at = datetime.now(UTC)
-        if self.bus:
-            self.bus.emit(
-                events.RunStarted(
-                    self.run_id,
-                    self.organized.step_infos(),
-                    self.organized.plan.model_dump(mode="json"),
-                    run_input=self.run_input,
-                )
-            )
+        self._report.run_started(self.organized, self.run_input)
         self._dispatching = True
         first = (
             self._runs.values() if self._eager else [self._runs[s] for s in self.organized.waves[0]]
@@ -165,18 +157,7 @@ class Executor:
 
     def _finished(self, started_at: datetime) -> RunResult:
         result = self._result(started_at)
-        if self.bus:
-            self.bus.emit(
-                events.RunFinished(
-                    result.status.value,
-                    result.run_s,
-                    result.critical_path_s,
-                    result.speedup,
-                    result.peak_concurrency,
-                    self._now(),
-                    run_id=self.run_id,
-                )
-            )
+        self._report.run_finished(result)
         return result
 
     def extend(self, organized: OrganizedPlan) -> None:
@@ -192,15 +173,7 @@ class Executor:
         added = self._add(organized)
         if added:
             self._note_plan_wait()
-        if self.bus and added:
-            self.bus.emit(
-                events.PlanExtended(
-                    organized.step_infos(added),
-                    organized.plan.model_dump(mode="json"),
-                    self._now(),
-                    run_id=self.run_id,
-                )
-            )
+        self._report.plan_extended(organized, added)
         if self._dispatching and self._stop_status is None:
             for step_id in added:
                 run = self._runs[step_id]
@@ -233,12 +206,7 @@ class Executor:
                 if run.retry_timer is not None:
                     run.retry_timer.cancel()
                 self._finish(run, StepStatus.CANCELLED)
-                if self.bus:
-                    self.bus.emit(
-                        events.StepCancelled(
-                            run.step.step_id, False, self._now(), run_id=self.run_id
-                        )
-                    )
+                self._report.step_cancelled(run, was_running=False)
         self._check_done()  # nothing left to cancel: a growing run has ended now
 
     # --------------------------------------------------------------- set-up
@@ -326,12 +294,7 @@ class Executor:
         run.attempt_began = time.perf_counter()
         if run.started_wall is None:
             run.started_wall = time.time()
-        if self.bus:
-            self.bus.emit(
-                events.StepStarted(
-                    run.step.step_id, run.step.tool, run.attempts, self._now(), run_id=self.run_id
-                )
-            )
+        self._report.step_started(run)
         output: Output | None = None
         error: StepError | None
         try:
@@ -357,17 +320,7 @@ class Executor:
         if task.cancelled() and run.status is StepStatus.RUNNING:
             self._release(run)
             self._finish(run, StepStatus.CANCELLED)
-            if self.bus:
-                self.bus.emit(
-                    events.StepCancelled(
-                        run.step.step_id,
-                        True,
-                        self._now(),
-                        run_id=self.run_id,
-                        attempt=run.attempts,
-                        began=run.attempt_began - self._t0,
-                    )
-                )
+            self._report.step_cancelled(run, was_running=True)
             self._dispatch()
 
     def _release(self, run: StepRun) -> None:
@@ -388,60 +341,15 @@ class Executor:
             run.attempts,
             run.channel,
             self._launcher,
-            self._watcher(run),
-            self._stages(run),
+            self._report.watcher(run, final=not self.organized.graph.succ[step.step_id]),
+            self._report.stages(run),
         )
-
-    def _stages(self, run: StepRun) -> StageListener:
-        """A tool's stages as calls under its step: in its record, and as events (the live
-        view, the history)."""
-        bus, step_id, attempt = self.bus, run.step.step_id, run.attempts
-
-        def report(
-            stage: str, name: str, status: str, seconds: float = 0.0, error: str | None = None
-        ) -> None:
-            call_id, now = f"{step_id}.{stage}", self._now()
-            if status == "running":
-                event: events.Event = events.CallStarted(
-                    step_id, call_id, name, attempt, now, run_id=self.run_id, stage=True
-                )
-            else:
-                event = events.CallFinished(
-                    step_id,
-                    call_id,
-                    name,
-                    status,
-                    seconds,
-                    error,
-                    now,
-                    run_id=self.run_id,
-                    stage=True,
-                )
-                run.stages.append(
-                    CallRecord(call_id, name, StepStatus(status), 1, seconds, None, error, attempt)
-                )
-            if bus:
-                bus.emit(event)
-
-        return report
 
     def _cached(self, run: StepRun, call: ToolCall) -> tuple[bool, Output | None]:
         """An earlier run's output of the same work (``--reuse``), if there is one."""
         if self.step_cache is None:
             return False, None
         return self.step_cache.lookup(run.step.tool, call.input, call.params)
-
-    def _watcher(self, run: StepRun) -> Callable[[str], None] | None:
-        """For a final step someone watches, its output as it is written (StepOutput)."""
-        step_id, attempt = run.step.step_id, run.attempts
-        if not self.bus.watches_output or self.organized.graph.succ[step_id]:
-            return None
-        bus = self.bus
-        return lambda text: bus.emit(
-            events.StepOutput(
-                step_id, attempt, text, self._now(), run_id=self.run_id, restart=text is RESTART
-            )
-        )
 
     # -------------------------------------------------------------- outcomes
 
@@ -450,63 +358,24 @@ class Executor:
         for dependent in run.dependents:
             dependent.waiting -= 1
         self._finish(run, StepStatus.SUCCEEDED)  # in waves mode, may release the next wave
-        if self.bus:
-            self.bus.emit(
-                events.StepSucceeded(
-                    run.step.step_id,
-                    run.attempts,
-                    run.busy_s,
-                    output,
-                    self._now(),
-                    input=run.rendered_input,
-                    run_id=self.run_id,
-                    began=run.attempt_began - self._t0,
-                    params=run.rendered_params,
-                    reused=run.reused,
-                )
-            )
+        self._report.step_succeeded(run, output)
         if self._eager:
             for dependent in run.dependents:
                 if dependent.waiting == 0 and dependent.status is StepStatus.PENDING:
                     self._push(dependent)
 
     def _failed(self, run: StepRun, error: StepError) -> None:
-        step_id = run.step.step_id
         if error.retryable and run.attempts < run.max_attempts and self._stop_status is None:
             run.status = StepStatus.PENDING
             run.error = str(error)
             delay = self._backoff(run.attempts)
-            if self.bus:
-                self.bus.emit(
-                    events.StepRetrying(
-                        step_id,
-                        run.attempts,
-                        str(error),
-                        delay,
-                        self._now(),
-                        input=run.rendered_input,
-                        run_id=self.run_id,
-                        began=run.attempt_began - self._t0,
-                    )
-                )
+            self._report.step_retrying(run, str(error), delay)
             run.retry_timer = asyncio.get_running_loop().call_later(delay, self._retry, run)
             return
         status = StepStatus.TIMED_OUT if isinstance(error, StepTimeout) else StepStatus.FAILED
         run.error = str(error)
         self._finish(run, status)
-        if self.bus:
-            self.bus.emit(
-                events.StepFailed(
-                    step_id,
-                    run.attempts,
-                    str(error),
-                    status.value,
-                    self._now(),
-                    input=run.rendered_input,
-                    run_id=self.run_id,
-                    began=run.attempt_began - self._t0,
-                )
-            )
+        self._report.step_failed(run, str(error), status)
         if self.settings.on_failure == "fail_fast":
             self.stop(RunStatus.FAILED)
         else:
@@ -534,10 +403,7 @@ class Executor:
                 continue
             run.error = f"skipped: dependency {root!r} did not succeed"
             self._finish(run, StepStatus.SKIPPED)
-            if self.bus:
-                self.bus.emit(
-                    events.StepSkipped(run.step.step_id, root, self._now(), run_id=self.run_id)
-                )
+            self._report.step_skipped(run, root)
             stack.extend(run.dependents)
 
     def _finish(self, run: StepRun, status: StepStatus) -> None:
@@ -577,7 +443,7 @@ class Executor:
     # ---------------------------------------------------------------- result
 
     def _now(self) -> float:
-        return time.perf_counter() - self._t0
+        return self._report.now()
 
     def _note_plan_wait(self) -> None:
         if self._done is not None:  # the run has begun
