@@ -435,6 +435,7 @@ class CallBroker:
                     self.now(),
                     parent_call=call.parent_call,
                     run_id=self.run_id,
+                    step_attempt=call.step_attempt,
                 )
             )
 

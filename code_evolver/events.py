@@ -226,6 +226,8 @@ class CallFinished:
     stage: bool = False
     """A stage of the step's own tool (an LLM endpoint, a generate attempt), not a call its
     script made."""
+    step_attempt: int = 1
+    """The attempt of the step it ran under."""
 
 
 @dataclass(frozen=True, slots=True)

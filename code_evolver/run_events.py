@@ -186,6 +186,7 @@ class RunReporter:
                     now,
                     run_id=self.run_id,
                     stage=True,
+                    step_attempt=attempt,
                 )
                 run.stages.append(
                     CallRecord(call_id, name, StepStatus(status), 1, seconds, None, error, attempt)

@@ -267,8 +267,8 @@ def test_each_attempt_is_recorded_under_its_step_in_the_run_history(
     run = store.find_run(db, json.loads(result.stdout)["run_id"])
     db.close()
     attempts = sorted((r for r in run.steps if r.call_id), key=lambda r: r.call_id or "")
-    assert [(r.call_id, r.tool, r.status) for r in attempts] == [
-        ("step1.attempt1", "write node (attempt 1)", "failed"),
-        ("step1.attempt2", "write node (attempt 2)", "succeeded"),
+    assert [(r.call_id, r.tool, r.status, r.attempt) for r in attempts] == [
+        ("step1.attempt1", "write node (attempt 1)", "failed", 1),
+        ("step1.attempt2", "write node (attempt 2)", "succeeded", 1),  # both in step attempt 1
     ]
     assert attempts[0].error == "AssertionError"

@@ -442,8 +442,8 @@ def test_nested_calls_are_recorded_under_their_step(tmp_path: Path) -> None:
     assert result.ok, result.steps["a"].error
     run = stored(result.run_id)
     calls = sorted((r for r in run.steps if r.call_id), key=lambda r: r.call_id or "")
-    assert [(c.step_id, c.call_id, c.tool, c.status) for c in calls] == [
-        ("a", f"a.{i}", "work", "succeeded") for i in (1, 2, 3)
+    assert [(c.step_id, c.call_id, c.tool, c.status, c.attempt) for c in calls] == [
+        ("a", f"a.{i}", "work", "succeeded", 1) for i in (1, 2, 3)
     ]
     step_row = run.latest()["a"]
     assert all(

@@ -274,9 +274,11 @@ class _Rows:
 
     def call(self, event: events.CallFinished) -> Sequence[Any]:
         shift = self.recorder.time_offsets.get(event.run_id, 0.0)
+        offset = self.recorder.attempt_offsets.get((event.run_id, event.step_id), 0)
         began = max(0.0, event.at - event.duration_s) + shift
         return (
-            event.run_id, event.step_id, 1, event.call_id, event.parent_call, event.tool,
+            event.run_id, event.step_id, event.step_attempt + offset, event.call_id,
+            event.parent_call, event.tool,
             self.recorder._digest(event.tool), None, None, event.status, began,
             event.at + shift, None, None, None, event.error, None, None,
         )  # fmt: skip

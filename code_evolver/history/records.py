@@ -14,6 +14,7 @@ class StepRecord:
 
     step_id: str
     attempt: int
+    """The step's attempt (for a call: the attempt of the step it ran under)."""
     tool: str
     status: str
     """A StepStatus value: succeeded, failed, timed_out, skipped, cancelled, running."""
