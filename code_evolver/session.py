@@ -389,6 +389,8 @@ class Session:
             self.step_cache.close()
         if self.planner_llm is not self.llm:
             await self.planner_llm.close()
+        for tool in self.registry.values():
+            await tool.close()
         await self.llm.close()
 
     async def __aenter__(self) -> Session:

@@ -211,3 +211,23 @@ def test_parametrized_tests_and_pytest_helpers_run_without_pytest(tmp_path: Path
     report = asyncio.run(run_tests(tmp_path))
     assert report.passed, report.failures_text()
     assert report.tests == 4  # three cases and one more; the skipped test is not counted
+
+
+def test_the_escalation_model_is_made_once_and_closed_with_the_session() -> None:
+    import asyncio
+
+    from code_evolver.config import load_config
+    from code_evolver.session import Session
+    from code_evolver.tools.generated import GeneratedTool
+
+    async def main() -> None:
+        config = load_config(CONFIG).with_evolve(escalation_model="bigger")
+        async with Session(config) as session:
+            tool = session.registry["generate"]
+            assert isinstance(tool, GeneratedTool)
+            stronger = tool._stronger()
+            assert stronger is tool._stronger()  # one service, however many generations
+            assert stronger.settings.model == "bigger"
+        assert tool._escalation is None  # closed with the session
+
+    asyncio.run(main())

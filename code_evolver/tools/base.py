@@ -110,6 +110,9 @@ class Tool(abc.ABC):
     async def prepare(self) -> None:  # noqa: B027 - an optional hook
         """Async set-up before a run may use the tool (e.g. decide which backend serves it)."""
 
+    async def close(self) -> None:  # noqa: B027 - an optional hook
+        """Release what the tool made for itself (not what its session gave it)."""
+
     @abc.abstractmethod
     async def run(self, call: ToolCall) -> Output:
         """Do the work for one attempt of one step."""

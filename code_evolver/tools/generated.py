@@ -49,6 +49,7 @@ class GeneratedTool(Tool):
         """Tools a written node may call (the run's other tools)."""
         self.generations = 0
         """Nodes this tool wrote (or tried to) in this process."""
+        self._escalation: LLMService | None = None
         self.on_stored: Callable[[StoredNode], None] | None = None
         """Told of each node it stores (the registry, which makes it a tool at once)."""
 
@@ -96,10 +97,18 @@ class GeneratedTool(Tool):
         return outcome.node
 
     def _stronger(self) -> LLMService:
+        """The service of ``evolve.escalation_model`` (made once, closed with the tool)."""
         model = self.evolve.escalation_model
         if model is None:
             return self.llm
-        return LLMService(self.llm.settings.model_copy(update={"model": model}))
+        if self._escalation is None:
+            self._escalation = LLMService(self.llm.settings.model_copy(update={"model": model}))
+        return self._escalation
+
+    async def close(self) -> None:
+        if self._escalation is not None:
+            await self._escalation.close()
+            self._escalation = None
 
     async def _run(self, node: StoredNode, call: ToolCall) -> Output:
         tool = NodeTool(node.name, node.main, description=node.description)
