@@ -171,6 +171,16 @@ class Config(BaseModel):
 
     _path: Path | None = PrivateAttr(default=None)
     _sources: tuple[Path, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _planner_endpoint_is_listed(self) -> Config:
+        wanted = self.planner.endpoint
+        names = [e.name for e in self.llm.endpoints]
+        if wanted is not None and wanted not in names:
+            known = ", ".join(names) or "none configured"
+            raise ValueError(f"planner.endpoint: no endpoint {wanted!r} in llm.endpoints ({known})")
+        return self
+
     _origins: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @property

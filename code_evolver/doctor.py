@@ -115,8 +115,7 @@ async def _endpoint_checks(config: Config) -> list[Check]:
         detail = f"{backend.describe()} · capacity {endpoint.max_concurrency} · {took:.0f} ms"
         return Check(name, True, detail)
 
-    chosen = [e for e in config.llm.endpoints if config.llm.endpoint in (None, e.name)]
-    return list(await asyncio.gather(*(probe(e) for e in chosen)))
+    return list(await asyncio.gather(*(probe(e) for e in config.llm.chosen_endpoints())))
 
 
 def _isolation_checks(config: Config) -> list[Check]:

@@ -18,16 +18,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from code_evolver import events
 from code_evolver.config import Config
-from code_evolver.errors import ConfigError, Interrupted, MissingInput
+from code_evolver.errors import Interrupted, MissingInput
 from code_evolver.events import EventBus
 from code_evolver.executor import Executor
 from code_evolver.llm.base import LLMBackend
 from code_evolver.llm.service import LLMService
-from code_evolver.llm.settings import LlmSettings
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.planner.planner import Planner, PlanOutcome, PlanProgress
 from code_evolver.result import RunResult, RunStatus, StepResult
@@ -358,24 +355,13 @@ class Session:
         chosen = config.planner.endpoint or config.llm.strongest_endpoint()
         if chosen is None or len(config.llm.endpoints) == 1:
             return self.llm
-        try:
-            settings = config.llm.model_copy(update={"endpoint": chosen})
-            LlmSettings.model_validate(settings.model_dump())
-        except ValidationError:
-            raise ConfigError(
-                f"planner.endpoint: no endpoint {chosen!r} in llm.endpoints"
-            ) from None
-        return LLMService(settings)
+        return LLMService(config.llm.model_copy(update={"endpoint": chosen}))
 
     def _recorder(self, config: Config) -> HistoryRecorder:
         from code_evolver.history.recorder import HistoryRecorder
 
-        digests: dict[str, str | None] = {}
-
         def digest(tool: str) -> str | None:
-            if tool not in digests:
-                digests[tool] = self.registry.digest(tool) if tool in self.registry else None
-            return digests[tool]
+            return self.registry.digest(tool) if tool in self.registry else None  # cached there
 
         config_digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
         return HistoryRecorder(

@@ -56,7 +56,6 @@ def create_pool(settings: LlmSettings) -> LLMBackend:
     """The endpoints of ``llm.endpoints`` (only the pinned one with ``llm.endpoint``)."""
     from code_evolver.llm.pool import Endpoint, PoolBackend
 
-    chosen = [e for e in settings.endpoints if settings.endpoint in (None, e.name)]
     return PoolBackend(
         [
             Endpoint(
@@ -65,7 +64,7 @@ def create_pool(settings: LlmSettings) -> LLMBackend:
                 e.max_concurrency,
                 e.weight,
             )
-            for e in chosen
+            for e in settings.chosen_endpoints()
         ]
     )
 
@@ -73,7 +72,7 @@ def create_pool(settings: LlmSettings) -> LLMBackend:
 async def choose_backend(settings: LlmSettings) -> Choice:
     """Resolve ``auto``: Ollama when it answers and has the model, else the embedded model."""
     if settings.endpoints:
-        names = [e.name for e in settings.endpoints if settings.endpoint in (None, e.name)]
+        names = [e.name for e in settings.chosen_endpoints()]
         return Choice("pool", [f"llm.endpoints: {', '.join(names)}"])
     if settings.backend != "auto":
         return Choice(settings.backend, [f"llm.backend is {settings.backend}"])
@@ -123,11 +122,7 @@ class LLMService:
         if self._backend is not None:
             return self._backend.max_concurrency
         if self.settings.endpoints:
-            return sum(
-                e.max_concurrency
-                for e in self.settings.endpoints
-                if self.settings.endpoint in (None, e.name)
-            )
+            return sum(e.max_concurrency for e in self.settings.chosen_endpoints())
         backend = self.choice.backend if self.choice else self.settings.backend
         return {
             "ollama": self.settings.ollama.max_concurrency,
@@ -171,8 +166,7 @@ class LLMService:
             models = sorted(
                 {
                     self.settings.for_endpoint(e).model or e.backend
-                    for e in self.settings.endpoints
-                    if self.settings.endpoint in (None, e.name)
+                    for e in self.settings.chosen_endpoints()
                 }
             )
             return f"pool:{'+'.join(models)}"

@@ -177,10 +177,14 @@ class LlmSettings(_Section):
             raise ValueError(f"no endpoint {self.endpoint!r} in llm.endpoints ({known})")
         return self
 
+    def chosen_endpoints(self) -> list[EndpointSettings]:
+        """The endpoints calls may go to: all of them, or the one ``endpoint`` pins."""
+        return [e for e in self.endpoints if self.endpoint in (None, e.name)]
+
     def strongest_endpoint(self) -> str | None:
         """The endpoint whose model looks largest (``70b`` over ``8b``, by the size in its
         name), then the heaviest weight, then the first listed; None without endpoints."""
-        chosen = [e for e in self.endpoints if self.endpoint in (None, e.name)]
+        chosen = self.chosen_endpoints()
         if not chosen:
             return None
 
