@@ -132,12 +132,12 @@ def add_command(name: str, script: Path, tests_file: Path, description: str) -> 
 
     from code_evolver.cli import terminal
     from code_evolver.errors import UserError
-    from code_evolver.evolve.code import problems
+    from code_evolver.evolve.code import allowed_imports, problems
     from code_evolver.evolve.generator import stage
     from code_evolver.evolve.node_store import NodeStore, check_name
 
     check_name(name)
-    allowed = _allowed()
+    allowed = allowed_imports(options.current().config().evolve.allowed_imports)
     code, tests = script.read_text(encoding="utf-8"), tests_file.read_text(encoding="utf-8")
     found = [f"{script}: {p}" for p in problems(code, allowed, node=True)]
     found += [f"{tests_file}: {p}" for p in problems(tests, allowed, node=False)]
@@ -187,13 +187,6 @@ def _prove(folder: Path) -> TestReport:
         lambda: run_tests(folder, config.execution, timeout_s=config.evolve.test_timeout_s),
         lambda: None,
     )
-
-
-def _allowed() -> frozenset[str]:
-    from code_evolver.evolve.code import DEFAULT_ALLOWED
-
-    configured = options.current().config().evolve.allowed_imports
-    return frozenset(configured) | {"node_runtime", "main"} if configured else DEFAULT_ALLOWED
 
 
 async def _run_node(node: StoredNode, text: str, params: dict[str, Any]) -> RunResult:

@@ -28,10 +28,22 @@ DEFAULT_ALLOWED = frozenset(
 nothing that reaches files, processes or the network (the sandbox stops those anyway)."""
 
 
+def allowed_imports(configured: Collection[str] | None) -> frozenset[str]:
+    """``evolve.allowed_imports`` (with the node's own ``main`` and ``node_runtime``), else
+    the default allow-list."""
+    return frozenset(configured) | {"node_runtime", "main"} if configured else DEFAULT_ALLOWED
+
+
+def fenced_blocks(reply: str) -> list[str]:
+    """The contents of the fenced code blocks of ``reply``, in order (a last fence left open
+    by a cut-off reply counts)."""
+    return [str(b).strip("\n") for b in _FENCE.findall(reply)]
+
+
 def extract_code(reply: str) -> str:
     """The Python in ``reply``: the longest fenced block that parses, else the reply itself
     (or its longest run of lines that parses, prose cut off around it)."""
-    blocks: list[str] = [str(b).strip("\n") for b in _FENCE.findall(reply)]
+    blocks = fenced_blocks(reply)
     parsing = [b for b in blocks if _parses(b)]
     if parsing:
         return max(parsing, key=len)

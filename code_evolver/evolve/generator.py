@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from code_evolver.config import EvolveSettings, ExecutionSettings
-from code_evolver.evolve.code import DEFAULT_ALLOWED, extract_code, problems, with_entry_point
+from code_evolver.evolve.code import (
+    allowed_imports,
+    extract_code,
+    fenced_blocks,
+    problems,
+    with_entry_point,
+)
 from code_evolver.evolve.matching import FILLER
 from code_evolver.evolve.node_store import NodeStore, StoredNode
 from code_evolver.evolve.proving import TestReport, run_tests
@@ -88,10 +94,7 @@ class NodeGenerator:
         self.store = store or NodeStore()
         self.tools = sorted(tools)
         self._escalate = escalate
-        configured = settings.allowed_imports
-        self.allowed = (
-            frozenset(configured) | {"node_runtime", "main"} if configured else DEFAULT_ALLOWED
-        )
+        self.allowed = allowed_imports(settings.allowed_imports)
 
     async def generate(
         self,
@@ -121,24 +124,24 @@ class NodeGenerator:
         for number in range(1, self.settings.max_attempts + 1):
             llm = self.llm
             attempt = Attempt(number, llm.identity, model_seconds=model_seconds)
-            began = time.perf_counter() - model_seconds
+            checking = time.perf_counter()
             outcome.attempts.append(attempt)
             attempt.problems = problems(code, self.allowed, node=True)
             attempt.problems += [f"tests: {p}" for p in problems(tests, self.allowed, node=False)]
             if not attempt.problems:
                 attempt.report = await self._prove(code, tests)
-            attempt.seconds = time.perf_counter() - began
+            attempt.seconds = model_seconds + time.perf_counter() - checking
             passed = attempt.report is not None and attempt.report.passed
             failure = "" if passed else attempt.failure
             status = "succeeded" if passed else "failed"
             label = f"write node (attempt {number})"
-            why = _first_line(failure) if failure else None
+            why = _gist(failure) if failure else None
             report(f"attempt{number}", label, status, attempt.seconds, why)
             if attempt.report is not None and attempt.report.passed:
                 outcome.node = self._store(name, task, example, code, tests, outcome)
                 return outcome
             if failure == previous:
-                outcome.reason = f"the same failure twice: {_first_line(failure)}"
+                outcome.reason = f"the same failure twice: {_gist(failure)}"
                 return outcome
             previous = failure
             if number == self.settings.max_attempts:
@@ -155,7 +158,7 @@ class NodeGenerator:
             code, tests = _fixed(fixed, code, tests)
             code = with_entry_point(code)
         last = outcome.attempts[-1].failure if outcome.attempts else "no attempt"
-        outcome.reason = f"no attempt passed its tests; the last: {_first_line(last)}"
+        outcome.reason = f"no attempt passed its tests; the last: {_gist(last)}"
         return outcome
 
     async def _ask(self, llm: LLMService, prompt: str, values: dict[str, str]) -> str:
@@ -200,13 +203,15 @@ class NodeGenerator:
 
 def _fixed(reply: str, code: str, tests: str) -> tuple[str, str]:
     """The repaired code, and the repaired tests when the reply has them too."""
-    blocks = re.findall(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", reply, re.S | re.I)
-    new_tests = next((str(b) for b in blocks[1:] if "def test" in str(b)), None)
-    new_code = extract_code(str(blocks[0])) if blocks else extract_code(reply)
+    blocks = fenced_blocks(reply)
+    new_tests = next((b for b in blocks[1:] if "def test" in b), None)
+    new_code = extract_code(blocks[0]) if blocks else extract_code(reply)
     return new_code or code, new_tests or tests
 
 
-def _first_line(text: str) -> str:
+def _gist(text: str) -> str:
+    """The last line of a failure (a traceback ends with the error itself), for one-line
+    reasons."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else "unknown"
 
