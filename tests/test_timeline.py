@@ -157,8 +157,8 @@ def test_nested_calls_sit_under_the_attempt_they_ran_in() -> None:
         rec("s", 0.0, 1.0, "failed"),
         rec("s", 0.2, 0.4, tool="first", call_id="s.1"),
         rec("s", 2.0, 5.0, attempt=2),
-        rec("s", 2.5, 4.0, tool="outer", call_id="s.2"),
-        rec("s", 3.0, 3.5, tool="inner", call_id="s.3", parent="s.2"),
+        rec("s", 2.5, 4.0, tool="outer", call_id="s.2", attempt=2),
+        rec("s", 3.0, 3.5, tool="inner", call_id="s.3", parent="s.2", attempt=2),
         rec("t", 0.1, 0.9),
     )
     assert [(row.label, row.indent, row.is_call) for row in timeline_rows(run)] == [
@@ -343,7 +343,7 @@ def test_the_gantt_of_a_run_with_a_retry_a_call_a_timeout_and_a_skip() -> None:
         rec("fetch", 0.0, 0.3),
         rec("parse", 0.3, 0.5, "failed"),
         rec("parse", 0.6, 1.5, attempt=2),
-        rec("parse", 0.7, 1.1, tool="llm", call_id="parse.1"),
+        rec("parse", 0.7, 1.1, tool="llm", call_id="parse.1", attempt=2),
         rec("lint", 0.3, 0.9),
         rec("report", 1.5, 2.3, "timed_out"),
         rec("notify", None, None, "skipped"),

@@ -101,15 +101,11 @@ def steps_table(run: RunRecord, *, full: bool = False) -> RenderableType:
 
 
 def _calls_of(run: RunRecord, step: StepRecord) -> list[StepRecord]:
-    """The calls made during this attempt of the step (by time: calls keep no attempt)."""
-    began, ended = step.started_s, step.finished_s
+    """The calls made during this attempt of the step."""
     return [
         r
         for r in run.steps
-        if r.call_id is not None
-        and r.step_id == step.step_id
-        and (began is None or r.started_s is None or r.started_s >= began - 1e-6)
-        and (ended is None or r.started_s is None or r.started_s <= ended + 1e-6)
+        if r.call_id is not None and r.step_id == step.step_id and r.attempt == step.attempt
     ]
 
 

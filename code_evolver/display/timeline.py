@@ -33,7 +33,8 @@ _DURATION = 9
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One bar: an attempt of a step, or (``is_call``) one attempt of a call its script made."""
+    """One bar: an attempt of a step, or (``is_call``) a call its script made in one; ``attempt``
+    is the step's attempt either way."""
 
     step_id: str
     label: str
@@ -142,8 +143,9 @@ def _row(record: StepRecord, label: str, indent: int, critical: bool = False) ->
         end = None
     elif end is not None:
         end = max(start, end)
-    label += f" (attempt {record.attempt})" if record.attempt > 1 else ""
     called = record.call_id is not None
+    if record.attempt > 1 and not called:  # a call's record names its step's attempt
+        label += f" (attempt {record.attempt})"
     return Row(
         record.step_id, label, indent, start, end, record.status, critical, called, record.attempt
     )
@@ -153,7 +155,7 @@ def timeline_rows(run: RunRecord) -> list[Row]:
     """Every step attempt of ``run`` in the order steps started (never-started ones last), each
     attempt followed by the calls its script made, nested by caller.
 
-    A call goes under the latest attempt that had started when it did. Planned steps with no
+    A call goes under the attempt of the step it ran under. Planned steps with no
     record at all (the run stopped first) are rows with status ``pending``.
     """
     path = set(critical_path(run))
@@ -186,13 +188,10 @@ def timeline_rows(run: RunRecord) -> list[Row]:
 
 
 def _owner(tries: Sequence[StepRecord], call: StepRecord) -> int:
-    """The index of the latest attempt that had started when ``call`` did (else the last)."""
-    when = _time(call.started_s)
-    if when is not None:
-        for i in reversed(range(len(tries))):
-            start = _time(tries[i].started_s)
-            if start is not None and start <= when:
-                return i
+    """The index of the attempt ``call`` ran under (its record names it; else the last)."""
+    for i, record in enumerate(tries):
+        if record.attempt == call.attempt:
+            return i
     return len(tries) - 1
 
 
