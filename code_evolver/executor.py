@@ -341,7 +341,7 @@ class Executor:
             run.attempts,
             run.channel,
             self._launcher,
-            self._report.watcher(run, final=not self.organized.graph.succ[step.step_id]),
+            self._report.watcher(run, self.organized),
             self._report.stages(run),
         )
 

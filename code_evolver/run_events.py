@@ -151,9 +151,9 @@ class RunReporter:
 
     # ------------------------------------------------------------------ inside an attempt
 
-    def watcher(self, run: StepRun, final: bool) -> Callable[[str], None] | None:
+    def watcher(self, run: StepRun, organized: OrganizedPlan) -> Callable[[str], None] | None:
         """For a final step someone watches, its output as it is written (StepOutput)."""
-        if not final or not self.bus.watches_output:
+        if not self.bus.watches_output or organized.graph.succ[run.step.step_id]:
             return None
         bus, step_id, attempt = self.bus, run.step.step_id, run.attempts
         return lambda text: bus.emit(

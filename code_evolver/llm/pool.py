@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from code_evolver.errors import BackendError, BackendUnavailable, ModelMissing
@@ -79,11 +79,6 @@ class Endpoint:
         return self.in_flight / self.capacity
 
 
-@dataclass
-class _Tried:
-    reasons: dict[str, str] = field(default_factory=dict)
-
-
 class PoolBackend(LLMBackend):
     name = "pool"
 
@@ -93,7 +88,7 @@ class PoolBackend(LLMBackend):
         self.endpoints = list(endpoints)
         self.model = self.endpoints[0].backend.model
         self._clock = clock
-        self._waiters: deque[tuple[asyncio.Future[Endpoint], _Tried]] = deque()
+        self._waiters: deque[tuple[asyncio.Future[Endpoint], dict[str, str]]] = deque()
         """Calls waiting for a slot, in the order they came."""
         self.served_by: dict[str, int] = {e.name: 0 for e in self.endpoints}
 
@@ -121,7 +116,7 @@ class PoolBackend(LLMBackend):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> str:
-        tried = _Tried()
+        tried: dict[str, str] = {}
         while True:
             endpoint = await self._acquire(tried)
             started = self._clock()
@@ -148,7 +143,7 @@ class PoolBackend(LLMBackend):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
-        tried = _Tried()
+        tried: dict[str, str] = {}
         while True:
             endpoint = await self._acquire(tried)
             started = self._clock()
@@ -175,7 +170,7 @@ class PoolBackend(LLMBackend):
             _tell(endpoint.name, "succeeded", self._clock() - started)
             return
 
-    async def _acquire(self, tried: _Tried) -> Endpoint:
+    async def _acquire(self, tried: dict[str, str]) -> Endpoint:
         """The endpoint for the next call. While every usable one is full the call queues,
         first come first served: a freed slot goes to the first waiting call that may use
         it, so a long queue costs each release one look, not a wake-up of every waiter."""
@@ -192,22 +187,22 @@ class PoolBackend(LLMBackend):
                 await self._release(waiting.result())  # handed over as it was cancelled
             raise
 
-    def _pick(self, tried: _Tried) -> Endpoint | None:
+    def _pick(self, tried: dict[str, str]) -> Endpoint | None:
         """The least busy usable endpoint with a free slot that this call has not tried."""
         now = self._clock()
         free = [
             e
             for e in self.endpoints
-            if e.name not in tried.reasons and e.usable(now) and e.in_flight < e.capacity
+            if e.name not in tried and e.usable(now) and e.in_flight < e.capacity
         ]
         if not free:
             return None
         return min(free, key=lambda e: (e.load(), e.latency_s or 0.0, -e.weight, e.name))
 
-    def _check_left(self, tried: _Tried) -> None:
+    def _check_left(self, tried: dict[str, str]) -> None:
         """Raise when no endpoint is left for this call at all (not just busy)."""
         now = self._clock()
-        left = [e for e in self.endpoints if e.name not in tried.reasons]
+        left = [e for e in self.endpoints if e.name not in tried]
         if not any(e.usable(now) for e in left):
             raise self._none_left(tried, left, now)
 
@@ -222,7 +217,7 @@ class PoolBackend(LLMBackend):
 
     def _hand_over(self) -> None:
         """Freed slots to the waiting calls, in the order they came."""
-        still: deque[tuple[asyncio.Future[Endpoint], _Tried]] = deque()
+        still: deque[tuple[asyncio.Future[Endpoint], dict[str, str]]] = deque()
         while self._waiters:
             waiting, tried = self._waiters.popleft()
             if waiting.done():
@@ -252,8 +247,8 @@ class PoolBackend(LLMBackend):
             seconds if previous is None else previous + LATENCY_WEIGHT * (seconds - previous)
         )
 
-    def _failed(self, endpoint: Endpoint, exc: BackendError, tried: _Tried) -> None:
-        tried.reasons[endpoint.name] = str(exc)
+    def _failed(self, endpoint: Endpoint, exc: BackendError, tried: dict[str, str]) -> None:
+        tried[endpoint.name] = str(exc)
         if isinstance(exc, ModelMissing):
             endpoint.missing = True
             endpoint.last_error = str(exc)
@@ -266,8 +261,8 @@ class PoolBackend(LLMBackend):
         delay = min(COOLDOWN_MAX_S, COOLDOWN_S * 2 ** (endpoint.failures - 1))
         endpoint.cooldown_until = self._clock() + delay
 
-    def _none_left(self, tried: _Tried, left: list[Endpoint], now: float) -> BackendError:
-        reasons = dict(tried.reasons)
+    def _none_left(self, tried: dict[str, str], left: list[Endpoint], now: float) -> BackendError:
+        reasons = dict(tried)
         for endpoint in left:
             wait = max(0.0, endpoint.cooldown_until - now)
             why = endpoint.last_error or "unavailable"
@@ -297,7 +292,7 @@ class PoolBackend(LLMBackend):
         await asyncio.gather(*(probe(e) for e in self.endpoints))
         now = self._clock()
         if not any(e.usable(now) for e in self.endpoints):
-            raise self._none_left(_Tried(), self.endpoints, now)
+            raise self._none_left({}, self.endpoints, now)
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         return await self.endpoints[0].backend.count_tokens(messages)
