@@ -18,6 +18,7 @@ from code_evolver.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from code_evolver.chat.session import ChatSession
+    from code_evolver.result import RunResult
 
 Handler = Callable[["ChatSession", str], Awaitable[bool]]
 T = TypeVar("T")
@@ -60,10 +61,15 @@ async def _run(chat: ChatSession, path: str) -> bool:
         return True
     plan = await asyncio.to_thread(lambda: load_plan(os.path.expanduser(path)))
     organized = organize(plan, chat.session.registry)
-    with chat.present.running():
-        result = await chat.session.run(organized, input_text=chat.conversation.last)
+    return await _shown(chat, chat.session.run(organized, input_text=chat.conversation.last))
+
+
+async def _shown(chat: ChatSession, running: Awaitable[RunResult]) -> bool:
+    """A run with the live view, then its results; it becomes the toolbar's last run."""
     from code_evolver.cli import show
 
+    with chat.present.running():
+        result = await running
     show.results(chat.out, chat.err, result, markdown=show.markdown_tools(chat.session.registry))
     chat.last_result = result
     return True
@@ -183,11 +189,7 @@ async def _resume(chat: ChatSession, run_id: str) -> bool:
         f"[dim]resuming {run.run_id}: {len(again.rerun)} to run, {len(again.kept)} kept[/]"
     )
     show.warnings(chat.err, again.notes)
-    with chat.present.running():
-        result = await chat.session.resume(run, again)
-    show.results(chat.out, chat.err, result, markdown=show.markdown_tools(chat.session.registry))
-    chat.last_result = result
-    return True
+    return await _shown(chat, chat.session.resume(run, again))
 
 
 async def _from_history(chat: ChatSession, read: Callable[[Any], T]) -> T | None:

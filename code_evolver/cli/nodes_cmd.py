@@ -97,19 +97,30 @@ def test_command(name: str) -> None:
 @options.these("config", "full", "json")
 def run_command(name: str, given: str | None) -> None:
     """Run a stored node once, its tool calls served by this config's tools."""
-    from code_evolver.cli import piped, show, terminal
+    from code_evolver.cli import piped, show
+    from code_evolver.cli.present import run_shown
     from code_evolver.evolve.node_store import NodeStore
+    from code_evolver.organizer import organize
+    from code_evolver.plan import Plan
+    from code_evolver.session import Session
+    from code_evolver.tools.node import NodeTool
 
     store = NodeStore()
     node = store.find(name)
     text, params = _node_input(given if given is not None else piped.read_input(None) or '""')
-    result = terminal.run_async(lambda: _run_node(node, text, params), lambda: None)
-    store.record_run(node, result.ok, result.run_s)
     opts = options.current()
-    if opts.as_json:
-        terminal.emit_json(result.to_json())
-    else:
-        show.results(terminal.stdout_console(), terminal.stderr_console(), result, full=opts.full)
+    tool = NodeTool(node.name, node.main, description=node.description)
+    session = Session(opts.config(), tools={node.name: tool})
+    step = {"step_id": node.name, "tool": node.name, "input": "{input}", "params": params}
+    plan = Plan.from_data({"request": f"run node {node.name}", "steps": [step]})
+    organized = organize(plan, session.registry)
+
+    async def main() -> RunResult:
+        async with session:
+            return await session.run(organized, input_text=text)
+
+    result = run_shown(session, organized, main, as_json=opts.as_json, full=opts.full)
+    store.record_run(node, result.ok, result.run_s)
     click.get_current_context().exit(show.exit_code(result))
 
 
@@ -187,21 +198,6 @@ def _prove(folder: Path) -> TestReport:
         lambda: run_tests(folder, config.execution, timeout_s=config.evolve.test_timeout_s),
         lambda: None,
     )
-
-
-async def _run_node(node: StoredNode, text: str, params: dict[str, Any]) -> RunResult:
-    from code_evolver.organizer import organize
-    from code_evolver.plan import Plan
-    from code_evolver.session import Session
-    from code_evolver.tools.node import NodeTool
-
-    config = options.current().config()
-    tool = NodeTool(node.name, node.main, description=node.description)
-    session = Session(config, tools={node.name: tool})
-    step = {"step_id": node.name, "tool": node.name, "input": "{input}", "params": params}
-    plan = Plan.from_data({"request": f"run node {node.name}", "steps": [step]})
-    async with session:
-        return await session.run(organize(plan, session.registry), input_text=text)
 
 
 def _node_input(given: str) -> tuple[str, dict[str, Any]]:

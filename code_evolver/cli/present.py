@@ -9,14 +9,17 @@ or the one JSON document with ``--json``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
 from code_evolver.cli import show, terminal
 from code_evolver.display.plan_tree import plan_tree
+from code_evolver.organizer import OrganizedPlan
 from code_evolver.planner.planner import PlanOutcome
+from code_evolver.result import RunResult
 from code_evolver.session import Answer, Session
 
 
@@ -63,3 +66,30 @@ class RequestPresenter:
                 planned=planned,
             )
         return show.exit_code(answer.result)
+
+
+def run_shown(
+    session: Session,
+    organized: OrganizedPlan,
+    main: Callable[[], Awaitable[RunResult]],
+    *,
+    as_json: bool,
+    full: bool,
+    extra: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """``main`` (a run of ``organized``) with progress on stderr, then its outputs and the
+    summary, or the JSON document (with ``extra`` keys). ``evolve run``, ``evolve resume``
+    and ``evolve nodes run`` show a plan's run this way."""
+    err = terminal.stderr_console()
+    enabled = terminal.progress_wanted(as_json, err)
+    with (
+        terminal.quiet_stdout(as_json),
+        terminal.progress(session.bus, err, organized, enabled=enabled),
+    ):
+        result = terminal.run_async(main, session.interrupt)
+    if as_json:
+        terminal.emit_json(result.to_json() | dict(extra or {}))
+    else:
+        markdown = show.markdown_tools(session.registry)
+        show.results(terminal.stdout_console(), err, result, markdown=markdown, full=full)
+    return result

@@ -28,6 +28,7 @@ def run_command(plan_file: Path) -> None:
     unavailable, 130 interrupted.
     """
     from code_evolver.cli import show, terminal
+    from code_evolver.cli.present import run_shown
     from code_evolver.organizer import organize
     from code_evolver.plan import load_plan
     from code_evolver.session import Session, require_input
@@ -38,26 +39,14 @@ def run_command(plan_file: Path) -> None:
     organized = organize(load_plan(plan_file), session.registry)
     input_text = piped.read_input(opts.input_path) if organized.reads_input else None
     require_input(organized, input_text)
-    err, out = terminal.stderr_console(), terminal.stdout_console()
     if not opts.as_json:
-        show.warnings(err, organized.warnings)
+        show.warnings(terminal.stderr_console(), organized.warnings)
 
     async def main() -> RunResult:
         async with session:
             return await session.run(organized, input_text=input_text)
 
-    with (
-        terminal.quiet_stdout(opts.as_json),
-        terminal.progress(
-            session.bus, err, organized, enabled=terminal.progress_wanted(opts.as_json, err)
-        ),
-    ):
-        result = terminal.run_async(main, session.interrupt)
-    if opts.as_json:
-        terminal.emit_json(result.to_json())
-    else:
-        markdown = show.markdown_tools(session.registry)
-        show.results(out, err, result, markdown=markdown, full=opts.full)
+    result = run_shown(session, organized, main, as_json=opts.as_json, full=opts.full)
     if opts.svg_path is not None:
         runs_cmd.svg_of_run(result.run_id, opts.svg_path)
     click.get_current_context().exit(show.exit_code(result))

@@ -120,6 +120,7 @@ def resume_command(run_id: str) -> None:
     the same run id.
     """
     from code_evolver.cli import show, terminal
+    from code_evolver.cli.present import run_shown
     from code_evolver.history.resume import resumption
     from code_evolver.session import Session
 
@@ -127,7 +128,7 @@ def resume_command(run_id: str) -> None:
     opts = options.current()
     session = Session(opts.config())
     plan = resumption(run, session.registry)
-    err, out = terminal.stderr_console(), terminal.stdout_console()
+    err = terminal.stderr_console()
     if not opts.as_json:
         kept = len(plan.kept)
         err.print(
@@ -140,21 +141,10 @@ def resume_command(run_id: str) -> None:
         async with session:
             return await session.resume(run, plan)
 
-    with (
-        terminal.quiet_stdout(opts.as_json),
-        terminal.progress(
-            session.bus,
-            err,
-            plan.organized,
-            enabled=terminal.progress_wanted(opts.as_json, err),
-        ),
-    ):
-        result = terminal.run_async(main, session.interrupt)
-    if opts.as_json:
-        terminal.emit_json(result.to_json() | {"rerun": plan.rerun, "notes": plan.notes})
-    else:
-        markdown = show.markdown_tools(session.registry)
-        show.results(out, err, result, markdown=markdown, full=opts.full)
+    extra = {"rerun": plan.rerun, "notes": plan.notes}
+    result = run_shown(
+        session, plan.organized, main, as_json=opts.as_json, full=opts.full, extra=extra
+    )
     click.get_current_context().exit(show.exit_code(result))
 
 
