@@ -25,7 +25,8 @@ from code_evolver import home
 from code_evolver.config import default_max_parallel
 from code_evolver.errors import ToolFailed
 from code_evolver.launch import processes, spawn
-from code_evolver.launch.processes import describe_exit, run_process, tail, when_resources_allow
+from code_evolver.launch.endings import describe_exit, tail
+from code_evolver.launch.processes import run_process, when_resources_allow
 
 integration = pytest.mark.integration  # starts real processes
 STRATEGIES = ["pidfd", "asyncio"] if spawn.AVAILABLE else ["asyncio"]

@@ -26,6 +26,7 @@ from typing import Any
 from code_evolver.config import ExecutionSettings
 from code_evolver.errors import ToolFailed
 from code_evolver.launch import bubblewrap, sandbox
+from code_evolver.launch.endings import describe_exit, tail
 from code_evolver.launch.forkserver import ForkServer, ServerStarter
 from code_evolver.launch.limits import (
     DEFAULT_LIMITS,
@@ -37,9 +38,7 @@ from code_evolver.launch.limits import (
 from code_evolver.launch.processes import (
     MAX_STDOUT,
     ProcessResult,
-    describe_exit,
     run_process,
-    tail,
     when_resources_allow,
 )
 from code_evolver.launch.runtime_host import RuntimeChannel
