@@ -5,7 +5,7 @@ refuses."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from code_evolver.organizer import organize
@@ -315,6 +315,8 @@ WORDS = st.sampled_from(_WORD_TEXT.split(" "))
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(WORDS | st.text(max_size=8), max_size=40).map(" ".join))
+@example("translate \x005\x00 to french")  # NUL typed in: it marks quotes' holes inside
+@example('summarize "hi" and \x001\x00')
 def test_any_request_is_a_runnable_plan_or_a_reason(request_text: str) -> None:
     """Whatever the words, the rules give a plan the organizer accepts, or say why not."""
     tools = {*TOOLS, "line_count", "sort_lines", "unique_words"}

@@ -181,7 +181,9 @@ def split_request(request: str) -> Parts:
             clause = parts.clauses[at]
             given = Clause(clause.text, below["body"].strip(), clause.joiner, clause.item_of)
             return Parts((*parts.clauses[:at], given, *parts.clauses[at + 1 :]), parts.quotes)
-    text = re.sub(r"\btl;\s?dr\b", "tldr", request.strip(), flags=re.I)
+    # NUL marks the holes quotes leave while the request is cut (_HOLE): one typed in the
+    # request itself would name a quote that is not there.
+    text = re.sub(r"\btl;\s?dr\b", "tldr", request.strip().replace("\x00", " "), flags=re.I)
     quotes: list[str] = []
 
     def hole(match: re.Match[str]) -> str:
