@@ -21,9 +21,9 @@ from code_evolver.bounded import TooLarge, load_yaml
 from code_evolver.errors import ConfigError
 from code_evolver.home import HOME_ENV, evolve_home
 from code_evolver.resources import default_config_path
-from code_evolver.tools.specs import TOOL_NAME_PATTERN
 
 CONFIG_ENV = "CODE_EVOLVER_CONFIG"
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 CONFIG_NAME = "config.yaml"
 
 PACKAGED = "packaged defaults"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOT_FOR_HELP = ("networkx", "httpx", "asyncio", "xllamacpp", "pydantic_core", "yaml", "rich")
 
 
-def modules_after(*argv: str) -> set[str]:
+def modules_after(*argv: str, env: dict[str, str] | None = None) -> set[str]:
     """The top-level modules loaded by the time ``evolve ARGV`` returns."""
     probe = (
         "import json, sys\n"
@@ -23,7 +24,7 @@ def modules_after(*argv: str) -> set[str]:
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO, env=env
     )
     return set(json.loads(proc.stdout.splitlines()[-1]))
 
@@ -32,6 +33,16 @@ def modules_after(*argv: str) -> set[str]:
 def test_help_imports_none_of_the_library() -> None:
     loaded = modules_after("--help")
     assert not loaded & set(NOT_FOR_HELP), sorted(loaded & set(NOT_FOR_HELP))
+
+
+@pytest.mark.integration
+def test_a_second_tool_listing_validates_nothing(tmp_path: Path) -> None:
+    """The first `evolve tools` validates the config; the second reads its cached catalogue."""
+    env = {**os.environ, "EVOLVE_HOME": str(tmp_path)}
+    first = modules_after("tools", "--config", str(REPO / "config.yaml"), env=env)
+    assert "pydantic_core" in first
+    again = modules_after("tools", "--config", str(REPO / "config.yaml"), env=env)
+    assert not again & {"pydantic_core", "asyncio", "networkx", "httpx"}, sorted(again)
 
 
 @pytest.mark.integration

@@ -20,6 +20,7 @@ from rich.text import Text
 from support import Behaviour, Recorder, execute, plan, step
 
 from code_evolver import events
+from code_evolver.catalogue import rows
 from code_evolver.cli import main_group
 from code_evolver.cli.show import warnings
 from code_evolver.cli.terminal import report_error, stderr_console
@@ -102,7 +103,7 @@ def test_live_view_and_line_progress_escape_descriptions_and_errors() -> None:
 def test_tool_descriptions_warnings_and_errors_are_escaped(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert_inert(rendered(tools_table({"t": TemplateTool("t", description=HOSTILE)})))
+    assert_inert(rendered(tools_table(rows({"t": TemplateTool("t", description=HOSTILE)}))))
     console = plain_console()
     warnings(console, [HOSTILE])
     assert_inert(console.file.getvalue())  # type: ignore[attr-defined]

@@ -76,10 +76,12 @@ async def _shown(chat: ChatSession, running: Awaitable[RunResult]) -> bool:
 
 
 async def _tools(chat: ChatSession, _: str) -> bool:
+    from code_evolver import catalogue
     from code_evolver.display.tools_table import tools_table
     from code_evolver.launch.launcher import Launcher
 
-    chat.out.print(tools_table(chat.session.registry, Launcher(chat.config.execution)))
+    launcher = Launcher(chat.config.execution)
+    chat.out.print(tools_table(catalogue.rows(chat.session.registry, launcher)))
     return True
 
 

@@ -2,48 +2,58 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from code_evolver.cli import options
+from code_evolver.errors import EvolverError
+
+if TYPE_CHECKING:
+    from code_evolver import catalogue
 
 
 @click.command("tools")
 @options.these("config", "json")
 def tools_command() -> None:
     """List the tools that plan steps can use, from config.yaml."""
+    from dataclasses import replace
+
+    from code_evolver import catalogue
     from code_evolver.cli import terminal
     from code_evolver.display.safe import shown
     from code_evolver.display.tools_table import tools_table
-    from code_evolver.launch.launcher import Launcher
-    from code_evolver.tools.process import ProcessTool
-    from code_evolver.tools.registry import ToolRegistry
 
     opts = options.current()
-    config = opts.config()
-    registry = ToolRegistry.from_config(config)
-    launcher = Launcher(config.execution)
+    try:  # the options that shape the config; --json only shapes the output
+        key: str | None = catalogue.key(opts.config_path, repr(replace(opts, as_json=False)))
+    except (OSError, EvolverError):
+        key = None  # the slow way says what is wrong
+    listing = catalogue.cached(key) if key else None
+    if listing is None:
+        listing = _catalogue(opts)
+        if key:
+            catalogue.save(key, listing)
     if opts.as_json:
-        terminal.emit_json(
-            {
-                name: {
-                    "kind": tool.kind,
-                    "description": tool.description,
-                    "max_concurrency": tool.max_concurrency,
-                    "timeout_s": tool.timeout_s,
-                    "required_params": sorted(tool.required_params),
-                    "default_params": dict(tool.default_params),
-                    "sandbox": (
-                        tool.isolation(launcher) if isinstance(tool, ProcessTool) else None
-                    ),
-                }
-                for name, tool in sorted(registry.items())
-            }
-        )
+        terminal.emit_json(listing.tools)
         return
     console = terminal.stdout_console()
-    console.print(tools_table(registry, launcher))
-    files = " + ".join(str(path) for path in config.sources) or "built-in settings"
+    console.print(tools_table(listing.tools))
+    files = " + ".join(listing.sources) or "built-in settings"
     console.print(f"[dim]from {shown(files)} (evolve config: which file set what)[/]")
+
+
+def _catalogue(opts: options.Options) -> catalogue.Listing:
+    """The catalogue made from the validated config (and the stored nodes)."""
+    from code_evolver import catalogue
+    from code_evolver.launch.launcher import Launcher
+    from code_evolver.tools.registry import ToolRegistry
+
+    config = opts.config()
+    registry = ToolRegistry.from_config(config)
+    return catalogue.Listing(
+        catalogue.rows(registry, Launcher(config.execution)), [str(p) for p in config.sources]
+    )
 
 
 @click.command("doctor")

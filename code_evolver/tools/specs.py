@@ -13,8 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from code_evolver.launch.limits import LimitOverrides
 
-TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
-
 
 class ToolSpecBase(BaseModel):
     """Settings every kind shares. ``None`` means "use the execution default"."""
