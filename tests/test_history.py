@@ -302,6 +302,20 @@ def test_runs_rm_by_age_and_its_mistakes(tmp_path: Path, template_config: str) -
     unknown = evolve("runs", "show", "nope")
     assert unknown.exit_code == 2
     assert "no runs are stored yet" in unknown.output or "no run 'nope'" in unknown.output
+    evolve("run", str(write_plan(tmp_path)), "--config", template_config)
+    evolve("run", str(write_plan(tmp_path)), "--config", template_config)
+    for given, said in (("nope", "no run 'nope' in the history"), ("", "names more than one run")):
+        removed = evolve("runs", "rm", given, "--json")
+        assert removed.exit_code == 2, removed.output
+        assert said in removed.output
+        assert removed.exception is None or isinstance(removed.exception, SystemExit)
+    assert len(json.loads(evolve("runs", "--json").output)) == 2  # nothing went
+
+
+def test_runs_rm_of_an_id_with_no_history_yet_says_so() -> None:
+    removed = evolve("runs", "rm", "abc")
+    assert removed.exit_code == 2
+    assert "no run 'abc': no runs are stored yet" in removed.output
 
 
 def test_svg_after_a_run_and_after_a_request(

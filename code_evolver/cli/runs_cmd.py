@@ -101,7 +101,12 @@ def rm_command(run_ids: tuple[str, ...], older_than: str | None) -> None:
         raise UserError("say which runs to remove: evolve runs rm ID... or --older-than 30d")
     age = _age(older_than) if older_than is not None else None
     with _history(create=False) as db:
-        removed = store.remove_runs(db, run_ids, older_than=age) if db is not None else 0
+        if db is None and run_ids:
+            raise UserError(f"no run {run_ids[0]!r}: no runs are stored yet")
+        try:
+            removed = store.remove_runs(db, run_ids, older_than=age) if db is not None else 0
+        except LookupError as exc:  # an id that names no run, or several
+            raise UserError(str(exc)) from None
     if options.current().as_json:
         terminal.emit_json({"removed": removed})
     else:
