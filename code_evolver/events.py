@@ -237,7 +237,8 @@ class RunFinished:
 
     status: str
     run_s: float
-    critical_path_s: float
+    critical_path_s: float | None
+    """None, as speedup, when fewer than two steps ran: the figure means nothing then."""
     speedup: float | None
     peak_concurrency: int
     at: float

@@ -102,6 +102,9 @@ class StepResult:
     """What the step's last attempt was given: its input with the references filled in."""
     reused: bool = False
     """The output came from an earlier run with the same tool, input and params (--reuse)."""
+    carried_over: bool = False
+    """Kept as it was from an earlier run of this plan (a resume, or a request planned again):
+    the step did not run here, so the run's figures leave it out."""
 
     @property
     def ok(self) -> bool:
@@ -125,6 +128,7 @@ class StepResult:
             "isolation": self.isolation,
             "input": self.input,
             "reused": self.reused,
+            "carried_over": self.carried_over,
             "calls": [call.to_json() for call in self.calls],
         }
 
@@ -165,8 +169,14 @@ class RunResult:
         return self.organized.warnings
 
     @cached_property
+    def ran(self) -> dict[str, StepResult]:
+        """The steps that ran in this run (not those carried over from an earlier one): the
+        figures are about them."""
+        return {k: s for k, s in self.steps.items() if not s.carried_over}
+
+    @cached_property
     def sum_s(self) -> float:
-        return sum(s.duration_s for s in self.steps.values())
+        return sum(s.duration_s for s in self.ran.values())
 
     @property
     def run_s(self) -> float:
@@ -176,7 +186,7 @@ class RunResult:
     def parallel(self) -> bool:
         """Whether the plan had steps that could run side by side: else speedup and
         efficiency mean nothing."""
-        return len(self.steps) > 1
+        return len(self.ran) > 1
 
     @property
     def speedup(self) -> float | None:
@@ -186,7 +196,11 @@ class RunResult:
 
     @cached_property
     def _critical(self) -> tuple[float, list[str]]:
-        return self.organized.critical_path({k: s.duration_s for k, s in self.steps.items()})
+        ran = self.ran
+        seconds, path = self.organized.critical_path(
+            {k: s.duration_s if k in ran else 0.0 for k, s in self.steps.items()}
+        )
+        return seconds, [k for k in path if k in ran]
 
     @property
     def critical_path_s(self) -> float:
@@ -226,8 +240,8 @@ class RunResult:
             "plan_wait_s": round(self.plan_wait_s, 6),
             "sum_s": round(self.sum_s, 6),
             "speedup": _rounded(self.speedup, 3),
-            "critical_path_s": round(self.critical_path_s, 6),
-            "critical_path": self.critical_path,
+            "critical_path_s": round(self.critical_path_s, 6) if self.parallel else None,
+            "critical_path": self.critical_path if self.parallel else None,
             "efficiency": _rounded(self.efficiency, 3),
             "peak_concurrency": self.peak_concurrency,
             "started_at": _iso(self.started_at),

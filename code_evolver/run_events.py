@@ -64,7 +64,7 @@ class RunReporter:
                 events.RunFinished(
                     result.status.value,
                     result.run_s,
-                    result.critical_path_s,
+                    result.critical_path_s if result.parallel else None,
                     result.speedup,
                     result.peak_concurrency,
                     self.now(),

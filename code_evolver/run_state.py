@@ -46,6 +46,7 @@ class StepRun:
     """The last attempt's input, its references filled in."""
     rendered_params: dict[str, Any] | None = None
     reused: bool = False
+    carried_over: bool = False
     """Its output came from an earlier run (``--reuse``)."""
     started_wall: float | None = None
     finished_wall: float | None = None
@@ -72,6 +73,7 @@ class StepRun:
         self.started_wall = earlier.started_at.timestamp() if earlier.started_at else None
         self.status = StepStatus.SUCCEEDED
         self.finished_wall = earlier.finished_at.timestamp() if earlier.finished_at else None
+        self.carried_over = True
 
     def record(self, calls: tuple[CallRecord, ...], isolation: str | None) -> StepResult:
         """What the run's result says of this step."""
@@ -89,6 +91,7 @@ class StepRun:
             output=output,
             input=self.rendered_input,
             reused=self.reused,
+            carried_over=self.carried_over,
             error=None if self.status is StepStatus.SUCCEEDED else self.error,
             calls=calls,
             spilled=spilled,

@@ -516,4 +516,4 @@ def test_runs_show_and_resume_in_the_chat() -> None:
     assert "write a joke about owls" in out  # /show: the request
     assert "critical path" in out  # /show --gantt
     assert "no run 'nope'" in out
-    assert f"resuming {run_id}: 0 to run, 1 kept" in out  # everything had succeeded
+    assert f"nothing to resume: every step of run {run_id} succeeded" in out

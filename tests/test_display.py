@@ -151,7 +151,17 @@ def test_one_step_has_no_parallel_figures() -> None:
     assert (result.speedup, result.efficiency) == (None, None)
     doc = result.to_json()
     assert (doc["speedup"], doc["efficiency"]) == (None, None)
+    assert (doc["critical_path_s"], doc["critical_path"]) == (None, None)
     assert doc["run_s"] == doc["wall_s"]
+
+
+def test_a_timed_out_step_is_counted_in_words() -> None:
+    rec = Recorder()
+    rec.behaviours["b"] = Behaviour(hang=True)
+    result = execute(plan(step("a"), step("b", timeout_s=0.05, retries=0)), {"work": rec.tool()})
+    line = summary_line(result)
+    assert "1 succeeded, 1 timed out" in line
+    assert "timed_out" not in line
 
 
 def test_formatting_helpers() -> None:

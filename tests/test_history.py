@@ -373,6 +373,18 @@ def test_resume_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     document = json.loads(resumed.output)
     assert document["rerun"] == ["b"]
     assert document["steps"]["b"]["output"] == "fixed hi"
+    # the figures are about what ran: b alone, so there are none to speak of
+    assert document["steps"]["a"]["carried_over"] is True
+    assert document["steps"]["b"]["carried_over"] is False
+    assert document["speedup"] is None
+    assert document["critical_path_s"] is None
+    stored = json.loads(evolve("runs", "--json").output)
+    again = evolve("resume", run_id, "--config", str(cfg), "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == {"run_id": run_id, "status": "succeeded", "rerun": []}
+    said = evolve("resume", run_id[:6], "--config", str(cfg))
+    assert f"nothing to resume: every step of run {run_id} succeeded" in said.output
+    assert json.loads(evolve("runs", "--json").output) == stored  # its figures stay
 
 
 # ---------------------------------------------------------------- a process that dies

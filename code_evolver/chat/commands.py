@@ -187,9 +187,10 @@ async def _resume(chat: ChatSession, run_id: str) -> bool:
     if run is None:
         return True
     again = resumption(run, chat.session.registry)
-    chat.err.print(
-        f"[dim]resuming {run.run_id}: {len(again.rerun)} to run, {len(again.kept)} kept[/]"
-    )
+    if not again.rerun:
+        chat.err.print(again.headline(run.run_id))
+        return True
+    chat.err.print(f"[dim]{again.headline(run.run_id)}[/]")
     show.warnings(chat.err, again.notes)
     return await _shown(chat, chat.session.resume(run, again))
 

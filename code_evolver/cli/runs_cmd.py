@@ -134,12 +134,14 @@ def resume_command(run_id: str) -> None:
     session = Session(opts.config())
     plan = resumption(run, session.registry)
     err = terminal.stderr_console()
+    if not plan.rerun:  # nothing ran: the stored run and its figures stay as they are
+        if opts.as_json:
+            terminal.emit_json({"run_id": run.run_id, "status": run.status, "rerun": []})
+        else:
+            err.print(plan.headline(run.run_id))
+        return
     if not opts.as_json:
-        kept = len(plan.kept)
-        err.print(
-            f"[dim]resuming {run.run_id}: {len(plan.rerun)} step"
-            f"{'s' * (len(plan.rerun) != 1)} to run, {kept} kept from the run[/]"
-        )
+        err.print(f"[dim]{plan.headline(run.run_id)}[/]")
         show.warnings(err, plan.notes)
 
     async def main() -> RunResult:

@@ -142,7 +142,11 @@ def summary_line(result: RunResult, planned: str | None = None) -> str:
     """Counts, how long planning (``planned``, when this run was planned) and running took,
     then the figures that show what parallelism bought: only for plans of more than one step,
     since for one they mean nothing."""
-    counts = [f"{n} {status.value}" for status in StepStatus if (n := result.count(status))]
+    counts = [
+        f"{n} {status.value.replace('_', ' ')}"
+        for status in StepStatus
+        if (n := result.count(status))
+    ]
     mark = {
         RunStatus.SUCCEEDED: "[green]✓[/]",
         RunStatus.FAILED: "[red]✗[/]",

@@ -36,6 +36,16 @@ class Resumption:
     """Attempts each step made before: the new ones are numbered after them."""
     notes: list[str] = field(default_factory=list)
 
+    def headline(self, run_id: str) -> str:
+        """What resuming does, in one line (the command line's and the chat's)."""
+        if not self.rerun:
+            return f"nothing to resume: every step of run {run_id} succeeded"
+        count = len(self.rerun)
+        return (
+            f"resuming {run_id}: {count} step{'s' * (count != 1)} to run, "
+            f"{len(self.kept)} kept from the run"
+        )
+
 
 def resumption(run: RunRecord, registry: ToolRegistry) -> Resumption:
     """What resuming ``run`` keeps and what it runs again."""
