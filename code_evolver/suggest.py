@@ -6,11 +6,11 @@ import difflib
 from collections.abc import Iterable
 
 
-def closest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+def closest(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
     """The candidates that look most like ``word``, best first (case-insensitive)."""
     pool = list(candidates)
     lowered = {c.lower(): c for c in pool}
-    matches = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.6)
+    matches = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=cutoff)
     return [lowered[m] for m in matches]
 
 

@@ -332,6 +332,20 @@ def _options_in(help_text: str) -> set[str]:
     return {word.rstrip(",") for word in help_text.split() if word.startswith("--")}
 
 
+def test_an_option_before_a_command_that_does_not_use_it_is_named() -> None:
+    listed = invoke("--max-parallel", "3", "--planner", "rules", "tools", "--config", CONFIG)
+    assert listed.exit_code == 0
+    assert (
+        "warning: --planner, --max-parallel do nothing for `evolve tools` "
+        "(`evolve tools --help` lists its options)"
+    ) in listed.stderr
+    used = invoke("--json", "--config", CONFIG, "tools")
+    assert used.exit_code == 0
+    assert "warning" not in used.stderr
+    below = invoke("--full", "runs", "show", "nope")  # `runs show` takes --full
+    assert "does nothing" not in below.stderr
+
+
 def test_each_help_lists_the_options_it_uses() -> None:
     request = {"--planner", "--no-cache", "--scheduling", "--on-failure", "--input", "--full"}
     group = invoke("--help").stdout

@@ -241,3 +241,35 @@ def test_plan_json_says_on_stderr_which_planner_made_it_and_why(backend: Scripte
     assert json.loads(fallback.stdout)["steps"][0]["tool"] == "content_generator"
     assert "planned without the model" in fallback.stderr
     assert "the model could not make a valid plan after 3 tries" in fallback.stderr
+
+
+def test_a_requests_usage_errors_name_no_hidden_command() -> None:
+    result = CliRunner().invoke(main_group, ["write a haiku", "--bogus"], prog_name="evolve")
+    assert result.exit_code == 2
+    assert "Usage: evolve [OPTIONS] REQUEST..." in result.stderr
+    assert "Try 'evolve --help'" in result.stderr
+    assert "ask" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"), [("doctr", "doctor"), ("tool", "tools"), ("rn", "run")]
+)
+def test_a_one_word_request_that_looks_like_a_command_is_a_typo(
+    backend: ScriptedBackend, typed: str, meant: str
+) -> None:
+    result = invoke(typed)
+    assert result.exit_code == 2
+    assert f"no command {typed!r}; did you mean {meant!r}?" in result.stderr
+    assert backend.requests == []  # the model was not asked
+
+
+def test_help_as_a_word_is_the_help_and_longer_requests_are_requests(
+    backend: ScriptedBackend,
+) -> None:
+    shown = invoke("help")
+    assert shown.exit_code == 0
+    assert "Code Evolver: turn a request into a plan" in shown.stdout
+    assert backend.requests == []
+    asked = invoke("plans for a rainy day")
+    assert asked.exit_code == 0, asked.output
+    assert backend.requests  # not taken for `plan`

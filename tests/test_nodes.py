@@ -231,3 +231,13 @@ def test_the_escalation_model_is_made_once_and_closed_with_the_session() -> None
         assert tool._escalation is None  # closed with the session
 
     asyncio.run(main())
+
+
+def test_rm_with_json_says_what_went() -> None:
+    store = NodeStore()
+    store.add("shout", "print('hi')\n", "", {"description": "shouts"})
+    store.add("shout", "print('HI')\n", "", {"description": "shouts"})
+    removed = evolve("nodes", "rm", "shout", "--json")
+    assert removed.exit_code == 0, removed.output
+    assert json.loads(removed.output) == {"removed": "shout", "versions": 2}
+    assert store.names() == []

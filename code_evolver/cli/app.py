@@ -98,8 +98,14 @@ class EvolveGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] not in COMMANDS:
-            return DEFAULT_COMMAND, self.get_command(ctx, DEFAULT_COMMAND), args
-        return super().resolve_command(ctx, args)
+            request = self.get_command(ctx, DEFAULT_COMMAND)
+            if request is not None:
+                _no_misspelled_command(ctx, request, args)
+            return DEFAULT_COMMAND, request, args
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _only_options_it_takes(ctx, command)
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         from code_evolver.cli import terminal  # here: `evolve --help` does not need it
@@ -110,6 +116,61 @@ class EvolveGroup(click.Group):
         except EvolverError as exc:
             terminal.report_error(exc, as_json=options.current(ctx).as_json)
             ctx.exit(exc.exit_code)
+
+
+def _only_options_it_takes(ctx: click.Context, command: click.Command) -> None:
+    """An option given before a command that does not use it is named in a warning: `evolve
+    --max-parallel 3 tools` must not look as if it did something. A warning, not an error,
+    so that an alias with options (`alias ev='evolve --backend ollama'`) still serves
+    `ev runs`."""
+    given = options.given_names(ctx)
+    if not given:
+        return
+    takes = {param.name for param in command.params}
+    if isinstance(command, click.Group):  # `evolve --full runs show ID`
+        takes |= {param.name for sub in command.commands.values() for param in sub.params}
+    unused = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name in given and param.name not in takes and isinstance(param, click.Option)
+    ]
+    if unused:
+        click.echo(
+            f"warning: {', '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing for "
+            f"`evolve {command.name}` (`evolve {command.name} --help` lists its options)",
+            err=True,
+        )
+
+
+def _no_misspelled_command(ctx: click.Context, request: click.Command, args: list[str]) -> None:
+    """A request of one word that looks like a command is a typo, not a question for the
+    model (`evolve doctr`, `evolve tool`); `evolve help` is `evolve --help`."""
+    from code_evolver.suggest import closest
+
+    with_value = {
+        name
+        for param in request.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for name in param.opts
+    }
+    words: list[str] = []
+    value_next = False
+    for arg in args:
+        if not value_next and not arg.startswith("-"):
+            words.append(arg)
+        value_next = arg in with_value and not value_next
+    if words != args[:1]:
+        return
+    if words[0].lower() == "help":
+        click.echo(ctx.get_help())
+        ctx.exit()
+    names = [n for n in closest(words[0], COMMANDS, n=1, cutoff=0.75) if n != DEFAULT_COMMAND]
+    if names:
+        raise click.UsageError(
+            f"no command {words[0]!r}; did you mean {names[0]!r}? (a request of one word that "
+            "looks like a command is taken for a typo: say a little more to ask it)",
+            ctx,
+        )
 
 
 @click.group(

@@ -19,7 +19,19 @@ if TYPE_CHECKING:
     from code_evolver.session import Answer
 
 
-@click.command("ask", hidden=True)
+class _RequestContext(click.Context):
+    @property
+    def command_path(self) -> str:
+        """``evolve``, not ``evolve ask``: a request is typed without a command name, so its
+        usage line and "Try ... --help" must not name one."""
+        return self.parent.command_path if self.parent is not None else super().command_path
+
+
+class _RequestCommand(click.Command):
+    context_class = _RequestContext
+
+
+@click.command("ask", cls=_RequestCommand, hidden=True)
 @click.argument("request", nargs=-1, required=True)
 @options.these(*options.REQUEST)
 def ask_command(request: tuple[str, ...]) -> None:

@@ -177,12 +177,16 @@ def add_command(name: str, script: Path, tests_file: Path, description: str) -> 
 
 @nodes_command.command("rm")
 @click.argument("name")
+@options.these("json")
 def rm_command(name: str) -> None:
     """Remove a node, every version of it."""
     from code_evolver.cli import terminal
     from code_evolver.evolve.node_store import NodeStore
 
     removed = NodeStore().remove(name)
+    if options.current().as_json:
+        terminal.emit_json({"removed": name, "versions": removed})
+        return
     terminal.stdout_console().print(f"removed {name} ({removed} version{'s' * (removed != 1)})")
 
 

@@ -76,6 +76,11 @@ def current(ctx: click.Context | None = None) -> Options:
     return Options(**values)
 
 
+def given_names(ctx: click.Context) -> set[str]:
+    """The options given so far (by their parameter names)."""
+    return set(ctx.meta.get(_META, {}))
+
+
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and value is not False and param.name:
         ctx.meta.setdefault(_META, {})[param.name] = value
