@@ -22,6 +22,8 @@ TABLE: list[tuple[str, list[tuple[str, str, str | None]]]] = [
         ],
     ),
     ("make this uppercase: hello there", [("", "make this uppercase", "hello there")]),
+    ("now translate it to french", [("", "translate it to french", None)]),  # a chat follow-up
+    ("ok now summarize that", [("", "summarize that", None)]),
     (
         "brainstorm 3 names for a cat, pick the best one, and write a short bio for it",
         [

@@ -39,7 +39,7 @@ from code_evolver.planner.languages import canonical
 _POLITE = (
     r"(?:please\s+|pls\s+|kindly\s+|(?:can|could|would|will)\s+you\s+(?:please\s+)?|"
     r"i\s+(?:need|want|would\s+like)\s+(?:you\s+)?(?:to\s+)?|i'?d\s+like\s+(?:you\s+)?(?:to\s+)?|"
-    r"let'?s\s+|bitte\s+|(?:hey|hi|hello|ok(?:ay)?|so|yo|alright|um+)\b\s*[,!:]?\s*|"
+    r"let'?s\s+|bitte\s+|(?:hey|hi|hello|ok(?:ay)?|so|now|yo|alright|um+)\b\s*[,!:]?\s*|"
     r"real\s+quick\b\s*[,!:]?\s*|quick(?:ly)?\s*[,:]\s*|"
     rf"(?:{ALSO_WORDS}|and)\s*,?\s+)*"
 )
