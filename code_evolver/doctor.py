@@ -177,12 +177,14 @@ async def _embedded_checks(config: Config, *, load: bool) -> list[Check]:
     else:
         xl = Check("xllamacpp", False, "not installed", "pip install xllamacpp")
     settings = config.llm.embedded
-    if config.llm.model and config.llm.backend == "embedded":
+    fix = INSTALL_HINT if not settings.model_path else "fix llm.embedded.model_path"
+    if config.llm.model and (config.llm.backend == "embedded" or load):
+        # the model the embedded backend would load: --model (llm.model) wins, as in a run
         settings = settings.model_copy(update={"model_path": config.llm.model})
+        fix = "give --model (llm.model) a GGUF model file"
     try:
         path = resolve_model_path(settings)
     except BackendError as exc:
-        fix = INSTALL_HINT if not settings.model_path else "fix llm.embedded.model_path"
         return [xl, Check("embedded model", False, str(exc), fix)]
     size_mb = path.stat().st_size / 2**20
     found = f"{path} ({size_mb:.0f} MB)"
@@ -195,7 +197,6 @@ async def _embedded_checks(config: Config, *, load: bool) -> list[Check]:
     try:
         await backend.check()
     except BackendError as exc:
-        fix = INSTALL_HINT if not settings.model_path else "fix llm.embedded.model_path"
         return [xl, Check("embedded model", False, str(exc), fix)]
     finally:
         await backend.close()

