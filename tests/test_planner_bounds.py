@@ -212,8 +212,9 @@ def test_the_embedded_model_only_chooses_where_the_rules_are_unsure(tmp_path: Pa
         return json.dumps({"tool": "upper"})
 
     backend = EmbeddedScript(choose)
-    planner, _ = make_planner(backend, tmp_path)
+    planner, seen = make_planner(backend, tmp_path)
     outcome = plan(planner, "reverse the order of: a b c")
+    assert [p.stage for p in seen] == ["choosing tools with embedded:scripted"]
     assert outcome.source == "clauses"
     assert [(s.tool, s.input) for s in outcome.organized.plan.steps] == [("upper", "a b c")]
     assert len(backend.requests) == 1
@@ -223,10 +224,11 @@ def test_the_embedded_model_only_chooses_where_the_rules_are_unsure(tmp_path: Pa
 
 def test_the_embedded_model_is_not_asked_to_write_a_plan(tmp_path: Path) -> None:
     backend = EmbeddedScript([])
-    planner, _ = make_planner(backend, tmp_path)
+    planner, seen = make_planner(backend, tmp_path)
     outcome = plan(planner, "what is the weather like on mars?")
     assert outcome.source == "rules"
     assert backend.requests == []
+    assert seen == []  # no "choosing tools with ..." when no model is asked
 
 
 @pytest.mark.parametrize("backend", [EmbeddedScript([]), ScriptedBackend([])])

@@ -8,7 +8,7 @@ prompt is a few lines (prefill is what costs on one thread) and the reply a few 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from code_evolver.llm.base import user
 from code_evolver.llm.service import LLMService
@@ -22,12 +22,22 @@ _SHOWN_SOURCE = 160
 class ToolChooser:
     """Asks the model which tool fits a clause, from the options the rules left open."""
 
-    def __init__(self, llm: LLMService, tools: Mapping[str, Tool]) -> None:
+    def __init__(
+        self,
+        llm: LLMService,
+        tools: Mapping[str, Tool],
+        on_first_question: Callable[[], None] | None = None,
+    ) -> None:
         self.llm = llm
         self.tools = tools
         self.asked = 0
+        self.on_first_question = on_first_question
+        """Told before the model is first asked (the progress line): the rules often settle
+        every clause themselves, and then no model is asked at all."""
 
     async def __call__(self, clause: Clause, options: Sequence[str]) -> str:
+        if self.asked == 0 and self.on_first_question is not None:
+            self.on_first_question()
         self.asked += 1
         listed = "\n".join(f"- {name}: {self._describe(name)}" for name in options)
         text = clause.source or ""

@@ -207,8 +207,11 @@ class Planner:
             return self._fallback(request, attempt, (str(attempt.rules),))
         if attempt.context and _one_unread_clause(attempt.rules):
             return self._as_chat_turn(request, attempt)
-        chooser = ToolChooser(self.llm, self.registry)
-        self._progress(f"choosing tools with {self.llm.identity}", attempt)
+        chooser = ToolChooser(
+            self.llm,
+            self.registry,
+            lambda: self._progress(f"choosing tools with {self.llm.identity}", attempt),
+        )
         decomposition = await decompose_choosing(
             request, self.registry, chooser, has_input=attempt.has_input
         )
