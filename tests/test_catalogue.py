@@ -141,3 +141,13 @@ def test_a_cache_that_cannot_be_written_warns_and_lists(
     assert result.exit_code == 0
     assert "shout" in result.stdout
     assert "warning: cannot write the tool catalogue cache" in result.stderr
+
+
+def test_the_listing_fits_80_columns_and_is_a_table_when_wide(tmp_path: Path) -> None:
+    config = project(tmp_path, "  shout: {kind: template, description: Shouts its input back}\n")
+    narrow = invoke("tools", "--config", str(config)).stdout
+    assert "    Shouts its input back" in [line.rstrip() for line in narrow.splitlines()]
+    assert all(len(line) <= 80 for line in narrow.splitlines())
+    wide = CliRunner(env={"COLUMNS": "140"}).invoke(main_group, ["tools", "--config", str(config)])
+    header = next(line for line in wide.stdout.splitlines() if "description" in line)
+    assert header.split()[:3] == ["tool", "kind", "sandbox"]

@@ -312,6 +312,17 @@ def test_runs_rm_by_age_and_its_mistakes(tmp_path: Path, template_config: str) -
     assert len(json.loads(evolve("runs", "--json").output)) == 2  # nothing went
 
 
+def test_runs_lists_one_line_a_run_at_80_columns(tmp_path: Path, template_config: str) -> None:
+    long = "please write a very long request about " + "many things " * 10
+    evolve("run", str(write_plan(tmp_path, long)), "--config", template_config)
+    evolve("run", str(write_plan(tmp_path)), "--config", template_config)
+    lines = evolve("runs").output.splitlines()
+    assert len(lines) == 3 + 2  # title, header, rule, one line a run
+    assert all(len(line) <= 80 for line in lines)
+    assert "please write a" in lines[4]  # newest first
+    assert lines[4].rstrip().endswith("…")
+
+
 def test_runs_rm_of_an_id_with_no_history_yet_says_so() -> None:
     removed = evolve("runs", "rm", "abc")
     assert removed.exit_code == 2

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from rich.console import Group, RenderableType
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -27,27 +28,48 @@ RUN_COLOURS = {
 def runs_table(runs: Sequence[RunRecord]) -> RenderableType:
     if not runs:
         return Text("No runs yet: each run is kept here once it starts.", style="dim")
-    table = Table(
-        title=f"{len(runs)} run{'s' * (len(runs) != 1)}, newest first",
-        title_justify="left",
-        expand=False,
-    )
-    table.add_column("id", style="bold cyan", no_wrap=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("ran", justify="right", no_wrap=True)
-    table.add_column("speedup", justify="right", no_wrap=True)
-    table.add_column("request")
-    for run in runs:
-        table.add_row(
-            run.run_id,
-            when(run.started_at),
-            run_status(run.status),
-            seconds(run.wall_s) if run.wall_s is not None else "-",
-            f"{run.speedup:.2f}x" if run.speedup is not None else "-",
-            shown(clip(run.request, 70)),
-        )
-    return table
+    return RunsTable(runs)
+
+
+class RunsTable:
+    """One line a run, at any width: the facts keep their width, and the request gets what
+    is left (at least a few words), ending in "…" where it is cut."""
+
+    COLUMNS = (("id", False), ("started", False), ("status", False), ("ran", True))
+    COLUMNS += (("speedup", True),)
+
+    def __init__(self, runs: Sequence[RunRecord]) -> None:
+        self.title = f"{len(runs)} run{'s' * (len(runs) != 1)}, newest first"
+        self.rows = [
+            (
+                run.run_id,
+                when(run.started_at, short=True),
+                run_status(run.status),
+                seconds(run.wall_s) if run.wall_s is not None else "-",
+                f"{run.speedup:.2f}x" if run.speedup is not None else "-",
+                shown(clip(run.request, 70)),
+            )
+            for run in runs
+        ]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
+        table = Table(title=self.title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+        used = 0
+        for index, (name, right) in enumerate(self.COLUMNS):
+            width = max(len(name), *(Text.from_markup(row[index]).cell_len for row in self.rows))
+            used += width + 3  # its padding, and the line between it and the next column
+            table.add_column(
+                name,
+                style="bold cyan" if name == "id" else None,
+                justify="right" if right else "left",
+                width=width,
+                no_wrap=True,
+            )
+        request = max(10, options.max_width - used - 2)  # the padding of the request's own
+        table.add_column("request", width=request, no_wrap=True, overflow="ellipsis")
+        for row in self.rows:
+            table.add_row(*row)
+        yield table
 
 
 def run_detail(run: RunRecord, *, full: bool = False) -> RenderableType:
@@ -146,9 +168,11 @@ def run_status(status: str) -> str:
     return f"[{colour}]{shown(status)}[/]"
 
 
-def when(iso: str) -> str:
-    """A stored UTC time in the local zone, to the second."""
+def when(iso: str, *, short: bool = False) -> str:
+    """A stored UTC time in the local zone, to the second (``short``: to the minute, with
+    no year)."""
     try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        local = datetime.fromisoformat(iso).astimezone()
+        return local.strftime("%b %d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
     except ValueError:
         return shown(iso)
