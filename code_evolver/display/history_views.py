@@ -35,8 +35,14 @@ class RunsTable:
     """One line a run, at any width: the facts keep their width, and the request gets what
     is left (at least a few words), ending in "…" where it is cut."""
 
-    COLUMNS = (("id", False), ("started", False), ("status", False), ("ran", True))
-    COLUMNS += (("speedup", True),)
+    COLUMNS: tuple[tuple[str, bool], ...] = (
+        ("id", False),
+        ("started", False),
+        ("status", False),
+        ("ran", True),
+        ("speedup", True),
+    )
+    """Each fact's column, and whether it is right-aligned."""
 
     def __init__(self, runs: Sequence[RunRecord]) -> None:
         self.title = f"{len(runs)} run{'s' * (len(runs) != 1)}, newest first"
