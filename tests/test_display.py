@@ -272,6 +272,24 @@ def test_loading_the_model_is_shown() -> None:
     assert "loading embedded:m.gguf…\nembedded:m.gguf loaded in 1.50s" in printed
 
 
+def test_a_steps_own_stages_are_lines_in_a_log() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    lines = LineProgress(console)
+    lines(events.CallStarted("s1", "s1.attempt1", "write node (attempt 1)", 1, 0.0, stage=True))
+    lines(
+        events.CallFinished(
+            "s1", "s1.attempt1", "write node (attempt 1)", "failed", 31.0, "no tests ran", 31.0,
+            stage=True,
+        )
+    )  # fmt: skip
+    lines(events.CallStarted("s1", "s1.c1", "shout", 1, 0.0))  # a script's call: not a line
+    printed = cast(io.StringIO, console.file).getvalue().splitlines()
+    assert printed == [
+        "  s1: write node (attempt 1)…",
+        "  s1: write node (attempt 1) failed in 31.0s: no tests ran",
+    ]
+
+
 def test_a_final_answer_is_shown_while_it_is_written_then_left_to_the_results() -> None:
     organized = organize(plan(step("a")))
     console = Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None)

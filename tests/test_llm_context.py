@@ -449,3 +449,34 @@ def test_the_real_tokenizer_counts_what_llama_cpp_accepts() -> None:
     assert 512 - 8 - MARGIN_TOKENS - 30 < counted <= 512 - 8 - MARGIN_TOKENS
     assert reply
     assert (refusal.tokens, refusal.limit) == (too_many, 512)
+
+
+class SlowToLoad(ScriptedBackend):
+    """A backend whose check takes a moment and fails the first time."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda request: "ok")
+        self.checks = 0
+
+    async def check(self) -> None:
+        self.checks += 1
+        await asyncio.sleep(0.01)
+        if self.checks == 1:
+            raise BackendError("not up yet")
+
+
+def test_whoever_asks_first_loads_the_model_once_and_says_so() -> None:
+    backend = SlowToLoad()
+    llm = LLMService(LlmSettings(), backend)
+    heard: list[tuple[str, bool]] = []
+    llm.on_loading = lambda model, done, took: heard.append((model, done))
+
+    async def main() -> list[str]:
+        with pytest.raises(BackendError, match="not up yet"):
+            await llm.complete([user("hi")])  # a failed check is tried again next time
+        return list(await asyncio.gather(*(llm.complete([user("hi")]) for _ in range(3))))
+
+    assert asyncio.run(main()) == ["ok", "ok", "ok"]
+    assert backend.checks == 2  # three callers at once: one check
+    loading, loaded = ("scripted:scripted", False), ("scripted:scripted", True)
+    assert heard == [loading, loading, loaded]  # the failed load, then the one that worked

@@ -285,6 +285,19 @@ class LineProgress:
                     self.console.print(f"[dim]{shown(model)} loaded in {seconds(took)}[/]")
                 else:
                     self.console.print(f"[dim]loading {shown(model)}…[/]")
+            case events.CallStarted(step_id=step_id, tool=name, stage=True):
+                # a step's own stages (writing a node, an LLM endpoint): a step that takes
+                # a minute is not a silent minute
+                self.console.print(f"[dim]  {shown(step_id)}: {shown(name)}…[/]", highlight=False)
+            case events.CallFinished(
+                step_id=step_id, tool=name, status=status, duration_s=took, error=error, stage=True
+            ):
+                detail = f"{status.replace('_', ' ')} in {seconds(took)}"
+                detail += f": {error}" if error else ""
+                self.console.print(
+                    f"[dim]  {shown(step_id)}: {shown(name)} {shown(clip(detail, 200))}[/]",
+                    highlight=False,
+                )
             case events.StepSucceeded(step_id=step_id, duration_s=duration):
                 self._line(StepStatus.SUCCEEDED, step_id, seconds(duration))
             case events.StepFailed(step_id=step_id, error=error, status=status):

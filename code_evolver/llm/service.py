@@ -105,7 +105,7 @@ class LLMService:
         self.settings = settings
         self._backend = backend
         self.choice: Choice | None = Choice(backend.name, ["given"]) if backend else None
-        self._checked = False
+        self._checking: asyncio.Future[None] | None = None
         self._given = backend
         self.on_loading: Callable[[str, bool, float], None] | None = None
         """Told (model, done, seconds) around the one load of the model, so it can be shown."""
@@ -130,16 +130,29 @@ class LLMService:
         }.get(backend, self.settings.embedded.n_parallel)
 
     async def check(self) -> None:
-        """Make sure the chosen backend can serve (once per session); raises BackendError."""
-        if not self._checked:
-            backend = await self.backend()
-            started = time.perf_counter()
-            if self.on_loading is not None:
-                self.on_loading(self.identity, False, 0.0)
-            await backend.check()
-            self._checked = True
-            if self.on_loading is not None:
-                self.on_loading(self.identity, True, time.perf_counter() - started)
+        """Make sure the chosen backend can serve (once per session, however many ask at
+        once); raises BackendError, and the next call checks again."""
+        checking = self._checking
+        if checking is None or (
+            checking.done() and (checking.cancelled() or checking.exception() is not None)
+        ):  # never checked, or the last check failed (a later one may find the backend up)
+            checking = self._checking = asyncio.ensure_future(self._check())
+        await asyncio.shield(checking)  # a caller that gives up does not stop the others' check
+
+    async def _check(self) -> None:
+        backend = await self.backend()
+        started = time.perf_counter()
+        if self.on_loading is not None:
+            self.on_loading(self.identity, False, 0.0)
+        await backend.check()
+        if self.on_loading is not None:
+            self.on_loading(self.identity, True, time.perf_counter() - started)
+
+    async def _ready(self) -> LLMBackend:
+        """The backend, checked (and its model loaded) first: whoever asks a model first, a
+        step, the planner or a node being written, the loading line shows before the wait."""
+        await self.check()
+        return await self.backend()
 
     async def backend(self) -> LLMBackend:
         if self._backend is None:
@@ -196,7 +209,7 @@ class LLMService:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> str:
-        backend = await self.backend()
+        backend = await self._ready()
         return await backend.complete(
             messages, schema=schema, **self._limits(max_tokens, temperature)
         )
@@ -209,7 +222,7 @@ class LLMService:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
-        backend = await self.backend()
+        backend = await self._ready()
         async for piece in backend.stream(
             messages, schema=schema, **self._limits(max_tokens, temperature)
         ):
@@ -218,7 +231,7 @@ class LLMService:
     async def budget(self, max_tokens: int | None = None) -> context.Budget | None:
         """One request's context, with ``max_tokens`` (else the configured number) kept for the
         reply; None when the backend's context is unknown, and prompts go unchecked."""
-        backend = await self.backend()
+        backend = await self._ready()
         if backend.context_tokens is None:
             return None
         reply = self._limits(max_tokens, None)["max_tokens"]
@@ -226,7 +239,7 @@ class LLMService:
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         """The size of ``messages`` as a prompt of the chosen backend (loads the embedded model)."""
-        return await (await self.backend()).count_tokens(messages)
+        return await (await self._ready()).count_tokens(messages)
 
     async def fit(
         self, messages: Sequence[Message], max_tokens: int | None = None, *, what: str
