@@ -24,6 +24,7 @@ from code_evolver.chat.repl import history_path, run_terminal
 from code_evolver.chat.session import ChatSession
 from code_evolver.cli import main_group
 from code_evolver.config import load_config
+from code_evolver.errors import BackendError
 from code_evolver.llm import service
 from code_evolver.llm.base import Request
 from code_evolver.llm.fake import ScriptedBackend
@@ -517,3 +518,24 @@ def test_runs_show_and_resume_in_the_chat() -> None:
     assert "critical path" in out  # /show --gantt
     assert "no run 'nope'" in out
     assert f"nothing to resume: every step of run {run_id} succeeded" in out
+
+
+class Unreachable(ScriptedBackend):
+    async def check(self) -> None:
+        raise BackendError("no server at http://127.0.0.1:9 (ConnectionRefused)")
+
+
+def test_a_backend_that_cannot_serve_is_not_switched_to() -> None:
+    chat_session, output = session_with(Unreachable(echo_model))
+    before = chat_session.config.llm.backend
+
+    async def main() -> None:
+        assert await chat_session.handle("/backend openai")
+        await chat_session.close()
+
+    asyncio.run(main())
+    out = output.getvalue()
+    assert "error: no server at http://127.0.0.1:9" in out
+    assert "still on" in out
+    assert chat_session.config.llm.backend == before
+    assert chat_session.switched == {}

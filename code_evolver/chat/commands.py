@@ -86,8 +86,8 @@ async def _tools(chat: ChatSession, _: str) -> bool:
 
 
 async def _backend(chat: ChatSession, name: str) -> bool:
-    if name:
-        await chat.switch(backend=name)
+    if name and not await _switched(chat, backend=name):
+        return True
     choice = await chat.session.llm.resolve()
     reasons = "; ".join(choice.reasons)
     chat.out.print(f"backend: {chat.session.llm.identity} ({reasons})", markup=False)
@@ -95,10 +95,29 @@ async def _backend(chat: ChatSession, name: str) -> bool:
 
 
 async def _model(chat: ChatSession, name: str) -> bool:
-    if name:
-        await chat.switch(model=name)
+    if name and not await _switched(chat, model=name):
+        return True
     model = chat.session.llm.known_identity or chat.session.llm.identity
     chat.out.print(f"model: {model}", markup=False)
+    return True
+
+
+async def _switched(chat: ChatSession, **change: str) -> bool:
+    """Switch the backend or model, and make sure it serves (loading a model says so); when
+    it cannot, say why and go back to what served before."""
+    from code_evolver.errors import BackendError
+
+    config, switched = chat.config, dict(chat.switched)
+    await chat.switch(**change)
+    try:
+        await chat.session.llm.check()
+    except BackendError as exc:
+        chat.err.print(f"error: {shown(str(exc))}")
+        await chat.use(config)
+        chat.switched = switched
+        kept = chat.session.llm.known_identity or f"the {chat.config.llm.backend} backend"
+        chat.err.print(f"[dim]still on {shown(kept)}[/]")
+        return False
     return True
 
 
@@ -231,7 +250,7 @@ COMMANDS: dict[str, tuple[str, str, Handler]] = {
     "tools": ("", "the tools plans can use", _tools),
     "backend": (
         " [NAME]",
-        "the LLM backend, or switch to NAME (auto, ollama, embedded)",
+        "the LLM backend, or switch to NAME (auto, ollama, embedded, openai)",
         _backend,
     ),
     "model": (" [NAME]", "the model, or switch to NAME", _model),

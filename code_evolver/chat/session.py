@@ -142,9 +142,14 @@ class ChatSession:
         """``/backend``, ``/model``: a new session on the changed settings (the old one is
         closed with its model); the conversation is kept."""
         config = self.config.with_llm(backend=backend, model=model)
+        await self.use(config)
+        self.switched |= {k: v for k, v in (("backend", backend), ("model", model)) if v}
+
+    async def use(self, config: Config) -> None:
+        """A new session on ``config`` (the old one is closed with its model); the
+        conversation is kept."""
         await self.session.close()
         self.config = config
-        self.switched |= {k: v for k, v in (("backend", backend), ("model", model)) if v}
         self.session = Session(config, backend=self._backend)
         self.present = replace(self.present, session=self.session)
 
