@@ -312,6 +312,15 @@ def _problem(err: ErrorDetails, key: str) -> str:
         return f"{key}: unknown setting{_suggest_key(err['loc'])}"
     if kind == "missing":
         return f"{key}: required setting is missing"
+    if kind == "too_short" and key.endswith(".command"):
+        return f"{key}: name the program to run, and its arguments, like [wc, -w]"
+    if kind == "list_type" and key.endswith(".command"):
+        return (
+            f"{key}: give the program and its arguments as a list, like [wc, -w] (no shell "
+            "reads it, so it is never one string)"
+        )
+    if kind == "list_type":
+        return f"{key}: should be a list, like [a, b] (or one '- item' a line)"
     if kind == "value_error" and "error" in err.get("ctx", {}):
         return f"{key}: {err['ctx']['error']}"  # our own validators' words, unprefixed
     return f"{key}: {err['msg']}"

@@ -178,9 +178,26 @@ def _describe(exc: ValidationError, data: Any, source: str) -> Iterable[str]:
             message = f"missing required field {field!r}"
         elif field == "step_id" and kind == "string_pattern_mismatch":
             message = "step_id may use only letters, digits, '_' and '-'"
+        elif not loc and kind == "model_type":
+            message = (
+                f"a plan is a JSON object, {{\"request\": ..., \"steps\": [...]}}; this holds "
+                f"{_a_json(data)}"
+            )
+        elif loc == ("steps",) and kind == "too_short":
+            message = (
+                'the plan has no steps; give at least one, like {"step_id": "s1", "tool": '
+                '"content_generator", "input": "write a haiku"}'
+            )
         else:
             message = f"{field}: {err['msg']}" if field else err["msg"]
         yield f"{where}: {message}"
+
+
+def _a_json(value: Any) -> str:
+    """What a JSON value is, in words: "a list", "a string"."""
+    kinds = {list: "a list", str: "a string", bool: "true or false", int: "a number"}
+    kinds |= {float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _step_label(data: Any, index: int) -> str:

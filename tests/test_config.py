@@ -50,11 +50,11 @@ def test_empty_file_means_defaults() -> None:
         ("tools:\n  x: {kind: command}", "tools.x.command: required setting is missing"),
         (
             "tools:\n  x: {kind: command, command: []}",
-            "tools.x.command: List should have at least 1 item",
+            "tools.x.command: name the program to run, and its arguments, like [wc, -w]",
         ),
         (
             "tools:\n  x: {kind: command, command: ls}",
-            "tools.x.command: Input should be a valid list",
+            "tools.x.command: give the program and its arguments as a list, like [wc, -w]",
         ),
         (
             "tools:\n  x: {kind: command, command: [ls], max_concurency: 2}",

@@ -59,7 +59,11 @@ def test_optional_fields_default() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"steps": []}, "steps: List should have at least 1 item"),
+        ({"steps": []}, 'the plan has no steps; give at least one, like {"step_id": "s1"'),
+        (
+            [{"step_id": "a"}],
+            'a plan is a JSON object, {"request": ..., "steps": [...]}; this holds a list',
+        ),
         ({}, "missing required field 'steps'"),
         (
             {"steps": [{"step_id": "a", "tool": "t"}]},
@@ -88,7 +92,7 @@ def test_optional_fields_default() -> None:
         ),
     ],
 )
-def test_shape_errors_are_one_readable_line_each(data: dict[str, object], message: str) -> None:
+def test_shape_errors_are_one_readable_line_each(data: object, message: str) -> None:
     with pytest.raises(PlanError) as info:
         Plan.from_data(data)
     assert any(message in p for p in info.value.problems), info.value.problems
