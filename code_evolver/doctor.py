@@ -167,6 +167,8 @@ def _home_check() -> Check:
             pass
     except (OSError, RuntimeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            detail = f"{exc.filename or home} is a file, not a folder"
         return Check("EVOLVE_HOME", False, f"not writable ({detail}); runs work without state", fix)
     return Check("EVOLVE_HOME", True, str(home))
 

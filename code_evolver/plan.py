@@ -180,7 +180,7 @@ def _describe(exc: ValidationError, data: Any, source: str) -> Iterable[str]:
             message = "step_id may use only letters, digits, '_' and '-'"
         elif not loc and kind == "model_type":
             message = (
-                f"a plan is a JSON object, {{\"request\": ..., \"steps\": [...]}}; this holds "
+                f'a plan is a JSON object, {{"request": ..., "steps": [...]}}; this holds '
                 f"{_a_json(data)}"
             )
         elif loc == ("steps",) and kind == "too_short":

@@ -169,3 +169,18 @@ def test_the_cli_prints_the_warning_once_and_succeeds(
 
 async def _embedded_choice(settings: Any) -> service.Choice:
     return service.Choice("embedded", ["test"])
+
+
+def test_a_home_that_is_a_file_is_named_by_runs_and_doctor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from code_evolver.doctor import _home_check
+
+    (tmp_path / "home").write_text("a file")
+    monkeypatch.setenv("EVOLVE_HOME", str(tmp_path / "home"))
+    listed = CliRunner().invoke(main_group, ["runs"])
+    assert listed.exit_code == 2
+    assert f"$EVOLVE_HOME ({tmp_path / 'home'}) is a file, not a folder" in listed.stderr
+    check = _home_check()
+    assert not check.ok
+    assert f"{tmp_path / 'home'} is a file, not a folder" in check.detail

@@ -205,6 +205,7 @@ def _history(*, create: bool) -> Iterator[sqlite3.Connection | None]:
     try:
         db = store.connect(create=create)
     except FileNotFoundError:
+        _home_is_a_folder()
         yield None
         return
     except store.HistoryError as exc:
@@ -213,6 +214,22 @@ def _history(*, create: bool) -> Iterator[sqlite3.Connection | None]:
         yield db
     finally:
         db.close()
+
+
+def _home_is_a_folder() -> None:
+    """No history found: say so plainly, unless ``$EVOLVE_HOME`` cannot hold one at all."""
+    from code_evolver.errors import UserError
+    from code_evolver.home import HOME_ENV, evolve_home
+
+    try:
+        home = evolve_home()
+    except RuntimeError:
+        return
+    if home.exists() and not home.is_dir():
+        raise UserError(
+            f"${HOME_ENV} ({home}) is a file, not a folder, so no run history can be kept "
+            "there; point it at a folder"
+        )
 
 
 def _age(text: str) -> timedelta:
