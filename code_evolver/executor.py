@@ -35,7 +35,7 @@ from code_evolver.errors import RenderError, StepError, StepTimeout
 from code_evolver.launch.launcher import Launcher
 from code_evolver.organizer import OrganizedPlan
 from code_evolver.outputs import OutputBudget
-from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
+from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus, skip_reason
 from code_evolver.run_events import RunReporter
 from code_evolver.run_state import NOT_OK, PlanWait, StepRun, attempt, first_set
 from code_evolver.step_inputs import rendered
@@ -401,7 +401,7 @@ class Executor:
             run = stack.pop()
             if run.status is not StepStatus.PENDING:
                 continue
-            run.error = f"skipped: dependency {root!r} did not succeed"
+            run.error = skip_reason(root)
             self._finish(run, StepStatus.SKIPPED)
             self._report.step_skipped(run, root)
             stack.extend(run.dependents)

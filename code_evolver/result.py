@@ -38,6 +38,12 @@ class StepStatus(StrEnum):
         return self not in (StepStatus.PENDING, StepStatus.RUNNING)
 
 
+def skip_reason(root: str) -> str:
+    """Why a step was skipped, in the same words everywhere: its result, the live view, the
+    log lines and the run history."""
+    return f"skipped: dependency {root!r} did not succeed"
+
+
 class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"

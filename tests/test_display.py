@@ -49,7 +49,7 @@ def test_live_view_tracks_every_state() -> None:
     assert "0.250s" in text
     assert "retry in 0.5s after attempt 1: flaky" in text
     assert "exit status 3: boom" in text
-    assert "skipped: e did not succeed" in text
+    assert "skipped: dependency 'e' did not succeed" in text
     assert "3/5 done" in text
 
 

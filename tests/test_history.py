@@ -138,7 +138,7 @@ def test_skipped_steps_are_recorded_with_their_cause() -> None:
     latest = stored(result.run_id).latest()
     assert latest["b"].status == "failed"
     assert latest["d"].status == "skipped"
-    assert latest["d"].error == "skipped: b did not succeed"
+    assert latest["d"].error == "skipped: dependency 'b' did not succeed"
     assert latest["d"].started_s is None
 
 

@@ -24,7 +24,7 @@ from code_evolver import events
 from code_evolver.display.safe import shown, terminal_safe
 from code_evolver.display.style import clip, icon, seconds
 from code_evolver.organizer import OrganizedPlan
-from code_evolver.result import StepStatus
+from code_evolver.result import StepStatus, skip_reason
 
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 _WRITING_LINES = 8
@@ -148,7 +148,7 @@ class LiveView:
                 row.note = f"retry in {d:.1f}s after attempt {attempt}: {error}"
                 row.started = None
             case events.StepSkipped(step_id=step_id, because_of=cause):
-                self._done(step_id, StepStatus.SKIPPED, f"skipped: {cause} did not succeed")
+                self._done(step_id, StepStatus.SKIPPED, skip_reason(cause))
             case events.StepCancelled(step_id=step_id):
                 self._done(step_id, StepStatus.CANCELLED, "cancelled")
             case events.CallStarted(step_id=step_id, tool=name, stage=True):
@@ -309,7 +309,7 @@ class LineProgress:
                     f"attempt {attempt} failed ({error}); retry in {d:.1f}s",
                 )
             case events.StepSkipped(step_id=step_id, because_of=cause):
-                self._line(StepStatus.SKIPPED, step_id, f"skipped: {cause} did not succeed")
+                self._line(StepStatus.SKIPPED, step_id, skip_reason(cause))
             case events.StepCancelled(step_id=step_id):
                 self._line(StepStatus.CANCELLED, step_id, "cancelled")
             case _:

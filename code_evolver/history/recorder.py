@@ -31,6 +31,7 @@ from code_evolver import events
 from code_evolver.history import store
 from code_evolver.history.step_cache import cache_key, params_json
 from code_evolver.home import state_problem
+from code_evolver.result import skip_reason
 
 if TYPE_CHECKING:
     import sqlite3
@@ -190,7 +191,7 @@ class _Rows:
                 case events.StepCancelled():
                     steps.append(self.step(event, "cancelled", None, "cancelled"))
                 case events.StepSkipped():
-                    because = f"skipped: {event.because_of} did not succeed"
+                    because = skip_reason(event.because_of)
                     steps.append(self.step(event, "skipped", None, because))
                 case events.CallFinished() if event.status != "retrying":
                     steps.append(self.call(event))
