@@ -273,3 +273,12 @@ def test_help_as_a_word_is_the_help_and_longer_requests_are_requests(
     asked = invoke("plans for a rainy day")
     assert asked.exit_code == 0, asked.output
     assert backend.requests  # not taken for `plan`
+
+
+def test_text_piped_without_a_request_asks_for_one() -> None:
+    piped = CliRunner().invoke(main_group, [], input="write a joke")
+    assert piped.exit_code == 2
+    assert "text was piped to evolve, but no request says what to do with it" in piped.stderr
+    nothing = CliRunner().invoke(main_group, [], input="")
+    assert nothing.exit_code == 0
+    assert "Usage: " in nothing.stdout

@@ -206,8 +206,16 @@ def main_group(ctx: click.Context) -> None:
         chat = group.get_command(ctx, "chat") if isinstance(group, click.Group) else None
         if chat is not None and sys.stdin.isatty() and sys.stdout.isatty():
             ctx.invoke(chat)  # `evolve` alone on a terminal: the chat
-        else:
-            click.echo(ctx.get_help())
+            return
+        from code_evolver.cli.piped import has_text
+
+        if has_text():
+            raise click.UsageError(
+                "text was piped to evolve, but no request says what to do with it: "
+                'cat notes.txt | evolve "summarize this"',
+                ctx,
+            )
+        click.echo(ctx.get_help())
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

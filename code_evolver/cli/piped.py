@@ -37,6 +37,20 @@ def read_input(path: Path | None, *, stdin: BinaryIO | None = None) -> str | Non
     return _text(stdin, "the piped input")
 
 
+def has_text(stdin: BinaryIO | None = None, wait_s: float = 0.2) -> bool:
+    """Whether text was piped in (reads a byte of it: for a caller that will not run a
+    request). A pipe nobody writes to within ``wait_s`` counts as none, so that this never
+    hangs."""
+    import select
+
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    if not _piped(stdin):
+        return False
+    if not isinstance(stdin, io.BytesIO) and not select.select([stdin], [], [], wait_s)[0]:
+        return False
+    return bool(stdin.read(1))
+
+
 def _piped(stream: BinaryIO) -> bool:
     if isinstance(stream, io.BytesIO):
         return True  # in memory (a test's CliRunner input): it holds data on purpose
