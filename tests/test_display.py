@@ -272,6 +272,19 @@ def test_loading_the_model_is_shown() -> None:
     assert "loading embedded:m.gguf…\nembedded:m.gguf loaded in 1.50s" in printed
 
 
+def test_a_long_planning_stage_is_a_line_every_few_seconds_in_a_log() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    lines = LineProgress(console)
+    for elapsed, tokens in ((0.0, 0), (1.0, 0), (5.2, 0), (6.0, 40), (10.4, 80)):
+        lines(events.Planning("planning with embedded:m.gguf", elapsed, tokens, 1 if tokens else 0))
+    printed = cast(io.StringIO, console.file).getvalue().splitlines()
+    assert printed == [
+        "planning with embedded:m.gguf (0s)…",
+        "planning with embedded:m.gguf (5s)…",
+        "planning with embedded:m.gguf (10s): 80 tokens, 1 steps so far…",
+    ]
+
+
 def test_a_steps_own_stages_are_lines_in_a_log() -> None:
     console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
     lines = LineProgress(console)

@@ -17,6 +17,7 @@ from code_evolver.errors import PlanError, PromptTooLong
 from code_evolver.llm.base import Request
 from code_evolver.llm.fake import ScriptedBackend
 from code_evolver.organizer import OrganizedPlan
+from code_evolver.planner import planner as planner_module
 from code_evolver.planner.cache import PlanCache
 from code_evolver.planner.choices import ToolChooser
 from code_evolver.planner.clauses import Clause
@@ -200,6 +201,19 @@ def test_progress_counts_tokens_and_steps(tmp_path: Path) -> None:
     assert seen[0].stage == "planning with scripted:scripted"  # the model, as every line names it
     assert seen[-1].tokens > 5
     assert seen[-1].steps == 2
+    assert [p.elapsed_s for p in seen] == sorted(p.elapsed_s for p in seen)
+
+
+def test_progress_is_told_while_no_token_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(planner_module, "HEARTBEAT_S", 0.05)
+    backend = ScriptedBackend([GOOD], delay_s=0.4)  # a long prompt read before the first token
+    planner, seen = make_planner(backend, tmp_path, mode="llm")
+    plan(planner)
+    waiting = [p for p in seen if p.tokens == 0]
+    assert len(waiting) >= 4  # the first line, then one a heartbeat
+    assert {p.stage for p in waiting} == {"planning with scripted:scripted"}
     assert [p.elapsed_s for p in seen] == sorted(p.elapsed_s for p in seen)
 
 

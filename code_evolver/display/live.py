@@ -267,19 +267,26 @@ class LiveView:
         return " · ".join(parts)
 
 
+HEARTBEAT_S = 5.0
+"""A log hears of a long planning stage this often."""
+
+
 class LineProgress:
     """One line per finished step (and per retry), for logs, pipes and CI."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self._stage = ""
+        self._said_at = 0.0
 
     def __call__(self, event: events.Event) -> None:
         match event:
-            case events.Planning(stage=stage, elapsed_s=elapsed):
-                if stage != self._stage:  # one line per stage, not per token
-                    self._stage = stage
-                    self.console.print(f"[dim]{shown(stage)} ({elapsed:.0f}s)…[/]")
+            case events.Planning(stage=stage, elapsed_s=elapsed, tokens=tokens, steps=steps):
+                # a line per stage, and one every HEARTBEAT_S while it lasts: not per token
+                if stage != self._stage or elapsed - self._said_at >= HEARTBEAT_S:
+                    so_far = f": {tokens} tokens, {steps} steps so far" if tokens else ""
+                    self._stage, self._said_at = stage, elapsed
+                    self.console.print(f"[dim]{shown(stage)} ({elapsed:.0f}s){so_far}…[/]")
             case events.ModelLoading(model=model, done=done, seconds=took):
                 if done:
                     self.console.print(f"[dim]{shown(model)} loaded in {seconds(took)}[/]")

@@ -5,7 +5,8 @@
     ScriptedBackend(lambda request: request.messages[-1]["content"].upper())  # computed
 
 Every call is recorded in ``requests``. ``stream`` yields the reply in ``chunk_size`` pieces,
-``chunk_delay_s`` apart, to imitate a model generating slowly. A call with no reply left
+``chunk_delay_s`` apart, to imitate a model generating slowly; ``delay_s`` is a wait before
+any reply or first piece (a long prompt being read). A call with no reply left
 raises ``BackendError`` naming the request, so a test fails at the call that was not expected.
 ``context_tokens`` gives it a context to size prompts against (counted with the estimate of
 ``code_evolver.llm.context``); by default it has none, and nothing is checked.
@@ -103,6 +104,8 @@ class ScriptedBackend(LLMBackend):
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
+            if self.delay_s:  # the prompt being read: no token yet
+                await asyncio.sleep(self.delay_s)
             reply = self._next(request)
             for start in range(0, len(reply), self.chunk_size):
                 if self.chunk_delay_s:

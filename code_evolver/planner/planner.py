@@ -78,6 +78,10 @@ class PlanOutcome:
     """Time until the first step was handed out while streaming (None if none was)."""
 
 
+HEARTBEAT_S = 5.0
+"""While the model plans, its progress is told at least this often."""
+
+
 @dataclass
 class _Attempt:
     """One planning by the model: what it has produced so far, for the deadline's sake."""
@@ -94,6 +98,9 @@ class _Attempt:
     """The valid prefix of a streamed plan, whose steps may be running already."""
     first_step_s: float | None = None
     warnings: list[str] = field(default_factory=list)
+    stage: str = ""
+    """What the model is doing now, as the progress line says it."""
+    steps: int = 0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -189,6 +196,7 @@ class Planner:
         overseer_plans = self.settings.mode == "llm" or (
             self.settings.mode == "auto" and choice.backend != "embedded"
         )
+        heartbeat = asyncio.create_task(self._heartbeat(attempt)) if self.on_progress else None
         try:
             async with asyncio.timeout(self.settings.deadline_s):
                 if overseer_plans:
@@ -197,6 +205,9 @@ class Planner:
                     outcome = await self._ask_choices(request, attempt)
         except TimeoutError:
             outcome = self._past_deadline(request, attempt)
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
         if outcome.source in ("llm", "clauses") and self.settings.cache:
             self.cache.put(self._cache_key(request, has_input, context), outcome.organized.plan)
         return outcome
@@ -405,8 +416,17 @@ class Planner:
         return min(self.settings.max_tokens, 30 + self.settings.tokens_per_step * max_steps)
 
     def _progress(self, stage: str, attempt: _Attempt, steps: int = 0) -> None:
+        attempt.stage, attempt.steps = stage, steps
         if self.on_progress is not None:
             self.on_progress(PlanProgress(stage, attempt.elapsed(), attempt.tokens, steps))
+
+    async def _heartbeat(self, attempt: _Attempt) -> None:
+        """The stage again every HEARTBEAT_S, also while no token comes (a long prompt being
+        read): a log that hears nothing for a minute looks hung."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            if attempt.stage:
+                self._progress(attempt.stage, attempt, attempt.steps)
 
     def _outcome(self, organized: OrganizedPlan, source: Source, started: float) -> PlanOutcome:
         return PlanOutcome(organized, source, organized.warnings, 0, time.perf_counter() - started)
