@@ -6,8 +6,9 @@ settings model: about 300 ms, where reading the files takes one. Yet the catalog
 only when something it is made of changes, so the rows are kept in
 ``$EVOLVE_HOME/cache/tools.json`` under a key that covers all of it: the bytes of every config
 layer (and which files they are), the command-line options, the environment variables the
-config names, and evolve's own code (each source file's size and time). Stored nodes are tools
-too; their folders are checked apart from the key, as the entry records which ones it saw.
+config names, and evolve's own code (each source file's size and time). What the config points
+at is checked apart from the key, as the entry records what it read: the files tools name
+(prompts, scripts, working folders) and the stored nodes, which are tools too.
 
 A cache that cannot be read is a miss; one that cannot be written warns once (as all state
 does) and the command goes on. Only a catalogue that was made without an error is kept, so a
@@ -20,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +30,13 @@ from code_evolver.config_layers import layer_files
 from code_evolver.home import HOME_ENV, evolve_home, state_dir, state_problem
 
 if TYPE_CHECKING:
+    from code_evolver.config import Config
     from code_evolver.launch.launcher import Launcher
     from code_evolver.tools.base import Tool
 
 WHAT = "tool catalogue cache"
 FILE_NAME = "tools.json"
-FORMAT = 1
+FORMAT = 2
 """Bumped when a row's fields change: entries of another format are misses."""
 
 Row = dict[str, Any]
@@ -65,10 +67,28 @@ def rows(tools: Mapping[str, Tool], launcher: Launcher | None = None) -> dict[st
 
 @dataclass(frozen=True)
 class Listing:
-    """The rows and the config files they came from."""
+    """The rows, the config files they came from, and what else they were made of (each file
+    a tool names, and each stored node: as :func:`seen` saw them before the rows were made)."""
 
     tools: dict[str, Row]
     sources: list[str]
+    files: list[str]
+    read: list[str]
+
+
+def named_files(config: Config) -> list[Path]:
+    """The files and folders the tools of ``config`` name: a prompt, a script, a ``cwd``."""
+    return [
+        config.tool_dir(name) / value
+        for name, spec in config.tools.items()
+        for field in ("prompt", "script", "cwd")
+        if isinstance(value := getattr(spec, field, None), str)
+    ]
+
+
+def seen(files: Iterable[Path]) -> list[str]:
+    """``files`` as they are now (size and time, or missing), then the stored nodes."""
+    return [_stat(path) for path in files] + nodes_seen()
 
 
 def key(config_path: str | os.PathLike[str] | None, options: str) -> str:
@@ -94,9 +114,10 @@ def cached(of: str) -> Listing | None:
     try:
         path = evolve_home() / "cache" / FILE_NAME
         entry = json.loads(path.read_text(encoding="utf-8"))
-        if entry["key"] != of or entry["nodes"] != nodes_seen():
+        files, read = list(entry["files"]), list(entry["read"])
+        if entry["key"] != of or seen(Path(f) for f in files) != read:
             return None
-        return Listing(dict(entry["tools"]), list(entry["sources"]))
+        return Listing(dict(entry["tools"]), list(entry["sources"]), files, read)
     except (OSError, RuntimeError, ValueError, KeyError, TypeError):
         return None
 
@@ -106,7 +127,13 @@ def save(of: str, listing: Listing) -> None:
     folder = state_dir("cache", what=WHAT)
     if folder is None:
         return
-    entry = {"key": of, "nodes": nodes_seen(), "tools": listing.tools, "sources": listing.sources}
+    entry = {
+        "key": of,
+        "files": listing.files,
+        "read": listing.read,
+        "tools": listing.tools,
+        "sources": listing.sources,
+    }
     target = folder / FILE_NAME
     partial = target.with_name(f".{FILE_NAME}.{os.getpid()}")
     try:
@@ -125,6 +152,14 @@ def nodes_seen() -> list[str]:
     except RuntimeError:
         return []
     return sorted(_sources(root, suffix="meta.json"))
+
+
+def _stat(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path} missing -"
+    return f"{path} {stat.st_size} {stat.st_mtime_ns}"
 
 
 def _sources(folder: Path, suffix: str = ".py") -> Iterator[str]:

@@ -225,7 +225,7 @@ class RunResult:
     @property
     def unsandboxed(self) -> list[str]:
         """Steps whose processes ran with ``sandbox: none`` (tools the user trusts)."""
-        return [k for k, s in self.steps.items() if s.isolation == "none" and s.attempts]
+        return [k for k, s in self.ran.items() if s.isolation == "none" and s.attempts]
 
     @property
     def reused(self) -> int:

@@ -46,8 +46,9 @@ class StepRun:
     """The last attempt's input, its references filled in."""
     rendered_params: dict[str, Any] | None = None
     reused: bool = False
-    carried_over: bool = False
     """Its output came from an earlier run (``--reuse``)."""
+    carried_over: bool = False
+    """Kept as it was from an earlier run of this plan (a resume, a request planned again)."""
     started_wall: float | None = None
     finished_wall: float | None = None
     busy_s: float = 0.0

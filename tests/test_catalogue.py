@@ -70,10 +70,22 @@ def test_an_edited_config_layer_is_listed_anew(tmp_path: Path) -> None:
 
 def test_the_options_are_part_of_the_key(tmp_path: Path) -> None:
     config = project(tmp_path, "  shout: {kind: template, description: loud}\n")
-    listed(config)
-    result = invoke("--backend", "nonsense", "tools", "--config", str(config))
-    assert result.exit_code == 2
-    assert "nonsense" in result.stderr
+    assert catalogue.key(config, "Options(backend='ollama')") != catalogue.key(
+        config, "Options(backend=None)"
+    )
+
+
+def test_a_file_a_tool_names_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    prompt = tmp_path / "ask.txt"
+    prompt.write_text("Answer: {input}")
+    config = project(tmp_path, "  ask: {kind: llm, prompt: ask.txt}\n")
+    assert listed(config)["ask"]["required_params"] == []
+    prompt.write_text("Answer in a {params.style} style: {input}")
+    assert listed(config)["ask"]["required_params"] == ["style"]
+    prompt.unlink()
+    gone = invoke("tools", "--config", str(config))
+    assert gone.exit_code == 2
+    assert "ask.txt" in gone.stderr
 
 
 def test_a_broken_config_is_reported_every_time(tmp_path: Path) -> None:

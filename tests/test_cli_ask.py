@@ -252,7 +252,8 @@ def test_a_requests_usage_errors_name_no_hidden_command() -> None:
 
 
 @pytest.mark.parametrize(
-    ("typed", "meant"), [("doctr", "doctor"), ("tool", "tools"), ("rn", "run")]
+    ("typed", "meant"),
+    [("doctr", "doctor"), ("tool", "tools"), ("rn", "run"), ("plna", "plan"), ("toools", "tools")],
 )
 def test_a_one_word_request_that_looks_like_a_command_is_a_typo(
     backend: ScriptedBackend, typed: str, meant: str
@@ -279,6 +280,18 @@ def test_text_piped_without_a_request_asks_for_one() -> None:
     piped = CliRunner().invoke(main_group, [], input="write a joke")
     assert piped.exit_code == 2
     assert "text was piped to evolve, but no request says what to do with it" in piped.stderr
-    nothing = CliRunner().invoke(main_group, [], input="")
-    assert nothing.exit_code == 0
-    assert "Usage: " in nothing.stdout
+    for blank in ("", "\n  \n"):
+        nothing = CliRunner().invoke(main_group, [], input=blank)
+        assert nothing.exit_code == 0
+        assert "Usage: " in nothing.stdout
+
+
+@pytest.mark.parametrize(
+    "word", ["what", "that", "chart", "plant", "planet", "play", "notes", "pools", "confirm"]
+)
+def test_a_one_word_request_that_is_a_real_word_is_a_request(
+    backend: ScriptedBackend, word: str
+) -> None:
+    asked = invoke(word)
+    assert "no command" not in asked.stderr
+    assert asked.exit_code == 0, asked.output

@@ -317,3 +317,21 @@ def test_a_final_answer_is_shown_while_it_is_written_then_left_to_the_results() 
     assert "Roses" not in render(view)
     view(events.StepSucceeded("a", 2, 0.4, "A new attempt", 0.4))
     assert "writing…" not in render(view)
+
+
+def test_the_figures_are_about_the_steps_that_ran_not_those_carried_over() -> None:
+    from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
+
+    organized = organize(plan(step("a"), step("b", "a"), step("c", "a")))
+    steps = {
+        "a": StepResult("a", "work", StepStatus.SUCCEEDED, 1, duration_s=5.0, isolation="none",
+                        carried_over=True),
+        "b": StepResult("b", "work", StepStatus.SUCCEEDED, 1, duration_s=1.0, isolation="none"),
+        "c": StepResult("c", "work", StepStatus.SUCCEEDED, 1, duration_s=1.0),
+    }  # fmt: skip
+    result = RunResult("r", RunStatus.SUCCEEDED, organized, steps, 1.0, 2)
+    assert result.sum_s == 2.0
+    assert result.speedup == 2.0
+    assert result.critical_path in (["b"], ["c"])
+    assert result.critical_path_s == 1.0
+    assert result.unsandboxed == ["b"]

@@ -321,6 +321,11 @@ def test_runs_lists_one_line_a_run_at_80_columns(tmp_path: Path, template_config
     assert all(len(line) <= 80 for line in lines)
     assert "please write a" in lines[4]  # newest first
     assert lines[4].rstrip().endswith("…")
+    narrow = CliRunner(env={"COLUMNS": "50"}).invoke(main_group, ["runs"]).output.splitlines()
+    assert all(len(line) <= 50 for line in narrow)
+    ids = [r["run_id"] for r in json.loads(evolve("runs", "--json").output)]
+    assert narrow[3].split()[0] in ids  # whole: facts are left out, not cut
+    assert "speedup" not in narrow[1]
 
 
 def test_runs_rm_of_an_id_with_no_history_yet_says_so() -> None:
@@ -392,7 +397,9 @@ def test_resume_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     stored = json.loads(evolve("runs", "--json").output)
     again = evolve("resume", run_id, "--config", str(cfg), "--json")
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output) == {"run_id": run_id, "status": "succeeded", "rerun": []}
+    document = json.loads(again.output)
+    assert (document["run_id"], document["status"], document["rerun"]) == (run_id, "succeeded", [])
+    assert [s["step_id"] for s in document["steps"]] == ["a", "b", "b"]  # b's two attempts
     said = evolve("resume", run_id[:6], "--config", str(cfg))
     assert f"nothing to resume: every step of run {run_id} succeeded" in said.output
     assert json.loads(evolve("runs", "--json").output) == stored  # its figures stay

@@ -7,6 +7,7 @@ tests marked ``integration`` use the real embedded model and its tokenizer.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -480,3 +481,22 @@ def test_whoever_asks_first_loads_the_model_once_and_says_so() -> None:
     assert backend.checks == 2  # three callers at once: one check
     loading, loaded = ("scripted:scripted", False), ("scripted:scripted", True)
     assert heard == [loading, loading, loaded]  # the failed load, then the one that worked
+
+
+def test_a_check_nobody_waits_for_any_more_fails_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = SlowToLoad()
+    services = [LLMService(LlmSettings(), backend)]
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):  # gives up at once
+            await asyncio.wait_for(services[0].complete([user("hi")]), 0.001)
+        await asyncio.sleep(0.05)  # the check goes on, and fails, unheard
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(main())
+        services.clear()  # the failed check's task goes with the service: asyncio speaks then
+        gc.collect()
+    assert "exception was never retrieved" not in caplog.text
+    assert backend.checks == 1

@@ -184,3 +184,5 @@ def test_a_home_that_is_a_file_is_named_by_runs_and_doctor(
     check = _home_check()
     assert not check.ok
     assert f"{tmp_path / 'home'} is a file, not a folder" in check.detail
+    monkeypatch.setenv("EVOLVE_HOME", str(tmp_path / "home" / "below"))  # the file is above
+    assert f"({tmp_path / 'home'} is a file, not a folder)" in _home_check().detail

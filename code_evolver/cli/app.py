@@ -143,10 +143,8 @@ def _only_options_it_takes(ctx: click.Context, command: click.Command) -> None:
 
 
 def _no_misspelled_command(ctx: click.Context, request: click.Command, args: list[str]) -> None:
-    """A request of one word that looks like a command is a typo, not a question for the
-    model (`evolve doctr`, `evolve tool`); `evolve help` is `evolve --help`."""
-    from code_evolver.suggest import closest
-
+    """A request of one word that is a command mistyped is a typo, not a question for the
+    model (`evolve doctr`, `evolve tool`, `evolve plna`); `evolve help` is `evolve --help`."""
     with_value = {
         name
         for param in request.params
@@ -164,13 +162,33 @@ def _no_misspelled_command(ctx: click.Context, request: click.Command, args: lis
     if words[0].lower() == "help":
         click.echo(ctx.get_help())
         ctx.exit()
-    names = [n for n in closest(words[0], COMMANDS, n=1, cutoff=0.75) if n != DEFAULT_COMMAND]
-    if names:
+    meant = [name for name in COMMANDS if name != DEFAULT_COMMAND and _mistyped(words[0], name)]
+    if meant:
         raise click.UsageError(
-            f"no command {words[0]!r}; did you mean {names[0]!r}? (a request of one word that "
-            "looks like a command is taken for a typo: say a little more to ask it)",
+            f"no command {words[0]!r}; did you mean {meant[0]!r}? (a request of one word that "
+            "is a command mistyped is taken for a typo: say a little more to ask it)",
             ctx,
         )
+
+
+def _mistyped(word: str, name: str) -> bool:
+    """``name`` with a letter left out, two neighbours swapped or a letter doubled: the slips
+    of typing, which seldom make a real word. A letter changed or added makes real words too
+    often ("what" is "chat" changed, "plant" is "plan" grown), so it does not count."""
+    typed = word.lower()
+    if typed == name:
+        return False
+    if len(typed) == len(name) - 1:
+        return any(name[:i] + name[i + 1 :] == typed for i in range(len(name)))
+    if len(typed) == len(name):
+        swaps = (name[:i] + name[i + 1] + name[i] + name[i + 2 :] for i in range(len(name) - 1))
+        return typed in swaps
+    if len(typed) == len(name) + 1:
+        return any(
+            typed[:i] + typed[i + 1 :] == name and typed[i] == typed[i - 1]
+            for i in range(1, len(typed))
+        )
+    return False
 
 
 @click.group(

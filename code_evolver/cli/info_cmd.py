@@ -50,10 +50,11 @@ def _catalogue(opts: options.Options) -> catalogue.Listing:
     from code_evolver.tools.registry import ToolRegistry
 
     config = opts.config()
+    files = catalogue.named_files(config)
+    read = catalogue.seen(files)  # before the tools read them: a later change is a miss
     registry = ToolRegistry.from_config(config)
-    return catalogue.Listing(
-        catalogue.rows(registry, Launcher(config.execution)), [str(p) for p in config.sources]
-    )
+    rows = catalogue.rows(registry, Launcher(config.execution))
+    return catalogue.Listing(rows, [str(p) for p in config.sources], [str(f) for f in files], read)
 
 
 @click.command("doctor")

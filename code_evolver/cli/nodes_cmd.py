@@ -94,7 +94,7 @@ def test_command(name: str) -> None:
     metavar="JSON",
     help='The node\'s input: {"input": ..., "params": {...}}, or a JSON string (the text).',
 )
-@options.these("config", "full", "json")
+@options.these("config", *options.MODEL, "full", "json")
 def run_command(name: str, given: str | None) -> None:
     """Run a stored node once, its tool calls served by this config's tools."""
     from code_evolver.cli import piped, show

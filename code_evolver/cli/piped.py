@@ -38,17 +38,21 @@ def read_input(path: Path | None, *, stdin: BinaryIO | None = None) -> str | Non
 
 
 def has_text(stdin: BinaryIO | None = None, wait_s: float = 0.2) -> bool:
-    """Whether text was piped in (reads a byte of it: for a caller that will not run a
-    request). A pipe nobody writes to within ``wait_s`` counts as none, so that this never
-    hangs."""
+    """Whether text was piped in, blank text counting as none (reads up to its first word:
+    for a caller that will not run a request). A pipe nobody writes to within ``wait_s``
+    counts as none, so that this never hangs."""
     import select
 
     stdin = stdin if stdin is not None else sys.stdin.buffer
     if not _piped(stdin):
         return False
-    if not isinstance(stdin, io.BytesIO) and not select.select([stdin], [], [], wait_s)[0]:
-        return False
-    return bool(stdin.read(1))
+    while isinstance(stdin, io.BytesIO) or select.select([stdin], [], [], wait_s)[0]:
+        chunk = stdin.read1(4096) if hasattr(stdin, "read1") else stdin.read(4096)
+        if not chunk:
+            return False
+        if chunk.strip():  # blank input counts as none, as for a request
+            return True
+    return False
 
 
 def _piped(stream: BinaryIO) -> bool:

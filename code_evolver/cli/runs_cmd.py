@@ -135,8 +135,8 @@ def resume_command(run_id: str) -> None:
     plan = resumption(run, session.registry)
     err = terminal.stderr_console()
     if not plan.rerun:  # nothing ran: the stored run and its figures stay as they are
-        if opts.as_json:
-            terminal.emit_json({"run_id": run.run_id, "status": run.status, "rerun": []})
+        if opts.as_json:  # the stored run, as `evolve runs show --json` gives it
+            terminal.emit_json({**_run_json(run), "rerun": [], "notes": plan.notes})
         else:
             err.print(plan.headline(run.run_id))
         return

@@ -33,7 +33,8 @@ def runs_table(runs: Sequence[RunRecord]) -> RenderableType:
 
 class RunsTable:
     """One line a run, at any width: the facts keep their width, and the request gets what
-    is left (at least a few words), ending in "…" where it is cut."""
+    is left (at least a few words), ending in "…" where it is cut. Where even that does not
+    fit, the least needed facts are left out (speedup, then time, then start), never cut."""
 
     COLUMNS: tuple[tuple[str, bool], ...] = (
         ("id", False),
@@ -43,6 +44,8 @@ class RunsTable:
         ("speedup", True),
     )
     """Each fact's column, and whether it is right-aligned."""
+    DROPPED_FIRST = ("speedup", "ran", "started")
+    MIN_REQUEST = 10
 
     def __init__(self, runs: Sequence[RunRecord]) -> None:
         self.title = f"{len(runs)} run{'s' * (len(runs) != 1)}, newest first"
@@ -59,22 +62,33 @@ class RunsTable:
         ]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
+        widths = {
+            name: max(len(name), *(Text.from_markup(row[index]).cell_len for row in self.rows))
+            for index, (name, _) in enumerate(self.COLUMNS)
+        }
+
+        def used() -> int:  # each fact's padding, and the line between it and the next
+            return sum(width + 3 for width in widths.values()) + 2
+
+        for name in self.DROPPED_FIRST:
+            if options.max_width - used() >= self.MIN_REQUEST:
+                break
+            del widths[name]
         table = Table(title=self.title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
-        used = 0
-        for index, (name, right) in enumerate(self.COLUMNS):
-            width = max(len(name), *(Text.from_markup(row[index]).cell_len for row in self.rows))
-            used += width + 3  # its padding, and the line between it and the next column
+        kept = [index for index, (name, _) in enumerate(self.COLUMNS) if name in widths]
+        for index in kept:
+            name, right = self.COLUMNS[index]
             table.add_column(
                 name,
                 style="bold cyan" if name == "id" else None,
                 justify="right" if right else "left",
-                width=width,
+                width=widths[name],
                 no_wrap=True,
             )
-        request = max(10, options.max_width - used - 2)  # the padding of the request's own
+        request = max(self.MIN_REQUEST, options.max_width - used())
         table.add_column("request", width=request, no_wrap=True, overflow="ellipsis")
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(row[index] for index in kept), row[-1])
         yield table
 
 

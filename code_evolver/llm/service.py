@@ -137,6 +137,9 @@ class LLMService:
             checking.done() and (checking.cancelled() or checking.exception() is not None)
         ):  # never checked, or the last check failed (a later one may find the backend up)
             checking = self._checking = asyncio.ensure_future(self._check())
+            # its failure is each waiter's to raise; with none left (a step timed out), it
+            # must not be reported as an exception nobody retrieved
+            checking.add_done_callback(lambda done: done.cancelled() or done.exception())
         await asyncio.shield(checking)  # a caller that gives up does not stop the others' check
 
     async def _check(self) -> None:
@@ -274,6 +277,9 @@ class LLMService:
         }
 
     async def close(self) -> None:
+        checking, self._checking = self._checking, None
+        if checking is not None and not checking.done():
+            checking.cancel()  # no model loads for a service that is closed
         backend, self._backend = self._backend, None
         if backend is not None:
             await backend.close()
