@@ -139,6 +139,19 @@ def test_the_same_failure_twice_stops_early(tmp_path: Path) -> None:
     assert NodeStore(tmp_path / "nodes").all() == []
 
 
+def test_the_same_refusal_one_line_lower_is_the_same_failure(tmp_path: Path) -> None:
+    outcome, _backend = generate(
+        tmp_path,
+        ["import os\nimport sys\n" + GOOD, "# vowels\nimport sys\nimport os\n" + GOOD, GOOD],
+    )
+    assert outcome.node is None
+    assert len(outcome.attempts) == 2  # the model made the same mistakes again: stop
+    assert outcome.attempts[1].gist == (
+        "line 2: import of 'sys' is not allowed (evolve.allowed_imports) (and 1 more)"
+    )
+    assert outcome.reason == f"the same failure twice: {outcome.attempts[1].gist}"
+
+
 def test_every_attempt_failing_is_a_clean_failure(tmp_path: Path) -> None:
     outcome, _ = generate(tmp_path, [wrong("!one"), wrong("!two"), wrong("!four")], attempts=3)
     assert outcome.node is None
@@ -190,6 +203,8 @@ def test_a_forced_step_writes_a_node_and_the_next_request_reuses_it(
     assert json.loads(again.output)["steps"]["step1"]["output"] == "5"
     assert len(backend.requests) == calls  # reused: no generation call at all
     assert [n.runs for n in NodeStore().all()] == [2]
+    stages = [c["tool"] for c in json.loads(again.output)["steps"]["step1"]["calls"]]
+    assert stages == ["reuse node count_vowels v1"]  # said, in the record and the view
     fresh = evolve("count the vowels in this text", "--evolve", "--no-reuse", input="banana")
     assert fresh.exit_code == 0, fresh.output
     assert NodeStore().find("count_vowels").version == 2  # written again, as v2
@@ -201,7 +216,9 @@ def test_a_step_whose_node_cannot_be_written_is_answered_by_the_model_with_a_war
     scripted([wrong("!one"), wrong("!two"), wrong("!four")])
     result = evolve("count the vowels in this text", "--evolve", "--json", input="banana")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["steps"]["step1"]["output"].startswith("the model's")
+    step = json.loads(result.stdout)["steps"]["step1"]
+    assert step["output"].startswith("the model's")
+    assert step["calls"][-1]["tool"] == "answer with the model (no node)"
     assert "warning: step step1: no node for 'Count the vowels in this text'" in result.stderr
     assert NodeStore().all() == []
 

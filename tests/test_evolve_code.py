@@ -74,8 +74,14 @@ def test_a_node_must_define_main_and_guard_run_node() -> None:
     unguarded = (
         "from node_runtime import run_node\n\ndef work(t):\n    return t\n\nrun_node(work)\n"
     )
+    # without a main, that is the one thing to fix: the guard is added for it afterwards
     assert problems(unguarded, DEFAULT_ALLOWED, node=True) == [
-        "a node must define main(text, **params)",
+        "a node must define main(text, **params)"
+    ]
+    misplaced = unguarded.replace("def work", "def main").replace(
+        "run_node(work)", "run_node(main)"
+    )
+    assert problems(misplaced, DEFAULT_ALLOWED, node=True) == [
         'a node must end with: if __name__ == "__main__": run_node(main)',
         "line 6: run_node() must be under if __name__ == ...",
     ]

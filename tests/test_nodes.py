@@ -241,3 +241,32 @@ def test_rm_with_json_says_what_went() -> None:
     assert removed.exit_code == 0, removed.output
     assert json.loads(removed.output) == {"removed": "shout", "versions": 2}
     assert store.names() == []
+
+
+@pytest.mark.integration  # the tests run in the strict sandbox
+def test_add_puts_the_run_node_guard_right_as_for_a_written_node(tmp_path: Path) -> None:
+    unguarded = NODE.replace('if __name__ == "__main__":\n    run_node(main)\n', "")
+    script, tests = write(tmp_path, node=unguarded)
+    added = evolve(
+        "nodes", "add", "reverse", script, "--tests", tests, "--description", "Reverses text",
+        "--config", CONFIG,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert 'added to node.py\'s stored copy: if __name__ == "__main__": run_node(main)' in (
+        " ".join(added.stderr.split())
+    )
+    assert 'if __name__ == "__main__":' in NodeStore().find("reverse").main.read_text()
+
+
+def test_tests_that_import_the_node_by_its_file_name_are_told_how_it_is_stored(
+    tmp_path: Path,
+) -> None:
+    script, tests = write(tmp_path, tests=TESTS.replace("from main import", "from node import"))
+    refused = evolve(
+        "nodes", "add", "reverse", script, "--tests", tests, "--description", "Reverses text",
+        "--config", CONFIG,
+    )  # fmt: skip
+    assert refused.exit_code == 2
+    assert "a node is stored as main.py, so its tests say: from main import main" in (
+        " ".join(refused.output.split())
+    )

@@ -143,17 +143,26 @@ def add_command(name: str, script: Path, tests_file: Path, description: str) -> 
 
     from code_evolver.cli import terminal
     from code_evolver.errors import UserError
-    from code_evolver.evolve.code import allowed_imports, problems
+    from code_evolver.evolve.code import allowed_imports, problems, with_entry_point
     from code_evolver.evolve.generator import stage
     from code_evolver.evolve.node_store import NodeStore, check_name
 
     check_name(name)
     allowed = allowed_imports(options.current().config().evolve.allowed_imports)
-    code, tests = script.read_text(encoding="utf-8"), tests_file.read_text(encoding="utf-8")
+    given, tests = script.read_text(encoding="utf-8"), tests_file.read_text(encoding="utf-8")
+    code = with_entry_point(given)  # as for a written node: the guard needs no one's help
     found = [f"{script}: {p}" for p in problems(code, allowed, node=True)]
-    found += [f"{tests_file}: {p}" for p in problems(tests, allowed, node=False)]
+    found += [
+        f"{tests_file}: {_tests_problem(p, {script.stem, name})}"
+        for p in problems(tests, allowed, node=False)
+    ]
     if found:
         raise UserError(found)
+    if code != given:
+        terminal.stderr_console().print(
+            f'[dim]added to {script.name}\'s stored copy: if __name__ == "__main__": '
+            "run_node(main)[/]"
+        )
     with tempfile.TemporaryDirectory() as staging:
         stage(Path(staging), code, tests)
         report = _prove(Path(staging))
@@ -173,6 +182,13 @@ def add_command(name: str, script: Path, tests_file: Path, description: str) -> 
         terminal.stdout_console().print(
             f"stored {node.name} v{node.version} ({report.summary()}): {node.folder}"
         )
+
+
+def _tests_problem(problem: str, own: set[str]) -> str:
+    """A test that imports the node by its file's name is told how it is stored."""
+    if any(f"import of {module!r} is not allowed" in problem for module in own):
+        return f"{problem}; a node is stored as main.py, so its tests say: from main import main"
+    return problem
 
 
 @nodes_command.command("rm")

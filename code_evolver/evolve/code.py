@@ -147,7 +147,9 @@ def _node_shape(tree: ast.Module) -> list[str]:
     defined = {
         item.name for item in tree.body if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
     }
-    found = [] if "main" in defined else ["a node must define main(text, **params)"]
+    if "main" not in defined:  # the guard is added for it once there is a main
+        return ["a node must define main(text, **params)"]
+    found: list[str] = []
     guarded = [
         item
         for item in tree.body

@@ -38,6 +38,7 @@ from code_evolver.tools.base import StageListener
 
 PROMPTS = Path(__file__).resolve().parent.parent.parent / "prompts"
 MAX_CODE_TOKENS = 700
+_LINE = re.compile(r"\bline \d+\b")
 
 
 @dataclass
@@ -55,6 +56,23 @@ class Attempt:
         if self.problems:
             return "\n".join(self.problems)
         return self.report.failures_text() if self.report is not None else ""
+
+    @property
+    def gist(self) -> str:
+        """The failure in one line: the first problem found (with how many more), or the
+        last line of a test failure (a traceback ends with the error itself)."""
+        if self.problems:
+            more = len(self.problems) - 1
+            return self.problems[0][:200] + (f" (and {more} more)" if more else "")
+        return _gist(self.failure) if self.failure else ""
+
+    @property
+    def sameness(self) -> str:
+        """The failure with its line numbers left out: the same mistake made again one line
+        lower is the same failure."""
+        if self.problems:
+            return "\n".join(sorted({_LINE.sub("line N", p) for p in self.problems}))
+        return _LINE.sub("line N", self.failure)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,15 +153,14 @@ class NodeGenerator:
             failure = "" if passed else attempt.failure
             status = "succeeded" if passed else "failed"
             label = f"write node (attempt {number})"
-            why = _gist(failure) if failure else None
-            report(f"attempt{number}", label, status, attempt.seconds, why)
+            report(f"attempt{number}", label, status, attempt.seconds, attempt.gist or None)
             if attempt.report is not None and attempt.report.passed:
                 outcome.node = self._store(name, task, example, code, tests, outcome)
                 return outcome
-            if failure == previous:
-                outcome.reason = f"the same failure twice: {_gist(failure)}"
+            if attempt.sameness == previous:
+                outcome.reason = f"the same failure twice: {attempt.gist}"
                 return outcome
-            previous = failure
+            previous = attempt.sameness
             if number == self.settings.max_attempts:
                 break
             if number + 1 == self.settings.max_attempts and self._escalate is not None:
@@ -157,8 +174,8 @@ class NodeGenerator:
             model_seconds = time.perf_counter() - fix_started
             code, tests = _fixed(fixed, code, tests)
             code = with_entry_point(code)
-        last = outcome.attempts[-1].failure if outcome.attempts else "no attempt"
-        outcome.reason = f"no attempt passed its tests; the last: {_gist(last)}"
+        last = outcome.attempts[-1].gist if outcome.attempts else "no attempt"
+        outcome.reason = f"no attempt passed its tests; the last: {last}"
         return outcome
 
     async def _ask(self, llm: LLMService, prompt: str, values: dict[str, str]) -> str:

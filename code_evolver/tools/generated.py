@@ -66,10 +66,17 @@ class GeneratedTool(Tool):
         node, unfit = None, None
         if self.evolve.reuse:
             node, unfit = best_match(self.store.all(), task, self.evolve.reuse_threshold)
+            if node is not None:  # said where a run's stages are: the live view, the history
+                _stage(call, "reuse", f"reuse node {node.name} v{node.version}", "succeeded")
         if node is None:
             node = await self._write(task, call, unfit.name if unfit else None)
             if node is None:
-                return await self._answer(task, call)
+                started = time.perf_counter()
+                _stage(call, "answer", "answer with the model (no node)", "running")
+                answer = await self._answer(task, call)
+                seconds = time.perf_counter() - started
+                _stage(call, "answer", "answer with the model (no node)", "succeeded", seconds)
+                return answer
         return await self._run(node, call)
 
     async def _write(self, task: str, call: ToolCall, name: str | None) -> StoredNode | None:
@@ -124,3 +131,8 @@ class GeneratedTool(Tool):
     async def _answer(self, task: str, call: ToolCall) -> Output:
         prompt = f"{task}\n\n{call.input}" if call.input.strip() else task
         return await self.llm.complete([user(prompt)])
+
+
+def _stage(call: ToolCall, stage: str, name: str, status: str, seconds: float = 0.0) -> None:
+    if call.on_stage is not None:
+        call.on_stage(stage, name, status, seconds)
