@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -426,6 +427,46 @@ def test_ctrl_c_exits_130_keeps_finished_work_and_leaves_no_process(tmp_path: Pa
     assert "interrupted" in stdout
     assert "Traceback" not in stderr
     assert wait_until_gone(str(pidfile)) == [], "the hanging command outlived the run"
+
+
+@pytest.mark.integration  # a real evolve process, interrupted twice
+def test_a_second_ctrl_c_leaves_at_once_and_no_run_running(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    (tmp_path / "stubborn_tools.py").write_text(
+        "import asyncio\n"
+        "from pathlib import Path\n"
+        "async def stubborn(text):\n"
+        f"    Path({str(started)!r}).write_text('yes')\n"
+        "    try:\n"
+        "        await asyncio.sleep(600)\n"
+        "    except asyncio.CancelledError:\n"
+        "        await asyncio.sleep(30)  # winds down slowly: the graceful stop waits\n"
+        "        raise\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("tools:\n  stubborn: {kind: function, function: 'stubborn_tools:stubborn'}\n")
+    plan = write_plan(tmp_path, {"step_id": "slow", "tool": "stubborn", "input": ""})
+    env = {**os.environ, "EVOLVE_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "code_evolver", "run", plan, "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # a graceful stop: it waits for the step
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # enough: leave at once
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130, stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "code_evolver", "runs", "--json"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert [run["status"] for run in json.loads(listed.stdout)] == ["interrupted"]
 
 
 # ----------------------------------------------------------------- awkward tool outputs

@@ -121,6 +121,34 @@ def test_a_run_is_recorded_with_its_plan_steps_inputs_and_outputs() -> None:
     assert latest["a"].tool_digest is not None
 
 
+def test_a_process_leaving_at_once_leaves_no_run_running() -> None:
+    from code_evolver.history import recorder
+
+    async def main() -> RunRecord | None:
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def wait(text: str) -> str:
+            entered.set()
+            await release.wait()
+            return text
+
+        session = Session(config(), tools={"shout": shout, "wait": wait})
+        the_plan = plan(step("a", tool="shout", input="hi"), step("b", "a", tool="wait"))
+        running = asyncio.create_task(session.run(organize(the_plan, session.registry)))
+        await entered.wait()  # a is done, b runs
+        recorder.abandon_all()  # what a second Ctrl-C does before the process ends
+        run = newest()
+        release.set()
+        await running
+        await session.close()
+        return run
+
+    run = asyncio.run(main())
+    assert run is not None
+    assert run.status == "interrupted"
+    assert run.latest()["a"].output == "HI"  # what was heard is committed first
+
+
 def test_each_failed_attempt_is_a_row_of_its_own() -> None:
     result = run_plan(
         plan(step("b", tool="flaky", input="x")), {"flaky": Flaky().tool}, config(retries=2)

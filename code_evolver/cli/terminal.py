@@ -188,6 +188,9 @@ def leave_now(code: int) -> None:
     from code_evolver.launch.processes import kill_all_groups
 
     kill_all_groups()
+    if (history := sys.modules.get("code_evolver.history.recorder")) is not None:
+        with contextlib.suppress(Exception):  # no run is left "running" in the history
+            history.abandon_all()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

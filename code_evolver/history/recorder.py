@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +93,8 @@ class HistoryRecorder:
         self._urgent = threading.Event()
         """Set by flush and close: commit what there is now, without waiting for more."""
         self._rows = _Rows(self)
+        self._open: set[str] = set()
+        """Runs started and not finished yet."""
         self.attempt_offsets: dict[tuple[str, str], int] = {}
         """Attempts a resumed run made before: new attempts are numbered after them."""
         self.time_offsets: dict[str, float] = {}
@@ -99,20 +102,50 @@ class HistoryRecorder:
         from the first start, so that all its attempts share one time axis."""
 
     def __call__(self, event: events.Event) -> None:
-        if type(event) in _KEPT and not self._failed:
+        kind = type(event)
+        if kind in _KEPT and not self._failed:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._write, name="history", daemon=True)
                 self._thread.start()
+                _LIVE.add(self)
             self._queue.put(event)
+            if isinstance(event, events.RunStarted):
+                self._open.add(event.run_id)
+            elif isinstance(event, events.RunFinished):
+                self._open.discard(event.run_id)
 
-    def flush(self) -> None:
+    def flush(self, timeout_s: float = 30) -> None:
         """Wait until everything heard so far is committed (tests, and ``/runs`` in a chat)."""
         if self._thread is None or not self._thread.is_alive():
             return
         done = threading.Event()
         self._queue.put(done)
         self._urgent.set()
-        done.wait(timeout=30)
+        done.wait(timeout=timeout_s)
+
+    def abandon(self, wait_s: float = 1.0) -> None:
+        """The process leaves at once (a second Ctrl-C): commit what was heard, for up to
+        ``wait_s``, and mark the runs still under way as interrupted, so that none is listed
+        as running for ever. Their unfinished steps have no record, as after ``kill -9``."""
+        if not self._open or self._failed:
+            return
+        self.flush(wait_s)
+        try:
+            db = store.connect(self.path, create=False)
+        except (store.HistoryError, OSError):
+            return
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+            db.executemany(
+                "UPDATE runs SET status = 'interrupted', finished_at = ? "
+                "WHERE run_id = ? AND status = 'running'",
+                [(datetime.now(UTC).isoformat(), run_id) for run_id in self._open],
+            )
+        except Exception:  # leaving anyway: the run stays as it was
+            return
+        finally:
+            db.close()
+        self._open.clear()
 
     def close(self) -> None:
         if self._thread is not None:
@@ -162,6 +195,16 @@ class HistoryRecorder:
         except Exception as exc:  # any failure: warn once, stop writing
             self._failed = True
             state_problem(WHAT, self.path, exc)
+
+
+_LIVE: weakref.WeakSet[HistoryRecorder] = weakref.WeakSet()
+"""The recorders of this process that have heard a run."""
+
+
+def abandon_all() -> None:
+    """Every recorder's :meth:`~HistoryRecorder.abandon`: the process leaves at once."""
+    for recorder in list(_LIVE):
+        recorder.abandon()
 
 
 class _Rows:
