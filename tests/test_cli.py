@@ -147,6 +147,7 @@ def test_run_json_is_one_document_with_the_contract_fields() -> None:
     assert doc["status"] == "succeeded"
     for key in ("run_id", "wall_s", "speedup", "critical_path_s"):
         assert key in doc
+    assert doc["model"] is None  # no step asked a model
     assert list(doc["steps"]) == ["text", "words", "lines", "shout", "vocabulary", "report"]
     report = doc["steps"]["report"]
     assert report["status"] == "succeeded"

@@ -380,6 +380,9 @@ def test_svg_after_a_run_and_after_a_request(
     asked = evolve("write a haiku about rain", "--config", CONFIG, "--svg", str(svg))
     assert asked.exit_code == 0, asked.output
     assert "haiku" in svg.read_text()  # the request is the picture's title
+    newest_run = json.loads(evolve("runs", "--json").output)[0]
+    shown_run = json.loads(evolve("runs", "show", newest_run["run_id"], "--json").output)
+    assert newest_run["model"] == shown_run["model"] == "embedded:SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def test_svg_refuses_before_running_when_history_is_off(tmp_path: Path) -> None:

@@ -87,8 +87,9 @@ def run_shown(
         terminal.progress(session.bus, err, organized, enabled=enabled),
     ):
         result = terminal.run_async(main, session.interrupt)
-    if as_json:
-        terminal.emit_json(result.to_json() | dict(extra or {}))
+    if as_json:  # the model by its one name, as a request's document has it
+        document = result.to_json() | {"model": session.llm.known_identity}
+        terminal.emit_json(document | dict(extra or {}))
     else:
         markdown = show.markdown_tools(session.registry)
         show.results(terminal.stdout_console(), err, result, markdown=markdown, full=full)

@@ -244,4 +244,4 @@ def _age(text: str) -> timedelta:
 def _run_json(run: RunRecord) -> dict[str, object]:
     from dataclasses import asdict
 
-    return asdict(run)
+    return asdict(run) | {"model": run.model_name}  # one name, as a run's document has it

@@ -104,8 +104,8 @@ def run_detail(run: RunRecord, *, full: bool = False) -> RenderableType:
     if run.peak_concurrency:
         figures.append(f"peak {run.peak_concurrency} at once")
     made = [f"planned by {run.planner_source}"] if run.planner_source else []
-    if run.model:
-        made.append(shown(f"{run.backend}:{run.model}" if run.backend else run.model))
+    if run.model_name:
+        made.append(shown(run.model_name))
     parts: list[RenderableType] = [
         Text.from_markup(" · ".join(figures)),
         Text(f"request: {clip(run.request, 200)}"),

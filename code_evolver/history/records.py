@@ -66,6 +66,13 @@ class RunRecord:
     steps: tuple[StepRecord, ...] = field(default=())
     """Step attempts and nested calls, in the order they started."""
 
+    @property
+    def model_name(self) -> str | None:
+        """The model by its one name, ``backend:model``, as every line and document says it."""
+        if self.model and self.backend:
+            return f"{self.backend}:{self.model}"
+        return self.model
+
     def latest(self) -> dict[str, StepRecord]:
         """Each step's last attempt (calls left out), by step id."""
         found: dict[str, StepRecord] = {}
