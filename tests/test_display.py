@@ -285,6 +285,16 @@ def test_a_long_planning_stage_is_a_line_every_few_seconds_in_a_log() -> None:
     ]
 
 
+def test_a_log_line_is_one_line_however_long() -> None:
+    console = Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None)
+    lines = LineProgress(console)
+    error = "the command exited with status 3: " + "kaboom " * 20
+    lines(events.StepRetrying("f", 1, error, 0.4, 1.0))
+    printed = cast(io.StringIO, console.file).getvalue().splitlines()
+    assert len(printed) == 1
+    assert printed[0].endswith("retry in 0.4s")
+
+
 def test_a_steps_own_stages_are_lines_in_a_log() -> None:
     console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
     lines = LineProgress(console)

@@ -286,22 +286,22 @@ class LineProgress:
                 if stage != self._stage or elapsed - self._said_at >= HEARTBEAT_S:
                     so_far = f": {tokens} tokens, {steps} steps so far" if tokens else ""
                     self._stage, self._said_at = stage, elapsed
-                    self.console.print(f"[dim]{shown(stage)} ({elapsed:.0f}s){so_far}…[/]")
+                    self._say(f"[dim]{shown(stage)} ({elapsed:.0f}s){so_far}…[/]")
             case events.ModelLoading(model=model, done=done, seconds=took):
                 if done:
-                    self.console.print(f"[dim]{shown(model)} loaded in {seconds(took)}[/]")
+                    self._say(f"[dim]{shown(model)} loaded in {seconds(took)}[/]")
                 else:
-                    self.console.print(f"[dim]loading {shown(model)}…[/]")
+                    self._say(f"[dim]loading {shown(model)}…[/]")
             case events.CallStarted(step_id=step_id, tool=name, stage=True):
                 # a step's own stages (writing a node, an LLM endpoint): a step that takes
                 # a minute is not a silent minute
-                self.console.print(f"[dim]  {shown(step_id)}: {shown(name)}…[/]", highlight=False)
+                self._say(f"[dim]  {shown(step_id)}: {shown(name)}…[/]", highlight=False)
             case events.CallFinished(
                 step_id=step_id, tool=name, status=status, duration_s=took, error=error, stage=True
             ):
                 detail = f"{status.replace('_', ' ')} in {seconds(took)}"
                 detail += f": {error}" if error else ""
-                self.console.print(
+                self._say(
                     f"[dim]  {shown(step_id)}: {shown(name)} {shown(clip(detail, 200))}[/]",
                     highlight=False,
                 )
@@ -313,7 +313,7 @@ class LineProgress:
                 self._line(
                     StepStatus.PENDING,
                     step_id,
-                    f"attempt {attempt} failed ({error}); retry in {d:.1f}s",
+                    f"attempt {attempt} failed ({clip(error, 150)}); retry in {d:.1f}s",
                 )
             case events.StepSkipped(step_id=step_id, because_of=cause):
                 self._line(StepStatus.SKIPPED, step_id, skip_reason(cause))
@@ -322,8 +322,13 @@ class LineProgress:
             case _:
                 pass
 
+    def _say(self, text: str, *, highlight: bool | None = None) -> None:
+        """One line each, however long: a log is read line by line (and grep'd), so it is
+        never wrapped at the console's width (80 columns when stderr is a file)."""
+        self.console.print(text, soft_wrap=True, highlight=highlight)
+
     def _line(self, status: StepStatus, step_id: str, detail: str) -> None:
-        self.console.print(
+        self._say(
             f"{icon(status)} [bold]{shown(step_id)}[/] {shown(clip(detail, 200))}",
             highlight=False,
         )
