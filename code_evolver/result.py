@@ -176,9 +176,9 @@ class RunResult:
 
     @cached_property
     def ran(self) -> dict[str, StepResult]:
-        """The steps that ran in this run (not those carried over from an earlier one): the
-        figures are about them."""
-        return {k: s for k, s in self.steps.items() if not s.carried_over}
+        """The steps that ran in this run, not those carried over from an earlier one or
+        reused from one (``--reuse``): the figures are about them."""
+        return {k: s for k, s in self.steps.items() if not (s.carried_over or s.reused)}
 
     @cached_property
     def sum_s(self) -> float:

@@ -599,6 +599,8 @@ def test_the_summary_counts_reused_steps(tmp_path: Path, template_config: str) -
     reused = evolve("run", plan_file, "--config", template_config, "--reuse")
     assert reused.exit_code == 0, reused.output
     assert "2 succeeded (2 reused from earlier runs)" in reused.output
+    assert reused.output.count("reused from an earlier run") == 2  # each step's panel
+    assert "speedup" not in reused.output  # nothing ran: no figures about running
 
 
 def test_two_openers_of_a_new_history_migrate_it_once(tmp_path: Path) -> None:

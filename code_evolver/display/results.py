@@ -76,13 +76,19 @@ _PROBLEMS = (StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.SKIPPED, StepSt
 def _panel(step: StepResult, *, full: bool, markdown: bool = False) -> Panel:
     symbol, colour = ICONS[step.status]
     title = f"[{colour}]{symbol}[/] [bold]{shown(step.step_id)}[/] · {shown(step.tool)}"
-    if step.attempts:
+    if step.reused:
+        title += " · reused from an earlier run"
+    elif step.carried_over:
+        title += " · kept from the run"
+    elif step.attempts:
         title += f" · {seconds(step.duration_s)}"
-    if step.attempts > 1:
+    if step.attempts > 1 and not (step.reused or step.carried_over):
         title += f" · {step.attempts} attempts"
     if step.calls:
         failed = sum(1 for c in step.calls if c.status is not StepStatus.SUCCEEDED)
-        title += f" · {len(step.calls)} tool calls" + (f" ({failed} failed)" if failed else "")
+        count = len(step.calls)
+        title += f" · {count} tool call{'s' * (count != 1)}"
+        title += f" ({failed} failed)" if failed else ""
     body: RenderableType
     if step.ok and step.spilled is not None:
         limit = _FINAL_CHARS if full else _INTERMEDIATE_CHARS
