@@ -312,6 +312,11 @@ def _problem(err: ErrorDetails, key: str) -> str:
         return f"{key}: unknown setting{_suggest_key(err['loc'])}"
     if kind == "missing":
         return f"{key}: required setting is missing"
+    if kind == "string_pattern_mismatch" and key.endswith(".function"):
+        return (
+            f"{key}: give it as module:function, like tools_mod:shout (the module's file is "
+            "beside the config file, or importable)"
+        )
     if kind == "too_short" and key.endswith(".command"):
         return f"{key}: name the program to run, and its arguments, like [wc, -w]"
     if kind == "list_type" and key.endswith(".command"):

@@ -19,7 +19,7 @@ import yaml
 
 from code_evolver.bounded import TooLarge, load_yaml
 from code_evolver.errors import ConfigError
-from code_evolver.home import HOME_ENV, evolve_home
+from code_evolver.home import HOME_ENV, evolve_home, warn_once
 from code_evolver.resources import default_config_path
 
 CONFIG_ENV = "CODE_EVOLVER_CONFIG"
@@ -167,7 +167,8 @@ def _overlay(
             for name, spec in value.items():
                 _forget(origins, (*at, str(name)))
                 if spec is None:
-                    current.pop(name, None)
+                    if current.pop(name, None) is None:
+                        _removes_nothing(str(name), current, path)
                 else:
                     current[name] = _copy(spec)
                     _remember(origins, (*at, str(name)), spec, path)
@@ -177,6 +178,18 @@ def _overlay(
             _forget(origins, at)
             into[key] = _copy(value)
             _remember(origins, at, value, path)
+
+
+def _removes_nothing(name: str, tools: Mapping[str, Any], path: Path | None) -> None:
+    """``tools: {NAME: null}`` where no layer below defines NAME: most likely a typo, so
+    say it (a warning: a layer may remove a tool that only some projects define)."""
+    from code_evolver.suggest import did_you_mean
+
+    warn_once(
+        f"removes-nothing:{path}:{name}",
+        f"{_label(path)}: tools.{name}: null removes nothing, as no layer below defines "
+        f"{name!r}{did_you_mean(name, tools)}",
+    )
 
 
 def _remember(origins: dict[str, Path], at: tuple[str, ...], value: Any, path: Path | None) -> None:

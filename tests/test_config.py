@@ -57,16 +57,16 @@ def test_empty_file_means_defaults() -> None:
             "tools.x.command: give the program and its arguments as a list, like [wc, -w]",
         ),
         (
+            "tools:\n  x: {kind: function, function: nocolon}",
+            "tools.x.function: give it as module:function, like tools_mod:shout",
+        ),
+        (
             "tools:\n  x: {kind: command, command: [ls], max_concurency: 2}",
             "tools.x.max_concurency: unknown setting (did you mean 'max_concurrency'?)",
         ),
         (
             "tools:\n  x: {kind: command, command: [ls], max_concurrency: 0}",
             "tools.x.max_concurrency: Input should be greater than or equal to 1",
-        ),
-        (
-            "tools:\n  x: {kind: function, function: 'no colon'}",
-            "tools.x.function: String should match pattern",
         ),
         (
             "execution: {max_parallel: 0}",

@@ -81,6 +81,22 @@ def test_null_removes_a_tool(home: Path) -> None:
     assert parse_config("tools: {x: null}").tools == {}
 
 
+def test_null_that_removes_nothing_is_named_in_a_warning(
+    home: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from code_evolver import home as state
+
+    monkeypatch.setattr(state, "_warned", set())
+    user = write(home / "config.yaml", "tools:\n  sort_line: null\n")
+    with caplog.at_level("WARNING", logger="code_evolver"):
+        config = load_config()
+    assert "sort_lines" in config.tools  # the typo removed nothing
+    assert (
+        f"{user}: tools.sort_line: null removes nothing, as no layer below defines "
+        "'sort_line' (did you mean 'sort_lines'?)"
+    ) in caplog.text
+
+
 def test_the_project_layer_wins_over_the_home_layer(home: Path, tmp_path: Path) -> None:
     user = write(
         home / "config.yaml",
