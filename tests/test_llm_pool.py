@@ -479,3 +479,36 @@ def test_a_server_that_comes_back_rejoins_after_its_cooldown() -> None:
 
         assert asyncio.run(both()) == ("from up", "from back")
     assert endpoints[0].failures == 0
+
+
+def test_an_endpoint_that_cannot_be_reached_names_its_own_entry_as_the_fix() -> None:
+    from code_evolver.llm.service import create_pool
+
+    settings = parse_config(
+        "llm:\n  endpoints:\n"
+        "    - {name: gpu, backend: ollama, host: 127.0.0.1:9, model: m}\n"
+        "    - {name: api, backend: openai, base_url: http://127.0.0.1:9/v1, model: m}\n"
+    ).llm
+    made = create_pool(settings)
+    assert isinstance(made, PoolBackend)
+    for endpoint in made.endpoints:
+        said = str(endpoint.backend._unavailable(ConnectionError()))  # type: ignore[attr-defined]
+        assert f"fix llm.endpoints ({endpoint.name})" in said
+        assert "OLLAMA_HOST" not in said
+        assert "llm.openai" not in said
+
+
+class Down(ScriptedBackend):
+    async def check(self) -> None:
+        raise BackendUnavailable("nothing at 127.0.0.1:9")
+
+
+def test_when_the_first_probe_finds_no_endpoint_no_cooldown_is_told() -> None:
+    made = PoolBackend(
+        [Endpoint("a", Down(answering("a")), 1), Endpoint("b", Down(answering("b")), 1)]
+    )
+    with pytest.raises(BackendUnavailable) as info:
+        asyncio.run(made.check())
+    assert str(info.value) == (
+        "no LLM endpoint could answer: a: nothing at 127.0.0.1:9; b: nothing at 127.0.0.1:9"
+    )

@@ -54,6 +54,8 @@ class OllamaBackend(LLMBackend):
         self.max_concurrency = settings.max_concurrency
         self.context_tokens = settings.context_tokens
         self.context_fix = "raise llm.ollama.context_tokens (sent to Ollama as num_ctx)"
+        self.address_setting = "OLLAMA_HOST or llm.ollama.host"
+        """Where its address is set, for the fix an error names (an endpoint's own entry)."""
         self._client = ollama.AsyncClient(
             host=self.host, timeout=settings.timeout_s, verify=verify_tls(self.host)
         )
@@ -156,13 +158,13 @@ class OllamaBackend(LLMBackend):
 
     def _not_ollama(self) -> BackendError:
         return BackendError(
-            f"{self.host} answered, but not like Ollama's API; check OLLAMA_HOST or llm.ollama.host"
+            f"{self.host} answered, but not like Ollama's API; check {self.address_setting}"
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
             f"Ollama is not reachable at {self.host} ({type(exc).__name__}): start it with "
-            "`ollama serve`, set OLLAMA_HOST, or use --backend embedded"
+            f"`ollama serve`, fix {self.address_setting}, or use --backend embedded"
         )
 
 

@@ -37,6 +37,8 @@ class OpenAIBackend(LLMBackend):
         self.context_fix = (
             "set llm.openai.context_tokens to the server's context per request, if it is larger"
         )
+        self.address_setting = "llm.openai.base_url"
+        """Where its address is set, for the fix an error names (an endpoint's own entry)."""
         headers = {"Content-Type": "application/json"}
         key = settings.api_key()
         if key:
@@ -161,7 +163,7 @@ class OpenAIBackend(LLMBackend):
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
             f"no OpenAI-compatible server answers at {self.base_url} ({type(exc).__name__}); "
-            "start it, fix llm.openai.base_url, or use --backend embedded"
+            f"start it, fix {self.address_setting}, or use --backend embedded"
         )
 
 

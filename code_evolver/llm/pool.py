@@ -261,10 +261,14 @@ class PoolBackend(LLMBackend):
         delay = min(COOLDOWN_MAX_S, COOLDOWN_S * 2 ** (endpoint.failures - 1))
         endpoint.cooldown_until = self._clock() + delay
 
-    def _none_left(self, tried: dict[str, str], left: list[Endpoint], now: float) -> BackendError:
+    def _none_left(
+        self, tried: dict[str, str], left: list[Endpoint], now: float, *, waits: bool = True
+    ) -> BackendError:
+        """``waits``: say how long each endpoint still cools down (in a session that goes
+        on; not when the first probe found none, and the command ends)."""
         reasons = dict(tried)
         for endpoint in left:
-            wait = max(0.0, endpoint.cooldown_until - now)
+            wait = max(0.0, endpoint.cooldown_until - now) if waits else 0.0
             why = endpoint.last_error or "unavailable"
             reasons[endpoint.name] = f"{why} (cooling down {wait:.0f}s more)" if wait else why
         listed = "; ".join(f"{name}: {why}" for name, why in reasons.items())
@@ -292,7 +296,7 @@ class PoolBackend(LLMBackend):
         await asyncio.gather(*(probe(e) for e in self.endpoints))
         now = self._clock()
         if not any(e.usable(now) for e in self.endpoints):
-            raise self._none_left({}, self.endpoints, now)
+            raise self._none_left({}, self.endpoints, now, waits=False)
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         return await self.endpoints[0].backend.count_tokens(messages)

@@ -56,17 +56,13 @@ def create_pool(settings: LlmSettings) -> LLMBackend:
     """The endpoints of ``llm.endpoints`` (only the pinned one with ``llm.endpoint``)."""
     from code_evolver.llm.pool import Endpoint, PoolBackend
 
-    return PoolBackend(
-        [
-            Endpoint(
-                e.name,
-                create_backend(e.backend, settings.for_endpoint(e)),
-                e.max_concurrency,
-                e.weight,
-            )
-            for e in settings.chosen_endpoints()
-        ]
-    )
+    endpoints = []
+    for entry in settings.chosen_endpoints():
+        backend = create_backend(entry.backend, settings.for_endpoint(entry))
+        if hasattr(backend, "address_setting"):  # its fix names its entry, not llm.ollama
+            backend.address_setting = f"llm.endpoints ({entry.name})"
+        endpoints.append(Endpoint(entry.name, backend, entry.max_concurrency, entry.weight))
+    return PoolBackend(endpoints)
 
 
 async def choose_backend(settings: LlmSettings) -> Choice:
