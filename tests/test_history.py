@@ -394,6 +394,18 @@ def test_svg_refuses_before_running_when_history_is_off(tmp_path: Path) -> None:
     assert not (tmp_path / store.FILE_NAME).exists()
 
 
+def test_svg_into_a_folder_that_is_not_there_is_refused_before_running(
+    tmp_path: Path, template_config: str
+) -> None:
+    target = tmp_path / "no" / "such" / "run.svg"
+    refused = evolve(
+        "run", str(write_plan(tmp_path)), "--config", template_config, "--svg", str(target)
+    )
+    assert refused.exit_code == 2
+    assert f"--svg {target}: {target.parent} is not a folder evolve may write in" in refused.output
+    assert "No runs yet" in evolve("runs").output  # nothing ran
+
+
 def test_resume_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "healed"
     (tmp_path / "tools_mod.py").write_text(

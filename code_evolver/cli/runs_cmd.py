@@ -172,10 +172,17 @@ def check_svg_wanted(opts: options.Options, history_on: bool) -> None:
     """``--svg`` draws from the run history: refuse before running when it is off."""
     from code_evolver.errors import UserError
 
-    if opts.svg_path is not None and not history_on:
+    if opts.svg_path is None:
+        return
+    if not history_on:
         raise UserError(
             "--svg draws the run from its history, which is off (execution.history: false)"
         )
+    import os
+
+    folder = opts.svg_path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):  # said before the run, not after
+        raise UserError(f"--svg {opts.svg_path}: {folder} is not a folder evolve may write in")
 
 
 def svg_of_run(run_id: str, path: Path) -> None:
