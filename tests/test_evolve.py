@@ -288,4 +288,4 @@ def test_each_attempt_is_recorded_under_its_step_in_the_run_history(
         ("step1.attempt1", "write node (attempt 1)", "failed", 1),
         ("step1.attempt2", "write node (attempt 2)", "succeeded", 1),  # both in step attempt 1
     ]
-    assert attempts[0].error == "AssertionError"
+    assert attempts[0].error == "AssertionError: left side '0', right side '3'"

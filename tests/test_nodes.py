@@ -140,6 +140,7 @@ def test_a_node_whose_tests_fail_is_refused(tmp_path: Path) -> None:
     assert refused.exit_code == 2
     assert "node reverse was not stored: 1 of 2 tests failed: test_reverses" in refused.output
     assert "AssertionError" in refused.output
+    assert "AssertionError: left side 'cba', right side 'abc'" in " ".join(refused.output.split())
     assert NodeStore().all() == []
 
 

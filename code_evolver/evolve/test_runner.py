@@ -3,10 +3,12 @@
 Standard library only, and fast: every ``test_*`` function of ``test_main.py`` is called,
 plain ``assert``s as in pytest. ``import pytest`` gets a small stand-in (``raises``,
 ``approx``, ``fail``, ``skip``, ``mark.parametrize``) rather than pytest itself, whose import
-alone would cost more than the rest of a fix-loop round. Prints one JSON document and exits 0
-when at least one test ran and all passed.
+alone would cost more than the rest of a fix-loop round. A bare ``assert a == b`` that fails
+says what each side was, as pytest does (the model repairs from it). Prints one JSON document
+and exits 0 when at least one test ran and all passed.
 """
 
+import ast
 import contextlib
 import importlib
 import inspect
@@ -108,8 +110,8 @@ def main() -> int:
                 ran += 1
             except Skipped:
                 continue
-            except BaseException:
-                failed.append([label, _trace()])
+            except BaseException as exc:
+                failed.append([label, _trace() + _compared(exc)])
     print(json.dumps({"tests": ran + len(failed), "failed": failed}))
     return 0 if ran and not failed else 1
 
@@ -119,6 +121,39 @@ def _trace() -> str:
     folder differs per attempt, and the same failure must read the same)."""
     lines = traceback.format_exc().replace(sys.argv[1].rstrip("/") + "/", "").rstrip()
     return "\n".join(lines.splitlines()[-MAX_TRACE_LINES:])
+
+
+def _compared(exc: BaseException) -> str:
+    """For a bare ``assert a == b`` that failed: what each side was, as pytest would say.
+    A bare AssertionError tells the model (and a person) nothing to fix."""
+    if not isinstance(exc, AssertionError) or exc.args:
+        return ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or not tb.tb_frame.f_code.co_filename.endswith("test_main.py"):
+        return ""
+    frame = tb.tb_frame
+    try:
+        with open(frame.f_code.co_filename, encoding="utf-8") as source:
+            tree = ast.parse(source.read())
+        statement = next(
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assert)
+            and node.lineno <= tb.tb_lineno <= (node.end_lineno or node.lineno)
+        )
+        test = statement.test
+        if not (isinstance(test, ast.Compare) and len(test.comparators) == 1):
+            return ""
+        sides = [
+            eval(compile(ast.Expression(side), "<assert>", "eval"), frame.f_globals, frame.f_locals)
+            for side in (test.left, test.comparators[0])
+        ]
+    except Exception:
+        return ""
+    left, right = (repr(side)[:300] for side in sides)
+    return f"\nAssertionError: left side {left}, right side {right}"  # the error, told whole
 
 
 if __name__ == "__main__":
