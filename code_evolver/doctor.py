@@ -69,7 +69,7 @@ async def diagnose(config: Config) -> Report:
     choice = await choose_backend(llm)
     files = " + ".join(str(path) for path in config.sources)
     checks = [Check("config", True, files or "built-in defaults")]
-    if llm.endpoints:
+    if llm.pooled:
         checks += await _endpoint_checks(config)
     checks += await _embedded_checks(config, load=choice.backend == "embedded")
     checks += await _ollama_checks(config)

@@ -350,7 +350,7 @@ class Session:
         """The steps' model service, or with several endpoints one pinned to the planner's
         (``planner.endpoint``, else the strongest model's): plans come from the best model
         while steps spread over all of them."""
-        if backend is not None or not config.llm.endpoints:
+        if backend is not None or not config.llm.pooled:
             return self.llm
         chosen = config.planner.endpoint or config.llm.strongest_endpoint()
         if chosen is None or len(config.llm.endpoints) == 1:

@@ -512,3 +512,17 @@ def test_when_the_first_probe_finds_no_endpoint_no_cooldown_is_told() -> None:
     assert str(info.value) == (
         "no LLM endpoint could answer: a: nothing at 127.0.0.1:9; b: nothing at 127.0.0.1:9"
     )
+
+
+def test_a_backend_named_in_the_config_is_used_instead_of_the_pool() -> None:
+    from code_evolver.llm.service import choose_backend
+
+    endpoints = "  endpoints:\n    - {name: a, backend: ollama}\n    - {name: b, backend: ollama}\n"
+    pooled = parse_config(f"llm:\n{endpoints}").llm
+    assert pooled.pooled
+    assert asyncio.run(choose_backend(pooled)).backend == "pool"
+    named = parse_config(f"llm:\n  backend: embedded\n{endpoints}").llm  # a project over home
+    assert not named.pooled
+    assert asyncio.run(choose_backend(named)).backend == "embedded"
+    pinned = parse_config(f"llm:\n  backend: embedded\n  endpoint: b\n{endpoints}").llm
+    assert pinned.pooled  # a pinned endpoint is still an endpoint of the pool

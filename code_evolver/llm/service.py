@@ -67,7 +67,7 @@ def create_pool(settings: LlmSettings) -> LLMBackend:
 
 async def choose_backend(settings: LlmSettings) -> Choice:
     """Resolve ``auto``: Ollama when it answers and has the model, else the embedded model."""
-    if settings.endpoints:
+    if settings.pooled:
         names = [e.name for e in settings.chosen_endpoints()]
         return Choice("pool", [f"llm.endpoints: {', '.join(names)}"])
     if settings.backend != "auto":
@@ -117,7 +117,7 @@ class LLMService:
         """Requests the chosen backend serves at once (from config; nothing is loaded)."""
         if self._backend is not None:
             return self._backend.max_concurrency
-        if self.settings.endpoints:
+        if self.settings.pooled:
             return sum(e.max_concurrency for e in self.settings.chosen_endpoints())
         backend = self.choice.backend if self.choice else self.settings.backend
         return {
@@ -174,7 +174,7 @@ class LLMService:
         """
         if self._given is not None:
             return f"{self._given.name}:{self._given.model}"
-        if self.settings.endpoints:
+        if self.settings.pooled:
             models = sorted(
                 {
                     self.settings.for_endpoint(e).model or e.backend

@@ -177,6 +177,14 @@ class LlmSettings(_Section):
             raise ValueError(f"no endpoint {self.endpoint!r} in llm.endpoints ({known})")
         return self
 
+    @property
+    def pooled(self) -> bool:
+        """Whether calls go to the pool of ``endpoints``: with ``backend: auto`` (the
+        default), or an ``endpoint`` pinned. A backend named in the config is used as
+        ``--backend`` is: instead of the pool (a project's ``backend: embedded`` over the
+        home's endpoints)."""
+        return bool(self.endpoints) and (self.backend == "auto" or self.endpoint is not None)
+
     def chosen_endpoints(self) -> list[EndpointSettings]:
         """The endpoints calls may go to: all of them, or the one ``endpoint`` pins."""
         return [e for e in self.endpoints if self.endpoint in (None, e.name)]
