@@ -539,3 +539,10 @@ def test_a_backend_that_cannot_serve_is_not_switched_to() -> None:
     assert "still on" in out
     assert chat_session.config.llm.backend == before
     assert chat_session.switched == {}
+
+
+def test_model_names_the_model_before_any_request(backend: ScriptedBackend) -> None:
+    result = chat("/model", "/quit")
+    assert result.exit_code == 0, result.output
+    assert "model: embedded:SmolLM2-135M-Instruct.Q4_1.gguf" in result.output
+    assert "auto:" not in result.output

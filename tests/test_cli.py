@@ -346,6 +346,8 @@ def test_an_option_before_a_command_that_does_not_use_it_is_named() -> None:
     assert "warning" not in used.stderr
     below = invoke("--full", "runs", "show", "nope")  # `runs show` takes --full
     assert "does nothing" not in below.stderr
+    listing = invoke("--full", "runs")  # the listing does not
+    assert "warning: --full does nothing for `evolve runs`" in listing.stderr
 
 
 def test_each_help_lists_the_options_it_uses() -> None:

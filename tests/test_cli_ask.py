@@ -229,6 +229,9 @@ def test_doctor_reports_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "backend: embedded" in text.stdout
     assert "not needed (embedded is used)" in text.stdout
     assert "✗  ollama server" not in text.stdout
+    other = invoke("doctor", "--backend", "ollama").stdout  # the embedded model: found, unused
+    assert "–  embedded model" in other
+    assert "✓  embedded model" not in other  # a check that was not needed promises nothing
 
 
 def test_plan_json_says_on_stderr_which_planner_made_it_and_why(backend: ScriptedBackend) -> None:

@@ -289,3 +289,20 @@ def test_each_attempt_is_recorded_under_its_step_in_the_run_history(
         ("step1.attempt2", "write node (attempt 2)", "succeeded", 1),  # both in step attempt 1
     ]
     assert attempts[0].error == "AssertionError: left side '0', right side '3'"
+
+
+def test_a_reused_node_without_params_gets_none_of_the_generate_steps_own(
+    scripted: Callable[[list[str]], ScriptedBackend],
+) -> None:
+    plain = GOOD.replace("def main(text: str, **params: object) -> str:", "def main(text):")
+    assert "def main(text):" in plain  # a person's node may take the text alone
+    NodeStore().add("count_vowels", plain, TESTS, {"description": "Count the vowels in this text"})
+    backend = scripted([])
+    result = evolve("count the vowels in this text", "--evolve", "--json", input="banana")
+    assert result.exit_code == 0, result.output
+    step = json.loads(result.output)["steps"]["step1"]
+    assert step["output"] == "3"  # not "unexpected keyword argument 'task'"
+    assert [(c["tool"], c["status"]) for c in step["calls"]] == [
+        ("reuse node count_vowels v1", "succeeded")
+    ]
+    assert backend.requests == []

@@ -346,6 +346,7 @@ def test_runs_lists_one_line_a_run_at_80_columns(tmp_path: Path, template_config
     evolve("run", str(write_plan(tmp_path)), "--config", template_config)
     lines = evolve("runs").output.splitlines()
     assert len(lines) == 3 + 2  # title, header, rule, one line a run
+    assert evolve("runs", "--status", "failed").output.strip() == "No run ended failed."
     assert all(len(line) <= 80 for line in lines)
     assert "please write a" in lines[4]  # newest first
     assert lines[4].rstrip().endswith("…")

@@ -97,8 +97,8 @@ async def _backend(chat: ChatSession, name: str) -> bool:
 async def _model(chat: ChatSession, name: str) -> bool:
     if name and not await _switched(chat, model=name):
         return True
-    model = chat.session.llm.known_identity or chat.session.llm.identity
-    chat.out.print(f"model: {model}", markup=False)
+    await chat.session.llm.resolve()  # auto picks first: the model's one name, never "auto:"
+    chat.out.print(f"model: {chat.session.llm.identity}", markup=False)
     return True
 
 

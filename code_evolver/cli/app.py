@@ -104,7 +104,7 @@ class EvolveGroup(click.Group):
             return DEFAULT_COMMAND, request, args
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None:
-            _only_options_it_takes(ctx, command)
+            _only_options_it_takes(ctx, command, rest)
         return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -118,7 +118,7 @@ class EvolveGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
-def _only_options_it_takes(ctx: click.Context, command: click.Command) -> None:
+def _only_options_it_takes(ctx: click.Context, command: click.Command, rest: list[str]) -> None:
     """An option given before a command that does not use it is named in a warning: `evolve
     --max-parallel 3 tools` must not look as if it did something. A warning, not an error,
     so that an alias with options (`alias ev='evolve --backend ollama'`) still serves
@@ -127,8 +127,8 @@ def _only_options_it_takes(ctx: click.Context, command: click.Command) -> None:
     if not given:
         return
     takes = {param.name for param in command.params}
-    if isinstance(command, click.Group):  # `evolve --full runs show ID`
-        takes |= {param.name for sub in command.commands.values() for param in sub.params}
+    if isinstance(command, click.Group) and rest and rest[0] in command.commands:
+        takes |= {param.name for param in command.commands[rest[0]].params}  # `runs show`
     unused = [
         param.opts[0]
         for param in ctx.command.params

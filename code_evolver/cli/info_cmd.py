@@ -80,12 +80,12 @@ def doctor_command() -> None:
     else:
         table = Table.grid(padding=(0, 2))
         for check in report.checks:
-            if check.ok:
-                mark, detail = "[green]✓[/]", shown(check.detail)
-            elif not check.needed:  # another backend's: not a failure
+            if not check.needed:  # another backend's: neither a failure nor a promise
                 backend = report.choice.backend
                 mark = "[dim]–[/]"
                 detail = f"[dim]not needed ({backend} is used): {shown(check.detail)}[/]"
+            elif check.ok:
+                mark, detail = "[green]✓[/]", shown(check.detail)
             else:
                 mark, detail = "[red]✗[/]", shown(check.detail)
                 if check.fix:

@@ -50,7 +50,7 @@ def runs_command(ctx: click.Context, limit: int, status: str | None) -> None:
         return
     from code_evolver.display.history_views import runs_table
 
-    terminal.stdout_console().print(runs_table(runs))
+    terminal.stdout_console().print(runs_table(runs, status=status))
 
 
 @runs_command.command("show")

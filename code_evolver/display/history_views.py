@@ -25,10 +25,14 @@ RUN_COLOURS = {
 }
 
 
-def runs_table(runs: Sequence[RunRecord]) -> RenderableType:
-    if not runs:
-        return Text("No runs yet: each run is kept here once it starts.", style="dim")
-    return RunsTable(runs)
+def runs_table(runs: Sequence[RunRecord], *, status: str | None = None) -> RenderableType:
+    """``status``: the filter the runs were listed with (``--status``)."""
+    if runs:
+        return RunsTable(runs)
+    if status:
+        said = "is running" if status == "running" else f"ended {status}"
+        return Text(f"No run {said}.", style="dim")
+    return Text("No runs yet: each run is kept here once it starts.", style="dim")
 
 
 class RunsTable:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from code_evolver.config import EvolveSettings, ExecutionSettings
@@ -67,7 +68,7 @@ class GeneratedTool(Tool):
         if self.evolve.reuse:
             node, unfit = best_match(self.store.all(), task, self.evolve.reuse_threshold)
             if node is not None:  # said where a run's stages are: the live view, the history
-                _stage(call, "reuse", f"reuse node {node.name} v{node.version}", "succeeded")
+                return await self._run(node, call, stage=f"reuse node {node.name} v{node.version}")
         if node is None:
             node = await self._write(task, call, unfit.name if unfit else None)
             if node is None:
@@ -117,15 +118,26 @@ class GeneratedTool(Tool):
             await self._escalation.close()
             self._escalation = None
 
-    async def _run(self, node: StoredNode, call: ToolCall) -> Output:
+    async def _run(self, node: StoredNode, call: ToolCall, stage: str | None = None) -> Output:
+        """Run ``node`` with the step's params but ``task`` (this tool's own: what to write);
+        ``stage``: name the run as a stage of the step (a reused node)."""
         tool = NodeTool(node.name, node.main, description=node.description)
+        params = {k: v for k, v in call.params.items() if k != "task"}
         started = time.perf_counter()
+        if stage:
+            _stage(call, "reuse", stage, "running")
         try:
-            output = await tool.run(call)
-        except ToolFailed:
-            self.store.record_run(node, False, time.perf_counter() - started)
+            output = await tool.run(replace(call, params=params))
+        except ToolFailed as exc:
+            seconds = time.perf_counter() - started
+            self.store.record_run(node, False, seconds)
+            if stage:
+                _stage(call, "reuse", stage, "failed", seconds, str(exc))
             raise
-        self.store.record_run(node, True, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.store.record_run(node, True, seconds)
+        if stage:
+            _stage(call, "reuse", stage, "succeeded", seconds)
         return output
 
     async def _answer(self, task: str, call: ToolCall) -> Output:
@@ -133,6 +145,13 @@ class GeneratedTool(Tool):
         return await self.llm.complete([user(prompt)])
 
 
-def _stage(call: ToolCall, stage: str, name: str, status: str, seconds: float = 0.0) -> None:
+def _stage(
+    call: ToolCall,
+    stage: str,
+    name: str,
+    status: str,
+    seconds: float = 0.0,
+    error: str | None = None,
+) -> None:
     if call.on_stage is not None:
-        call.on_stage(stage, name, status, seconds)
+        call.on_stage(stage, name, status, seconds, error)
