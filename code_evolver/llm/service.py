@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from code_evolver.errors import BackendError, ConfigError
+from code_evolver.errors import BackendError, BackendUnavailable, ConfigError
 from code_evolver.home import warn_once
 from code_evolver.llm import context
 from code_evolver.llm.base import LLMBackend, Message
@@ -81,8 +81,13 @@ async def choose_backend(settings: LlmSettings) -> Choice:
         return Choice("embedded", [f"Ollama not used: {exc}"])
     try:
         installed = await asyncio.wait_for(ollama.installed_models(), settings.probe_timeout_s)
-    except (BackendError, TimeoutError) as exc:
-        reason = str(exc) or f"Ollama did not answer within {settings.probe_timeout_s:g}s"
+    except (BackendError, TimeoutError) as exc:  # a reason, not a fix: Ollama is not needed
+        if isinstance(exc, BackendUnavailable):
+            reason = f"nothing answers at {ollama.host}"
+        elif isinstance(exc, TimeoutError):
+            reason = f"no answer from {ollama.host} within {settings.probe_timeout_s:g}s"
+        else:
+            reason = str(exc)
         return Choice("embedded", [f"Ollama not used: {reason}"])
     finally:
         await ollama.close()
