@@ -227,6 +227,9 @@ def test_doctor_reports_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (ollama["ok"], ollama["needed"]) == (False, False)  # not a failure: not used
     text = invoke("doctor", "--backend", "embedded")
     assert "backend: embedded" in text.stdout
+    model = next(c for c in doc["checks"] if c["name"] == "embedded model")["detail"]
+    path = model.split(" (")[0]  # folded over lines at 80 columns, never cut with "…"
+    assert path in "".join(text.stdout.split())
     assert "not needed (embedded is used)" in text.stdout
     assert "✗  ollama server" not in text.stdout
     other = invoke("doctor", "--backend", "ollama").stdout  # the embedded model: found, unused

@@ -79,6 +79,9 @@ def doctor_command() -> None:
         terminal.emit_json(report.to_json())
     else:
         table = Table.grid(padding=(0, 2))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")  # a long path folds whole, never cut with "…"
         for check in report.checks:
             if not check.needed:  # another backend's: neither a failure nor a promise
                 backend = report.choice.backend
