@@ -5,8 +5,10 @@ ended and the streamed plan was still being written), ``run_s`` (wall without th
 time the run itself took), ``sum_s`` (time steps spent running, all attempts), ``speedup`` (sum /
 run: how much parallelism bought), ``critical_path_s`` (the longest dependency chain by measured
 step times: no scheduler can beat it), ``efficiency`` (critical path / run: 1.0 means the
-scheduler added no delay), and the peak number of steps running at once. Speedup and
-efficiency mean nothing for a plan of one step: they are None there.
+scheduler added no delay), and the peak number of steps running at once. They are about the
+steps that ran here (not those carried over from an earlier run or reused from one). Speedup,
+critical path and efficiency mean nothing when fewer than two steps ran: the summary leaves
+them out and ``--json`` has them as null.
 """
 
 from __future__ import annotations

@@ -388,3 +388,29 @@ def test_a_start_cancelled_in_its_spawn_thread_leaves_no_process(
     asyncio.run(scenario())
     (pid,) = pids
     assert not Path(f"/proc/{pid}").exists()  # killed and reaped, not a zombie
+
+
+def test_a_start_wait_cancelled_while_its_socket_is_readable_raises_nothing_later() -> None:
+    """The fork server's first word: the reader may fire for a wait that was just cancelled
+    (a run stopping); that must not be an error nobody catches ("Future.set_result")."""
+    import socket
+
+    from code_evolver.launch.forkserver import _started
+
+    async def main() -> list[dict[str, object]]:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        with ours, theirs:
+            task = asyncio.create_task(_started(loop, ours.fileno()))
+            await asyncio.sleep(0)  # it waits for the socket
+            theirs.send(b"x")  # readable; and in the same turn of the loop, the run stops:
+            loop.call_soon(task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.01)
+        return errors
+
+    assert asyncio.run(main()) == []

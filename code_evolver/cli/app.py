@@ -210,14 +210,14 @@ def main_group(ctx: click.Context) -> None:
     evolve plan --show PLAN.json                 check a plan file, show its waves
     evolve tools                                 list the tools plans can use
     evolve config                                the merged config, and which file set what
-    evolve runs [show ID [--gantt]]              stored runs, one run's steps and timeline
+    evolve runs [show ID [--gantt] [--svg F]]    stored runs, one run's steps and timeline
     evolve resume ID                             run again what did not succeed in run ID
     evolve nodes [show|run|test|add|rm NAME]     the registry of nodes (Python tools)
     evolve doctor                                which LLM backend, and what is missing
     evolve chat   (or evolve alone on a terminal)  a conversation; /help lists its commands
 
-    The options below are those of a request; each command takes them before or after
-    its arguments (evolve COMMAND --help lists a command's own).
+    The options below are those of a request. A command takes the ones it uses before or
+    after its arguments (evolve COMMAND --help lists them; one it does not use is warned of).
     """
     if ctx.invoked_subcommand is None:
         group = ctx.command

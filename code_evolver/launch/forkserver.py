@@ -196,7 +196,9 @@ async def _started(loop: asyncio.AbstractEventLoop, control: int) -> bytes:
     received = bytearray()
     while b"\n" not in received:
         ready: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(control, ready.set_result, None)
+        # the socket stays readable until it is read: the reader may fire again (or after a
+        # cancel) before this coroutine runs and removes it, and a done future refuses a result
+        loop.add_reader(control, _resolve, ready)
         try:
             await ready
         finally:
@@ -213,6 +215,11 @@ async def _started(loop: asyncio.AbstractEventLoop, control: int) -> bytes:
     if "error" in word:
         raise OSError(int(word["error"]) or 0, str(word.get("message", "cannot start")))
     return rest
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RemoteChild(PipedChild):
