@@ -38,9 +38,12 @@ HOSTILE = (
     "\x1b]52;c;ZXZpbA==\x07"  # write the clipboard
     "\x1b]0;pwned\x07"  # set the window title
     "\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\"  # a hidden hyperlink
+    "\u202e\u2066\u200f"  # bidirectional override, isolate, mark: text shown reordered
     "\x9b31m\x90dcs\x9c\x7f\x00after"  # C1 CSI, DCS, ST, DEL, NUL
 )
-RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+RAW_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def plain_console() -> Console:
@@ -66,6 +69,8 @@ def test_terminal_safe_keeps_newlines_and_tabs_and_makes_controls_visible() -> N
     assert terminal_safe("\x1b[2J") == "\\x1b[2J"
     assert terminal_safe("\x9b\x7f\x00") == "\\x9b\\x7f\\x00"
     assert terminal_safe("héllo ✓ 日本") == "héllo ✓ 日本"
+    assert terminal_safe("\u202ecod.exe") == "\\u202ecod.exe"  # shown, not obeyed
+    assert terminal_safe("שלום עולם") == "שלום עולם"  # right-to-left text itself is text
 
 
 def test_results_escape_outputs_and_errors() -> None:

@@ -46,7 +46,7 @@ class ToolsTable:
         table.add_column("limit", justify="right", no_wrap=True)
         table.add_column("timeout", justify="right", no_wrap=True)
         table.add_column("params")
-        table.add_column("description", ratio=1)
+        table.add_column("description", ratio=1, overflow="fold")  # a long word (a URL) folds
         for name in sorted(self.rows):
             row = self.rows[name]
             table.add_row(
