@@ -474,4 +474,5 @@ class Executor:
             self._capacity.peak,
             started_at,
             plan_wait_s=self._plan_wait.seconds,
+            max_parallel=self.settings.max_parallel,
         )

@@ -4,8 +4,10 @@ Figures: ``wall_s`` (start to end), ``plan_wait_s`` (the part of it when every s
 ended and the streamed plan was still being written), ``run_s`` (wall without that wait: the
 time the run itself took), ``sum_s`` (time steps spent running, all attempts), ``speedup`` (sum /
 run: how much parallelism bought), ``critical_path_s`` (the longest dependency chain by measured
-step times: no scheduler can beat it), ``efficiency`` (critical path / run: 1.0 means the
-scheduler added no delay), and the peak number of steps running at once. They are about the
+step times: no scheduler can beat it), ``efficiency`` (the best possible run time / run: 1.0
+means the scheduler added no delay; the best is the critical path, or the step time spread
+over the ``max_parallel`` slots when that is longer), and the peak number of steps running at
+once. They are about the
 steps that ran here (not those carried over from an earlier run or reused from one). Speedup,
 critical path and efficiency mean nothing when fewer than two steps ran: the summary leaves
 them out and ``--json`` has them as null.
@@ -151,6 +153,9 @@ class RunResult:
     peak_concurrency: int
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     plan_wait_s: float = 0.0
+    max_parallel: int | None = None
+    """The run's limit of steps at once: with it, the best possible run time is the step time
+    spread over that many slots when that is longer than the critical path."""
 
     def __repr__(self) -> str:
         # Short on purpose: the full record of a 10,000-step run is megabytes of text.
@@ -222,7 +227,14 @@ class RunResult:
     def efficiency(self) -> float | None:
         if not self.parallel:
             return None
-        return min(1.0, self.critical_path_s / self.run_s) if self.run_s > 0 else 1.0
+        return min(1.0, self.best_s / self.run_s) if self.run_s > 0 else 1.0
+
+    @property
+    def best_s(self) -> float:
+        """The shortest run the plan allows: its critical path, or its step time over the
+        ``max_parallel`` slots, whichever is longer (no scheduler can beat either)."""
+        spread = self.sum_s / self.max_parallel if self.max_parallel else 0.0
+        return max(self.critical_path_s, spread)
 
     @property
     def unsandboxed(self) -> list[str]:
@@ -251,6 +263,7 @@ class RunResult:
             "critical_path_s": round(self.critical_path_s, 6) if self.parallel else None,
             "critical_path": self.critical_path if self.parallel else None,
             "efficiency": _rounded(self.efficiency, 3),
+            "max_parallel": self.max_parallel,
             "peak_concurrency": self.peak_concurrency,
             "started_at": _iso(self.started_at),
             "warnings": list(self.warnings),

@@ -345,3 +345,19 @@ def test_the_figures_are_about_the_steps_that_ran_not_those_carried_over() -> No
     assert result.critical_path in (["b"], ["c"])
     assert result.critical_path_s == 1.0
     assert result.unsandboxed == ["b"]
+
+
+def test_efficiency_counts_the_slots_the_run_was_given() -> None:
+    from code_evolver.result import RunResult, RunStatus, StepResult, StepStatus
+
+    organized = organize(plan(*(step(f"s{i}") for i in range(4))))  # four independent steps
+    steps = {
+        f"s{i}": StepResult(f"s{i}", "work", StepStatus.SUCCEEDED, 1, duration_s=1.0)
+        for i in range(4)
+    }
+    one_slot = RunResult("r", RunStatus.SUCCEEDED, organized, steps, 4.0, 1, max_parallel=1)
+    assert one_slot.efficiency == 1.0  # four seconds is the best one slot allows
+    assert one_slot.critical_path_s == 1.0
+    unlimited = RunResult("r", RunStatus.SUCCEEDED, organized, steps, 4.0, 1)
+    assert unlimited.efficiency == 0.25  # without a limit, one second was possible
+    assert one_slot.to_json()["max_parallel"] == 1
