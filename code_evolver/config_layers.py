@@ -223,7 +223,7 @@ def _bad_tool_names(data: Mapping[str, Any]) -> Iterable[str]:
         return
     for name in tools:
         if not isinstance(name, str) or not re.match(TOOL_NAME_PATTERN, name):
-            yield f"tools.{name}: tool names may use only letters, digits, '_' and '-'"
+            yield f"tools.{name}: tool names may use only ASCII letters, digits, '_' and '-'"
 
 
 def _existing(path: Path, origin: str) -> Path:

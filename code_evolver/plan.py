@@ -177,7 +177,7 @@ def _describe(exc: ValidationError, data: Any, source: str) -> Iterable[str]:
         elif kind == "missing":
             message = f"missing required field {field!r}"
         elif field == "step_id" and kind == "string_pattern_mismatch":
-            message = "step_id may use only letters, digits, '_' and '-'"
+            message = "step_id may use only ASCII letters, digits, '_' and '-'"
         elif not loc and kind == "model_type":
             message = (
                 f'a plan is a JSON object, {{"request": ..., "steps": [...]}}; this holds '

@@ -83,7 +83,7 @@ def test_empty_file_means_defaults() -> None:
         ("toolz: {}", "toolz: unknown setting (did you mean 'tools'?)"),
         (
             "tools:\n  'bad name': {kind: template}",
-            "tools.bad name: tool names may use only letters",
+            "tools.bad name: tool names may use only ASCII letters",
         ),
         ("- a list", "the top level must be a mapping of settings"),
     ],

@@ -204,7 +204,7 @@ def test_tool_errors_name_the_file_that_defined_the_tool(home: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config()
     assert set(info.value.problems) == {
-        f"{user}: tools.bad name: tool names may use only letters, digits, '_' and '-'",
+        f"{user}: tools.bad name: tool names may use only ASCII letters, digits, '_' and '-'",
         f"{project}: tools.x.command: required setting is missing",
     }
     write(Path("config.yaml"), "")

@@ -71,7 +71,7 @@ def test_optional_fields_default() -> None:
         ),
         (
             {"steps": [{"step_id": "a b", "tool": "t", "input": ""}]},
-            "step_id may use only letters, digits",
+            "step_id may use only ASCII letters, digits",
         ),
         (
             {"steps": [{"step_id": "a", "tool": "t", "input": "", "dependson": []}]},
