@@ -390,8 +390,8 @@ def require_input(organized: OrganizedPlan, input_text: str | None) -> None:
     """A plan that reads ``{input}`` cannot run without it: ask for it before anything runs."""
     if organized.reads_input and input_text is None:
         raise MissingInput(
-            "the plan reads {input}, the text piped to it, but none was given: pipe it in "
-            "(cat FILE | evolve run PLAN.json) or use --input FILE"
+            "the plan reads {input}, the text it works on, but none was given: pipe it in "
+            "(cat FILE | evolve run PLAN.json) or use --input FILE (from Python: input_text=)"
         )
 
 

@@ -79,6 +79,8 @@ def test_a_follow_up_without_a_pronoun_asks_for_text_then_takes_the_last_answer(
 ) -> None:
     first = chat("translate to french")
     assert "error: what text should 'translate to french' translate?" in first.output
+    assert "there is none yet" in first.output
+    assert "pipe it in" not in first.output  # the shell's advice fits no chat
     result = chat("write a joke about owls", "translate to french")
     assert result.exit_code == 0
     assert "joke about owls" in prompts(backend)[-1]
@@ -546,3 +548,24 @@ def test_model_names_the_model_before_any_request(backend: ScriptedBackend) -> N
     assert result.exit_code == 0, result.output
     assert "model: embedded:SmolLM2-135M-Instruct.Q4_1.gguf" in result.output
     assert "auto:" not in result.output
+
+
+def test_chat_errors_list_every_problem_and_speak_of_the_chat(
+    backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"steps": [
+        {"step_id": "a", "tool": "nope", "input": "x"},
+        {"step_id": "a", "tool": "combine", "input": "y"},
+    ]}))  # fmt: skip
+    reads = tmp_path / "reads.json"
+    reads.write_text(
+        json.dumps({"steps": [{"step_id": "s", "tool": "combine", "input": "{input}"}]})
+    )
+    result = chat(f"/run {broken}", f"/run {reads}", "/quit")
+    assert result.output.count("error:") >= 3  # both plan problems, then the missing answer
+    assert "unknown tool 'nope'" in result.output
+    assert "duplicate step_id 'a'" in result.output
+    assert "which in a chat is the last answer, and there is none yet" in " ".join(
+        result.output.split()
+    )

@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from code_evolver.display.safe import shown
-from code_evolver.errors import EvolverError
+from code_evolver.errors import EvolverError, MissingInput
 from code_evolver.suggest import did_you_mean
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from code_evolver.chat.session import ChatSession
     from code_evolver.result import RunResult
 
@@ -61,6 +63,11 @@ async def _run(chat: ChatSession, path: str) -> bool:
         return True
     plan = await asyncio.to_thread(lambda: load_plan(os.path.expanduser(path)))
     organized = organize(plan, chat.session.registry)
+    if organized.reads_input and chat.conversation.last is None:
+        raise MissingInput(
+            "this plan reads {input}, which in a chat is the last answer, and there is none "
+            "yet: ask for something first"
+        )
     return await _shown(chat, chat.session.run(organized, input_text=chat.conversation.last))
 
 
@@ -112,7 +119,7 @@ async def _switched(chat: ChatSession, **change: str) -> bool:
     try:
         await chat.session.llm.check()
     except BackendError as exc:
-        chat.err.print(f"error: {shown(str(exc))}")
+        say_error(chat.err, exc)
         await chat.use(config)
         chat.switched = switched
         kept = chat.session.llm.known_identity or f"the {chat.config.llm.backend} backend"
@@ -276,5 +283,14 @@ async def run_command(chat: ChatSession, text: str) -> bool:
     try:
         return await entry[2](chat, argument.strip())
     except EvolverError as exc:
-        chat.err.print(f"[red]error:[/] {shown(str(exc))}")
+        say_error(chat.err, exc)
         return True
+
+
+def say_error(console: Console, exc: EvolverError) -> None:
+    """One ``error:`` line per problem, as the command line prints them (a plan with five
+    mistakes shows all five, not the first and a count)."""
+    from code_evolver.errors import UserError
+
+    for problem in exc.problems if isinstance(exc, UserError) else (str(exc),):
+        console.print(f"[red]error:[/] {shown(problem)}")

@@ -20,7 +20,6 @@ from rich.console import Console
 from code_evolver.chat.conversation import Conversation
 from code_evolver.cli.present import RequestPresenter
 from code_evolver.config import Config
-from code_evolver.display.safe import shown
 from code_evolver.errors import EvolverError, MissingInput
 from code_evolver.llm.base import LLMBackend
 from code_evolver.result import RunResult
@@ -63,7 +62,7 @@ class ChatSession:
 
     async def handle(self, line: str) -> bool:
         """One message; False when the conversation should end (``/quit``)."""
-        from code_evolver.chat.commands import run_command
+        from code_evolver.chat.commands import run_command, say_error
 
         text = line.strip()
         if not text:
@@ -73,7 +72,7 @@ class ChatSession:
         try:
             await self.ask(text)
         except EvolverError as exc:  # a user mistake or a backend down: say so, go on
-            self.err.print(f"[red]error:[/] {shown(str(exc))}")
+            say_error(self.err, exc)
             self.transcript.append((text, f"error: {exc}"))
         return True
 
@@ -102,9 +101,15 @@ class ChatSession:
         request, given = self.with_context(text)
         try:
             return await attempt(request, given)
-        except MissingInput:
-            if given is not None or self.conversation.last is None:
+        except MissingInput as exc:
+            if given is not None:
                 raise
+            if self.conversation.last is None:  # the shell's advice (pipe it in) fits no chat
+                question = str(exc).split("?")[0] + "?" if "?" in str(exc) else str(exc)
+                raise MissingInput(
+                    f"{question} Put it in quotes or after a colon (a follow-up such as "
+                    "'translate it' works on the last answer, and there is none yet)"
+                ) from None
             return await attempt(request, self.conversation.last)
 
     def with_context(self, text: str) -> tuple[str, str | None]:
