@@ -154,7 +154,7 @@ def test_a_plan_made_for_piped_text_is_a_template(backend: ScriptedBackend, tmp_
     saved.write_text(json.dumps({"steps": [step]}))
     missing = invoke("run", str(saved))
     assert missing.exit_code == 2
-    assert "error: the plan reads {input}, the text piped to it, but none was given" in (
+    assert "error: the plan reads {input}, the text it works on, but none was given" in (
         missing.stderr
     )
     ran = invoke("run", str(saved), "--json", stdin="hello")
