@@ -624,3 +624,15 @@ def test_json_runs_show_progress_only_to_a_person() -> None:
     assert progress_wanted(True, console(terminal=True))  # stdout is data; stderr a person
     assert not progress_wanted(True, console(terminal=False))  # a log or a pipe: data only
     assert progress_wanted(False, console(terminal=False))
+
+
+def test_a_usage_error_with_json_still_prints_one_json_document(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = cli(["run", TEXT_REPORT, "--max-parallel", "0", "--json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    document = json.loads(captured.out)
+    assert document["status"] == "error"
+    assert "--max-parallel" in document["error"]
+    assert "Invalid value for '--max-parallel'" in captured.err  # and the usage on stderr
