@@ -33,8 +33,40 @@ ConfigLike = Config | str | os.PathLike[str] | None
 
 def resolve_config(config: ConfigLike = None, **execution: Any) -> Config:
     """A Config object from whatever was given, with execution overrides applied."""
+    if not isinstance(config, Config | str | os.PathLike | type(None)):
+        raise TypeError(
+            f"config must be a Config or the path of a config.yaml, not {type(config).__name__}"
+        )
     loaded = config if isinstance(config, Config) else load_config(config)
     return loaded.with_execution(**execution) if execution else loaded
+
+
+BackendLike = LLMBackend | str | None
+"""A backend object (a ``ScriptedBackend`` in tests), or a name as ``--backend`` takes it."""
+
+
+def _backend(config: Config, backend: BackendLike) -> tuple[Config, LLMBackend | None]:
+    """``backend`` by name becomes the config's choice (as ``--backend`` does); an object is
+    used as it is. Anything else is a TypeError naming what is accepted."""
+    if isinstance(backend, str):
+        return config.with_llm(backend=backend, endpoints=[]), None
+    if backend is not None and not isinstance(backend, LLMBackend):
+        raise TypeError(
+            "backend must be a name (auto, ollama, embedded, openai) or an LLMBackend, "
+            f"not {type(backend).__name__}"
+        )
+    return config, backend
+
+
+def _checked(request: object = "", tools: object = None) -> None:
+    """Arguments of the wrong kind, named, before anything runs."""
+    if not isinstance(request, str):
+        raise TypeError(f"request must be text (str), not {type(request).__name__}")
+    if tools is not None and not isinstance(tools, Mapping):
+        raise TypeError(
+            "tools must be a mapping of names to tools or callables, like {'shout': fn}, "
+            f"not {type(tools).__name__}"
+        )
 
 
 def prepare(
@@ -53,7 +85,7 @@ async def arun(
     *,
     config: ConfigLike = None,
     tools: Mapping[str, ToolLike] | None = None,
-    backend: LLMBackend | None = None,
+    backend: BackendLike = None,
     listeners: Iterable[Listener] = (),
     input_text: str | None = None,
     **execution: Any,
@@ -65,8 +97,9 @@ async def arun(
     plan's ``{input}`` reads. Raises ``UserError`` for a bad plan or config (or a plan that
     reads ``{input}`` with no input) before anything runs.
     """
-    resolved = resolve_config(config, **execution)
-    organized, registry = prepare(plan, resolved, tools, backend)
+    _checked(tools=tools)
+    resolved, given = _backend(resolve_config(config, **execution), backend)
+    organized, registry = prepare(plan, resolved, tools, given)
     require_input(organized, input_text)
     executor = Executor(
         organized, registry, resolved.execution, bus=EventBus(*listeners), run_input=input_text
@@ -91,7 +124,7 @@ async def aplan(
     *,
     config: ConfigLike = None,
     tools: Mapping[str, ToolLike] | None = None,
-    backend: LLMBackend | None = None,
+    backend: BackendLike = None,
     use_cache: bool = True,
     planner: str | None = None,
     has_input: bool = False,
@@ -102,8 +135,9 @@ async def aplan(
     ``llm``. ``backend`` replaces the configured model (e.g. a ``ScriptedBackend`` in tests).
     ``has_input``: the plan will run with piped text, which its steps read as ``{input}``.
     """
-    resolved = resolve_config(config).with_planner(mode=planner)
-    async with Session(resolved, tools=tools, backend=backend) as session:
+    _checked(request, tools)
+    resolved, given = _backend(resolve_config(config).with_planner(mode=planner), backend)
+    async with Session(resolved, tools=tools, backend=given) as session:
         return await session.plan(request, use_cache=use_cache, has_input=has_input)
 
 
@@ -118,7 +152,7 @@ async def aask(
     *,
     config: ConfigLike = None,
     tools: Mapping[str, ToolLike] | None = None,
-    backend: LLMBackend | None = None,
+    backend: BackendLike = None,
     use_cache: bool = True,
     planner: str | None = None,
     listeners: Iterable[Listener] = (),
@@ -127,9 +161,12 @@ async def aask(
 ) -> Answer:
     """Plan a request and run the plan (the main job); see :func:`aplan` and :func:`arun`.
     ``input_text``: the text the request works on (what a user pipes to ``evolve``)."""
-    resolved = resolve_config(config, **execution).with_planner(mode=planner)
+    _checked(request, tools)
+    resolved, given = _backend(
+        resolve_config(config, **execution).with_planner(mode=planner), backend
+    )
     bus = EventBus(*listeners)
-    async with Session(resolved, tools=tools, backend=backend, bus=bus) as session:
+    async with Session(resolved, tools=tools, backend=given, bus=bus) as session:
         return await session.ask(request, use_cache=use_cache, input_text=input_text)
 
 
@@ -144,7 +181,7 @@ def run(
     *,
     config: ConfigLike = None,
     tools: Mapping[str, ToolLike] | None = None,
-    backend: LLMBackend | None = None,
+    backend: BackendLike = None,
     listeners: Iterable[Listener] = (),
     input_text: str | None = None,
     **execution: Any,

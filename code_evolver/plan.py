@@ -132,6 +132,12 @@ def coerce_plan(plan: Plan | Mapping[str, Any] | str | os.PathLike[str]) -> Plan
         return plan
     if isinstance(plan, Mapping):
         return Plan.from_data(dict(plan))
+    if isinstance(plan, str) and plan.lstrip().startswith("{"):  # JSON text, not a file name
+        return Plan.from_json(plan, source="the plan text")
+    if not isinstance(plan, str | os.PathLike):
+        raise PlanError(
+            f"a plan is a Plan, a mapping or the path of a JSON file, not {type(plan).__name__}"
+        )
     return load_plan(plan)
 
 

@@ -88,3 +88,33 @@ def test_callable_replaces_a_configured_tool_of_the_same_name() -> None:
         tools={"word_count": lambda text: "replaced"},
     )
     assert result.outputs == {"a": "replaced"}
+
+
+ONE_STEP = {"steps": [{"step_id": "a", "tool": "combine", "input": "x"}]}
+
+
+@pytest.mark.parametrize("wrong", [[ONE_STEP], None, 3])
+def test_a_plan_of_the_wrong_kind_is_a_plan_error_naming_the_kinds(wrong: object) -> None:
+    with pytest.raises(PlanError, match="a plan is a Plan, a mapping or the path of a JSON file"):
+        code_evolver.run(wrong)  # type: ignore[arg-type]
+
+
+def test_a_plan_may_be_given_as_json_text() -> None:
+    import json
+
+    assert code_evolver.run(json.dumps(ONE_STEP)).outputs == {"a": "x"}
+
+
+def test_arguments_of_the_wrong_kind_are_named() -> None:
+    with pytest.raises(TypeError, match="tools must be a mapping of names to tools"):
+        code_evolver.run(ONE_STEP, tools=[str.upper])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="request must be text"):
+        code_evolver.ask(123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="backend must be a name"):
+        code_evolver.plan("write a joke", backend=5)
+
+
+def test_a_backend_may_be_named_as_on_the_command_line() -> None:
+    planned = code_evolver.plan("write a joke", backend="embedded", planner="rules")
+    assert planned.source == "rules"
+    assert [s.tool for s in planned.organized.plan.steps] == ["content_generator"]
