@@ -154,10 +154,12 @@ def test_each_failed_attempt_is_a_row_of_its_own() -> None:
         plan(step("b", tool="flaky", input="x")), {"flaky": Flaky().tool}, config(retries=2)
     )
     run = stored(result.run_id)
+    raised_at = Flaky().tool.__code__.co_firstlineno + 3  # the raise in flaky()
+    error = f"RuntimeError: not yet (at test_history.py:{raised_at} in flaky)"
     assert [(r.attempt, r.status, r.error) for r in run.steps] == [
-        (1, "failed", "RuntimeError: not yet"),
-        (2, "failed", "RuntimeError: not yet"),
-        (3, "failed", "RuntimeError: not yet"),
+        (1, "failed", error),
+        (2, "failed", error),
+        (3, "failed", error),
     ]
 
 

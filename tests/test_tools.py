@@ -69,8 +69,16 @@ def test_function_exceptions_become_tool_failures() -> None:
     def broken(text: str) -> str:
         raise ValueError("bad input")
 
-    with pytest.raises(ToolFailed, match="ValueError: bad input"):
+    with pytest.raises(ToolFailed, match="ValueError: bad input") as failed:
         run_tool(FunctionTool("broken", broken))
+    line = broken.__code__.co_firstlineno + 1
+    assert str(failed.value).endswith(f" (at test_tools.py:{line} in broken)")  # where to look
+
+    def deep(text: str) -> str:
+        return {"a": 1}["deep " + text]  # raised by the tool's own line, not the library's
+
+    with pytest.raises(ToolFailed, match=r"KeyError: 'deep x' \(at test_tools.py:\d+ in deep\)"):
+        run_tool(FunctionTool("deep", deep), "x")
 
     def strict(text: str) -> str:
         raise StepError("mine", retryable=False)

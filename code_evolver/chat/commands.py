@@ -163,7 +163,8 @@ async def _save(chat: ChatSession, path: str) -> bool:
             f"[red]error:[/] cannot write {shown(path)}: {shown(str(exc.strerror or exc))}"
         )
         return True
-    chat.out.print(f"saved {len(chat.transcript)} turns to {target}", markup=False)
+    count = len(chat.transcript)
+    chat.out.print(f"saved {count} turn{'s' * (count != 1)} to {target}", markup=False)
     return True
 
 

@@ -95,8 +95,24 @@ class FunctionTool(Tool):
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # SystemExit from a tool must not end the whole program, nor pick its exit code.
-            raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
+            raise ToolFailed(f"{type(exc).__name__}: {exc}{_where_raised(exc)}") from exc
         return output_to_json(result)
+
+
+def _where_raised(exc: BaseException) -> str:
+    """`` (at FILE:LINE in NAME)``: the last line of the tool's own code that the error went
+    through (not Python's library, nor evolve's), so a failed step says where to look."""
+    own = None
+    tb = exc.__traceback__
+    library = (sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[1]))
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not code.co_filename.startswith(library) and not code.co_filename.startswith("<"):
+            own = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+    if own is None:
+        return ""
+    return f" (at {Path(own[0]).name}:{own[1]} in {own[2]})"
 
 
 async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
