@@ -75,7 +75,7 @@ def test_function_exceptions_become_tool_failures() -> None:
     assert str(failed.value).endswith(f" (at test_tools.py:{line} in broken)")  # where to look
 
     def deep(text: str) -> str:
-        return {"a": 1}["deep " + text]  # raised by the tool's own line, not the library's
+        return {"a": "1"}["deep " + text]  # raised by the tool's own line, not the library's
 
     with pytest.raises(ToolFailed, match=r"KeyError: 'deep x' \(at test_tools.py:\d+ in deep\)"):
         run_tool(FunctionTool("deep", deep), "x")
