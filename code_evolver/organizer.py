@@ -155,15 +155,17 @@ def organize(plan: Plan, tools: Mapping[str, Tool] | Iterable[str] | None = None
 
     templates: dict[str, Template] = {}
     steps: list[Step] = []
+    added: dict[tuple[str, str], list[str]] = {}
     for step in plan.steps:
         template = parse(step.input)
         templates[step.step_id] = template
-        depends_on = _dependencies(step, template, known, problems, warnings)
+        depends_on = _dependencies(step, template, known, problems, added)
         if known_tools is not None:
             problems += _tool_problems(step, known_tools, tool_objects)
         if depends_on != step.depends_on:
             step = step.model_copy(update={"depends_on": depends_on})
         steps.append(step)
+    warnings += [_added_warning(ref, name, sids) for (ref, name), sids in added.items()]
 
     # The graph of the edges that are valid so far, so that a cycle is reported together with
     # every other problem instead of only after they are fixed.
@@ -206,9 +208,14 @@ def _duplicates(ids: Sequence[str]) -> list[str]:
 
 
 def _dependencies(
-    step: Step, template: Template, known: set[str], problems: list[str], warnings: list[str]
+    step: Step,
+    template: Template,
+    known: set[str],
+    problems: list[str],
+    added: dict[tuple[str, str], list[str]],
 ) -> list[str]:
-    """``depends_on`` completed with the steps the input and params refer to."""
+    """``depends_on`` completed with the steps the input and params refer to; each step a
+    dependency was added to is kept in ``added`` under the reference (one warning for all)."""
     sid = step.step_id
     depends_on = list(dict.fromkeys(step.depends_on))
     for dep in depends_on:
@@ -233,10 +240,20 @@ def _dependencies(
             )
         else:
             depends_on.append(ref.name)
-            warnings.append(
-                f"step {sid!r} uses {ref} but did not list {ref.name!r} in depends_on; added it"
-            )
+            added.setdefault((str(ref), ref.name), []).append(sid)
     return depends_on
+
+
+def _added_warning(ref: str, name: str, sids: Sequence[str]) -> str:
+    """One line for a reference that steps used without listing it: a fan-out of 30 steps
+    reading ``{root}`` is one warning, not 30."""
+    if len(sids) == 1:
+        return f"step {sids[0]!r} uses {ref} but did not list {name!r} in depends_on; added it"
+    shown = ", ".join(repr(sid) for sid in sids[:3])
+    more = f" and {len(sids) - 3} more" if len(sids) > 3 else ""
+    return (
+        f"steps {shown}{more} use {ref} but did not list {name!r} in depends_on; added it to each"
+    )
 
 
 def _tool_problems(

@@ -215,3 +215,13 @@ def test_describe_is_json_friendly() -> None:
 def test_registry_objects_are_accepted_as_tools() -> None:
     tools = {"work": Recorder().tool()}
     assert organize(plan(step("a")), tools).waves == (("a",),)
+
+
+def test_a_fan_out_that_did_not_list_its_root_is_one_warning() -> None:
+    leaves = [step(f"s{i}", input="{root}") for i in range(30)]
+    organized = organize(plan(step("root"), *leaves))
+    assert organized.warnings == (
+        "steps 's0', 's1', 's2' and 27 more use {root} but did not list 'root' in depends_on; "
+        "added it to each",
+    )
+    assert all(organized.plan.steps[i + 1].depends_on == ["root"] for i in range(30))
