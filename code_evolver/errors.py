@@ -60,7 +60,15 @@ class PlanError(UserError):
 
 
 class MissingInput(PlanError):
-    """The request works on text it does not give, and none was piped: a question for the user."""
+    """The request works on text it does not give, and none was piped: a question for the user.
+
+    ``question`` is the question alone, without the command line's advice on how to give the
+    text (a chat answers it its own way); None when there is no such question.
+    """
+
+    def __init__(self, problems: str | Sequence[str], *, question: str | None = None) -> None:
+        super().__init__(problems)
+        self.question = question
 
 
 class ToolNotFound(UserError):

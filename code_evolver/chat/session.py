@@ -102,13 +102,13 @@ class ChatSession:
         try:
             return await attempt(request, given)
         except MissingInput as exc:
-            if given is not None:
+            if given is not None or (self.conversation.last is None and exc.question is None):
                 raise
             if self.conversation.last is None:  # the shell's advice (pipe it in) fits no chat
-                question = str(exc).split("?")[0] + "?" if "?" in str(exc) else str(exc)
                 raise MissingInput(
-                    f"{question} Put it in quotes or after a colon (a follow-up such as "
-                    "'translate it' works on the last answer, and there is none yet)"
+                    f"{exc.question} Put it in quotes or after a colon (a follow-up such as "
+                    "'translate it' works on the last answer, and there is none yet)",
+                    question=exc.question,
                 ) from None
             return await attempt(request, self.conversation.last)
 

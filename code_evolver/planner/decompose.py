@@ -49,7 +49,12 @@ class NotDecomposable(ValueError):
 
 
 class MissingText(NotDecomposable):
-    """The request asks to work on text it does not give: no planner can make that up."""
+    """The request asks to work on text it does not give: no planner can make that up.
+    ``question`` asks for it; the message adds how to give it on the command line."""
+
+    def __init__(self, question: str) -> None:
+        super().__init__(f"{question} {_GIVE_TEXT}")
+        self.question = question
 
 
 _GIVE_TEXT = 'Put it in quotes or after a colon, or pipe it in: echo TEXT | evolve "..."'
@@ -215,7 +220,7 @@ def _translations(built: Made, clause: Clause, reads: Sequence[str]) -> list[str
     if not languages:
         raise NotDecomposable(f"which language? {clause.text!r} names none")
     if clause.source is None and not reads:
-        raise MissingText(f"what text should {clause.text!r} translate? {_GIVE_TEXT}")
+        raise MissingText(f"what text should {clause.text!r} translate?")
     made: list[str] = []
     sources = [(f"{{{r}}}", [r]) for r in reads] if reads else [(escape(clause.source or ""), [])]
     for text, depends in sources:
@@ -246,7 +251,7 @@ def _transform(built: Made, clause: Clause, tool: str, reads: Sequence[str]) -> 
         pronoun = re.search(r"\b(?:it|this|these|that|them)\b", clause.text, re.I)
         if tool == SUMMARIZER and len(clause.text.split()) > 2 and not pronoun:
             return [_writer(built, clause, ())]  # "summarize the history of rome": write it
-        raise MissingText(f"what text should {clause.text!r} work on? {_GIVE_TEXT}")
+        raise MissingText(f"what text should {clause.text!r} work on?")
     each = EACH.search(clause.text) or (
         tool in MEASURES
         and (_BOTH.search(clause.text) or _IN_X_AND_IN_Y.search(clause.text))

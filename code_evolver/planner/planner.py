@@ -185,7 +185,7 @@ class Planner:
             time.perf_counter(), self.rules(request, has_input), has_input, context or None
         )
         if isinstance(attempt.rules, MissingText):  # no model can make the text up
-            raise MissingInput(str(attempt.rules))
+            raise MissingInput(str(attempt.rules), question=attempt.rules.question)
         if self.settings.mode == "rules":
             raise PlanError(
                 f"the rules cannot plan this request ({attempt.rules}); rephrase it (e.g. "
