@@ -134,9 +134,15 @@ class LLMService:
         """Make sure the chosen backend can serve (once per session, however many ask at
         once); raises BackendError, and the next call checks again."""
         checking = self._checking
-        if checking is None or (
-            checking.done() and (checking.cancelled() or checking.exception() is not None)
-        ):  # never checked, or the last check failed (a later one may find the backend up)
+        if (
+            checking is not None
+            and checking.done()
+            and not checking.cancelled()
+            and checking.exception() is None
+        ):
+            return  # checked: every model call comes here, and pays nothing more
+        if checking is None or checking.done():
+            # never checked, or the last check failed (a later one may find the backend up)
             checking = self._checking = asyncio.ensure_future(self._check())
             # its failure is each waiter's to raise; with none left (a step timed out), it
             # must not be reported as an exception nobody retrieved
