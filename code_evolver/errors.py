@@ -51,6 +51,11 @@ class UserError(EvolverError):
         super().__init__(first if more == 0 else f"{first} (and {more} more)")
 
 
+def problems_of(exc: EvolverError) -> tuple[str, ...]:
+    """Each problem of ``exc``, one line each: every one a UserError found, else its message."""
+    return exc.problems if isinstance(exc, UserError) else (str(exc),)
+
+
 class ConfigError(UserError):
     """config.yaml cannot be read or does not validate."""
 

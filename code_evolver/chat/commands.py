@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from code_evolver.display.safe import shown
-from code_evolver.errors import EvolverError, MissingInput
+from code_evolver.errors import EvolverError, MissingInput, problems_of
 from code_evolver.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -291,7 +291,5 @@ async def run_command(chat: ChatSession, text: str) -> bool:
 def say_error(console: Console, exc: EvolverError) -> None:
     """One ``error:`` line per problem, as the command line prints them (a plan with five
     mistakes shows all five, not the first and a count)."""
-    from code_evolver.errors import UserError
-
-    for problem in exc.problems if isinstance(exc, UserError) else (str(exc),):
+    for problem in problems_of(exc):
         console.print(f"[red]error:[/] {shown(problem)}")

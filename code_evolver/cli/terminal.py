@@ -21,7 +21,7 @@ from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 
 from code_evolver.display.safe import json_safe, shown, without_controls
-from code_evolver.errors import EvolverError, UserError
+from code_evolver.errors import EvolverError, problems_of
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `evolve tools` needs none of it
     from code_evolver.display.live import LiveView
@@ -118,7 +118,7 @@ def emit_json(document: Any) -> None:
 
 def report_error(exc: EvolverError, *, as_json: bool) -> None:
     """One ``error:`` line per problem on stderr (and a JSON document with ``--json``)."""
-    problems = exc.problems if isinstance(exc, UserError) else (str(exc),)
+    problems = problems_of(exc)
     err = _Console(stderr=True, soft_wrap=True)
     for problem in problems:
         err.print(f"[bold red]error:[/] {shown(problem)}")
