@@ -13,11 +13,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from importlib import metadata
-from pathlib import Path
 
 from code_evolver.config import Config
 from code_evolver.errors import BackendError, ConfigError
-from code_evolver.home import evolve_home
+from code_evolver.home import evolve_home, file_in_the_way
 from code_evolver.launch import bubblewrap, cgroups
 from code_evolver.llm.embedded import INSTALL_HINT, resolve_model_path, xllamacpp_available
 from code_evolver.llm.service import Choice, choose_backend
@@ -169,14 +168,9 @@ def _home_check() -> Check:
     except (OSError, RuntimeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         if isinstance(exc, FileExistsError | NotADirectoryError):
-            detail = f"{_file_in_the_way(home)} is a file, not a folder"
+            detail = f"{file_in_the_way(home) or home} is a file, not a folder"
         return Check("EVOLVE_HOME", False, f"not writable ({detail}); runs work without state", fix)
     return Check("EVOLVE_HOME", True, str(home))
-
-
-def _file_in_the_way(home: Path) -> Path:
-    """The file where ``home`` or one of the folders above it should be."""
-    return next((p for p in (home, *home.parents) if p.exists() and not p.is_dir()), home)
 
 
 async def _embedded_checks(config: Config, *, load: bool) -> list[Check]:

@@ -25,6 +25,12 @@ def evolve_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".code_evolver").expanduser()
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The file that stands where ``path`` or a folder above it should be, if any: the
+    state under it can be neither read nor kept."""
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
 def warn_once(key: str, message: str) -> None:
     """Log ``message`` as a warning the first time ``key`` is seen in this process."""
     if key not in _warned:

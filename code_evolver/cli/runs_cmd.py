@@ -226,16 +226,17 @@ def _history(*, create: bool) -> Iterator[sqlite3.Connection | None]:
 def _home_is_a_folder() -> None:
     """No history found: say so plainly, unless ``$EVOLVE_HOME`` cannot hold one at all."""
     from code_evolver.errors import UserError
-    from code_evolver.home import HOME_ENV, evolve_home
+    from code_evolver.home import HOME_ENV, evolve_home, file_in_the_way
 
     try:
         home = evolve_home()
     except RuntimeError:
         return
-    if home.exists() and not home.is_dir():
+    if (blocker := file_in_the_way(home)) is not None:
+        what = f"${HOME_ENV} ({home})" if blocker == home else f"{blocker}, above ${HOME_ENV},"
         raise UserError(
-            f"${HOME_ENV} ({home}) is a file, not a folder, so no run history can be kept "
-            "there; point it at a folder"
+            f"{what} is a file, not a folder, so no run history can be kept there; point "
+            f"${HOME_ENV} at a folder"
         )
 
 
