@@ -34,6 +34,7 @@ import time
 
 from repo_config import REPO, repo_config
 from rich.console import Console
+from verdicts import verdict
 
 from code_evolver import events
 from code_evolver.chat.session import ChatSession
@@ -41,10 +42,6 @@ from code_evolver.llm.fake import ScriptedBackend
 
 EVOLVE = [sys.executable, "-c", "from code_evolver.cli import main; main()"]
 FOLLOW_UPS = ("write a joke about owls", "now summarize it", "translate it to french")
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def prompt_ready(home: str) -> tuple[float, float]:

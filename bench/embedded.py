@@ -45,6 +45,8 @@ from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from verdicts import verdict
+
 from code_evolver.llm.base import user
 from code_evolver.llm.embedded import EmbeddedBackend, bundled_model_path
 from code_evolver.llm.settings import EmbeddedSettings
@@ -118,10 +120,6 @@ class Figures:
 
     def median(self, load: Load) -> float:
         return statistics.median(self.rates[load])
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def default_threads() -> int:

@@ -44,6 +44,7 @@ from functools import partial
 from typing import Any
 
 from repo_config import REPO, repo_config
+from verdicts import verdict
 
 from code_evolver.config import Config
 from code_evolver.llm.base import LLMBackend, Message, user
@@ -69,10 +70,6 @@ PLAN = Plan(
     steps=[Step(step_id=f"s{i}", tool="content_generator", input="a joke") for i in range(STEPS)],
 )
 PROMPT = [user("a joke")]
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 class Relay:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from repo_config import repo_config
+from verdicts import verdict
 
 from code_evolver.config import Config
 from code_evolver.evolve.generator import NodeGenerator, stage
@@ -92,10 +93,6 @@ def model(codes: Iterator[str]) -> TypingBackend:
         return f"the model's own answer to: {prompt[:40]}"
 
     return TypingBackend(answer, chunk_size=4, chunk_delay_s=4 * SECONDS_PER_CHAR)
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def ms(seconds: float) -> str:

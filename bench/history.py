@@ -37,6 +37,7 @@ from pathlib import Path
 
 import networkx as nx
 from repo_config import REPO, repo_config
+from verdicts import verdict
 
 from code_evolver.config import Config
 from code_evolver.history import store
@@ -78,10 +79,6 @@ TOOLS: dict[str, Tool] = {
     "noop": FunctionTool("noop", noop_tool),
     "flaky": FunctionTool("flaky", flaky_tool),
 }
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def random_plan(tool: str, n: int = STEPS, seed: int = 1) -> Plan:

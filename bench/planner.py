@@ -39,6 +39,7 @@ from typing import Protocol
 
 from repo_config import repo_config
 from shapes import HELDOUT, KINDS, Case, load_heldout, matches
+from verdicts import verdict
 
 from code_evolver.config import Config
 from code_evolver.errors import ConfigError, EvolverError
@@ -102,10 +103,6 @@ RULE_REQUESTS = [
     "write a joke",
     "summarize: The quick brown fox jumps over the lazy dog.",
 ]
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def config() -> Config:

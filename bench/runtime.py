@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from verdicts import verdict
+
 import code_evolver
 from code_evolver.tools.node import node_result
 from node_runtime.protocol import ENV_FD, ENV_TOKEN
@@ -231,10 +233,6 @@ def run_standalone(config: Path, round_trips: int) -> Probe:
 
 def median_of(probes: Sequence[Probe], field: str) -> float:
     return float(statistics.median(getattr(probe, field) for probe in probes))
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def ms(seconds: float) -> str:

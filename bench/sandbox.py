@@ -62,6 +62,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from verdicts import verdict
+
 import code_evolver
 from code_evolver.launch import processes, spawn
 
@@ -287,10 +289,6 @@ def inheritable_fds(exclude: Sequence[int] = ()) -> list[int]:
 
 def load1() -> float:
     return os.getloadavg()[0]
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def ms(seconds: float) -> str:
@@ -609,8 +607,7 @@ def report_startup(starts: int) -> None:
         print(f"  {level:9s} {'  '.join(cells)}")
     for level, limit in (("contain", CONTAIN_ADDED_MS), ("strict", STRICT_ADDED_MS)):
         added = max(median[(level, name)] - median[("plain", name)] for name in programs)
-        verdict = "PASS" if added <= limit else "FAIL"
-        print(f"  {level} adds {added:.1f}ms at most: <= {limit:.0f}ms: {verdict}")
+        print(f"  {level} adds {added:.1f}ms at most: <= {limit:.0f}ms: {verdict(added <= limit)}")
     print()
 
 

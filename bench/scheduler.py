@@ -32,6 +32,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from verdicts import verdict
+
 from code_evolver.config import ExecutionSettings
 from code_evolver.executor import Executor
 from code_evolver.organizer import OrganizedPlan, organize
@@ -121,10 +123,6 @@ def time_organize(
         organized = organize(plan, tools)
         times.append(time.perf_counter() - started)
     return statistics.median(times), organized
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def ms(seconds: float) -> str:

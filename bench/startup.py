@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from verdicts import verdict
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = str(REPO / "config.yaml")
 TARGET = 1.5
@@ -113,11 +115,11 @@ def main() -> None:
                 best_of(command, mine)
                 best_of(floor, base)
             ratio = min(mine) / min(base)
-            verdict = f"target <= {TARGET}x  {'PASS' if ratio <= TARGET else 'FAIL'}"
+            said = f"target <= {TARGET}x  {verdict(ratio <= TARGET)}"
             print(
                 f"  {pair.name:<14} {min(mine) * 1000:6.0f} ms   floor ({pair.floor}) "
                 f"{min(base) * 1000:5.0f} ms   {ratio:.2f}x  "
-                f"{verdict if pair.targeted else 'no target'}"
+                f"{said if pair.targeted else 'no target'}"
             )
             pair.prepare()
             heavy = imported(command)
