@@ -91,6 +91,14 @@ def evolve(*args: str, input: str | None = None) -> Any:
     return CliRunner().invoke(main_group, list(args), input=input)
 
 
+def add_reverse(script: str, tests: str, description: str) -> Any:
+    """`evolve nodes add reverse SCRIPT --tests TESTS --description ...`."""
+    return evolve(
+        "nodes", "add", "reverse", script, "--tests", tests, "--description", description,
+        "--config", CONFIG,
+    )  # fmt: skip
+
+
 def write(tmp_path: Path, node: str = NODE, tests: str = TESTS) -> tuple[str, str]:
     (tmp_path / "node.py").write_text(node)
     (tmp_path / "test_node.py").write_text(tests)
@@ -100,10 +108,7 @@ def write(tmp_path: Path, node: str = NODE, tests: str = TESTS) -> tuple[str, st
 @pytest.mark.integration  # tests run in the strict sandbox; the node runs as a process
 def test_add_run_test_show_and_remove_a_node(tmp_path: Path) -> None:
     script, tests = write(tmp_path)
-    added = evolve(
-        "nodes", "add", "reverse", script, "--tests", tests, "--description", "Reverses text",
-        "--config", CONFIG,
-    )  # fmt: skip
+    added = add_reverse(script, tests, "Reverses text")
     assert added.exit_code == 0, added.output
     assert "stored reverse v1 (2 tests passed)" in added.output
     ran = evolve("nodes", "run", "reverse", "--input", '{"input": "hello"}', "--json")
@@ -133,10 +138,7 @@ def test_add_run_test_show_and_remove_a_node(tmp_path: Path) -> None:
 @pytest.mark.integration  # the tests run in the strict sandbox
 def test_a_node_whose_tests_fail_is_refused(tmp_path: Path) -> None:
     script, tests = write(tmp_path, tests=TESTS.replace('"cba"', '"abc"'))
-    refused = evolve(
-        "nodes", "add", "reverse", script, "--tests", tests, "--description", "x",
-        "--config", CONFIG,
-    )  # fmt: skip
+    refused = add_reverse(script, tests, "x")
     assert refused.exit_code == 2
     assert "node reverse was not stored: 1 of 2 tests failed: test_reverses" in refused.output
     assert "AssertionError" in refused.output
@@ -146,10 +148,7 @@ def test_a_node_whose_tests_fail_is_refused(tmp_path: Path) -> None:
 
 def test_a_node_with_a_forbidden_import_is_refused_before_anything_runs(tmp_path: Path) -> None:
     script, tests = write(tmp_path, node="import subprocess\n" + NODE)
-    refused = evolve(
-        "nodes", "add", "reverse", script, "--tests", tests, "--description", "x",
-        "--config", CONFIG,
-    )  # fmt: skip
+    refused = add_reverse(script, tests, "x")
     assert refused.exit_code == 2
     assert "import of 'subprocess' is not allowed" in refused.output
     assert NodeStore().all() == []
@@ -248,10 +247,7 @@ def test_rm_with_json_says_what_went() -> None:
 def test_add_puts_the_run_node_guard_right_as_for_a_written_node(tmp_path: Path) -> None:
     unguarded = NODE.replace('if __name__ == "__main__":\n    run_node(main)\n', "")
     script, tests = write(tmp_path, node=unguarded)
-    added = evolve(
-        "nodes", "add", "reverse", script, "--tests", tests, "--description", "Reverses text",
-        "--config", CONFIG,
-    )  # fmt: skip
+    added = add_reverse(script, tests, "Reverses text")
     assert added.exit_code == 0, added.output
     assert 'added to node.py\'s stored copy: if __name__ == "__main__": run_node(main)' in (
         " ".join(added.stderr.split())
@@ -263,10 +259,7 @@ def test_tests_that_import_the_node_by_its_file_name_are_told_how_it_is_stored(
     tmp_path: Path,
 ) -> None:
     script, tests = write(tmp_path, tests=TESTS.replace("from main import", "from node import"))
-    refused = evolve(
-        "nodes", "add", "reverse", script, "--tests", tests, "--description", "Reverses text",
-        "--config", CONFIG,
-    )  # fmt: skip
+    refused = add_reverse(script, tests, "Reverses text")
     assert refused.exit_code == 2
     assert "a node is stored as main.py, so its tests say: from main import main" in (
         " ".join(refused.output.split())
