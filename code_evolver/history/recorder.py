@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from code_evolver import events
 from code_evolver.history import store
-from code_evolver.history.step_cache import cache_key, params_json
+from code_evolver.history.keys import cache_key, params_json
 from code_evolver.home import state_problem
 from code_evolver.result import skip_reason
 

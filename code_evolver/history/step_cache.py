@@ -9,7 +9,6 @@ different answer to the same input, and only the user knows which runs may be re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -17,18 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from code_evolver.history import store
+from code_evolver.history.keys import cache_key, params_json
 
 _MISS = object()
-
-
-def params_json(params: Mapping[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str) if params else "{}"
-
-
-def cache_key(digest: str, text: str, params: str) -> str:
-    """``params`` as :func:`params_json` gives them."""
-    material = f"{digest}\0{params}\0{text}".encode(errors="surrogatepass")
-    return hashlib.blake2b(material, digest_size=16).hexdigest()
 
 
 class StepCache:

@@ -1,0 +1,22 @@
+"""The step cache's key of a step execution: what makes two executions the same work.
+
+Only the standard library: the history writer (its own process) computes the key of each
+step it records, and the step cache computes it again to look one up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def params_json(params: Mapping[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str) if params else "{}"
+
+
+def cache_key(digest: str, text: str, params: str) -> str:
+    """``params`` as :func:`params_json` gives them."""
+    material = f"{digest}\0{params}\0{text}".encode(errors="surrogatepass")
+    return hashlib.blake2b(material, digest_size=16).hexdigest()
