@@ -14,9 +14,13 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
+"""Not ``typing.TYPE_CHECKING``: importing typing costs 10 ms, and the history writer, a
+process that must start fast, imports this package (type checkers read it as True)."""
 if TYPE_CHECKING:
+    from typing import Any
+
     from code_evolver.api import aask, aplan, arun, ask, plan, prepare, resolve_config, run
     from code_evolver.config import Config, ExecutionSettings, load_config
     from code_evolver.errors import (

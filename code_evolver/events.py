@@ -85,8 +85,9 @@ class StepInfo:
 class RunStarted:
     run_id: str
     steps: tuple[StepInfo, ...]
-    plan: dict[str, Any]
-    """The plan as JSON data."""
+    plan_json: str
+    """The plan as JSON text (what the run history keeps; text costs a listener that ships
+    it elsewhere nothing more)."""
     at: float = 0.0
     run_input: str | None = None
     """The text the run's ``{input}`` reads (piped in), if any."""
@@ -98,8 +99,8 @@ class PlanExtended:
 
     steps: tuple[StepInfo, ...]
     """The new steps."""
-    plan: dict[str, Any]
-    """The whole plan now, as JSON data."""
+    plan_json: str
+    """The whole plan now, as JSON text."""
     at: float
     run_id: str = ""
 

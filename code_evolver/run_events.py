@@ -42,7 +42,7 @@ class RunReporter:
                 events.RunStarted(
                     self.run_id,
                     organized.step_infos(),
-                    organized.plan.model_dump(mode="json"),
+                    organized.plan.model_dump_json(),
                     run_input=run_input,
                 )
             )
@@ -52,7 +52,7 @@ class RunReporter:
             self.bus.emit(
                 events.PlanExtended(
                     organized.step_infos(added),
-                    organized.plan.model_dump(mode="json"),
+                    organized.plan.model_dump_json(),
                     self.now(),
                     run_id=self.run_id,
                 )

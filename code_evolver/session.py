@@ -103,6 +103,7 @@ class Session:
         if config.execution.history:
             self.history = self._recorder(config)
             self.bus.subscribe(self.history, watches_output=False)
+            self.history.start()
 
     def _publish_progress(self, progress: PlanProgress) -> None:
         self.bus.emit(

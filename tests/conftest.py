@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import pytest
 
+from code_evolver.history import recorder, writer
 from code_evolver.llm import base as llm_base
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +55,34 @@ def _unit_tests_stay_in_process(
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect to a network address"))
+    monkeypatch.setattr(recorder, "launch_writer", WriterThread)
+
+
+class WriterThread:
+    """The history writer on a thread, over pipes, for unit tests (which start no process):
+    the same framing, messages, rows and answers as the writer process."""
+
+    def __init__(self, path: Path) -> None:
+        into, self._source = os.pipe()[::-1]
+        self._answers, back = os.pipe()[::-1]
+        self.stdin: IO[bytes] | None = os.fdopen(into, "wb", buffering=0)
+        self.stdout: IO[bytes] | None = os.fdopen(back, "rb")
+        self.stderr: IO[bytes] | None = io.BytesIO()
+        self._thread = threading.Thread(target=self._serve, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _serve(self, path: Path) -> None:
+        try:
+            writer.serve(path, self._source, self._answers)
+        finally:
+            os.close(self._source)
+            os.close(self._answers)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise subprocess.TimeoutExpired("history writer", timeout or 0)
+        return 0
 
 
 @pytest.fixture

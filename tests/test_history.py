@@ -18,9 +18,9 @@ from code_evolver.cli import main_group
 from code_evolver.config import Config, load_config
 from code_evolver.errors import PlanError
 from code_evolver.history import store
-from code_evolver.history.recorder import MAX_INLINE_OUTPUT
 from code_evolver.history.records import RunRecord
 from code_evolver.history.resume import resumption
+from code_evolver.history.writer import MAX_INLINE_OUTPUT
 from code_evolver.llm import service
 from code_evolver.llm.fake import ScriptedBackend
 from code_evolver.organizer import organize

@@ -61,8 +61,13 @@ def wait_gone(pids: list[int], seconds: float = 5.0) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
+def _children() -> set[int]:
+    return {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid()}
+
+
 async def _start_and_cancel(tmp_path: Path, how: str) -> list[int]:
     pidfile = tmp_path / "grandchild.pid"
+    others = _children()  # of earlier tests (a history writer ends when its session does)
     task = asyncio.ensure_future(
         run_process([sys.executable, "-c", HANG_WITH_GRANDCHILD, str(pidfile)])
     )
@@ -71,9 +76,7 @@ async def _start_and_cancel(tmp_path: Path, how: str) -> list[int]:
             break
         await asyncio.sleep(0.01)
     grandchild = int(pidfile.read_text())
-    children = [
-        int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid()
-    ]
+    children = sorted(_children() - others)
     if how == "timeout":
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see code_evolver/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def params_json(params: Mapping[str, Any]) -> str:

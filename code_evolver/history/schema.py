@@ -6,10 +6,14 @@ Only the standard library, so that the history writer (a process of its own, see
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
-from pathlib import Path
+
+TYPE_CHECKING = False  # not typing's: see code_evolver/__init__.py
+if TYPE_CHECKING:
+    from pathlib import Path  # not at run time: 4 ms of the writer's start
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -65,13 +69,13 @@ class HistoryError(Exception):
     """The history file cannot be opened, read or written."""
 
 
-def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
+def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     """A connection with the schema brought up to date. ``create=False``: a missing file is
     an empty history (None of it is made just to be read)."""
-    if not create and not path.exists():
+    if not create and not os.path.exists(path):
         raise FileNotFoundError(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         _use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process

@@ -1,0 +1,174 @@
+"""The history writer process: its framing, its start, a writer that dies, a pipe that fills.
+
+Unit tests run the writer on a thread (conftest's ``WriterThread``: the same ``serve``); the
+ones marked ``integration`` start the real process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import plan, step
+
+from code_evolver import home
+from code_evolver.config import load_config
+from code_evolver.history import recorder, store
+from code_evolver.history.recorder import PIPE_BYTES, WriterProcess
+from code_evolver.history.records import RunRecord
+from code_evolver.history.writer import HEADER, frames
+from code_evolver.llm.fake import ScriptedBackend
+from code_evolver.organizer import organize
+from code_evolver.plan import Plan
+from code_evolver.result import RunResult, RunStatus
+from code_evolver.session import Session
+
+REPO = Path(__file__).resolve().parent.parent
+integration = pytest.mark.integration  # starts the writer process
+
+
+def run_plan(the_plan: Plan, tools: Mapping[str, Callable[..., Any]]) -> RunResult:
+    async def main() -> RunResult:
+        session = Session(load_config(REPO / "config.yaml"), tools=tools)
+        try:
+            return await session.run(organize(the_plan, session.registry))
+        finally:
+            await session.close()
+
+    return asyncio.run(main())
+
+
+def stored(run_id: str) -> RunRecord:
+    db = store.connect()
+    try:
+        return store.find_run(db, run_id)
+    finally:
+        db.close()
+
+
+def framed(*messages: tuple[Any, ...]) -> bytes:
+    data = pickle.dumps(list(messages))
+    return HEADER.pack(len(data)) + data
+
+
+def test_frames_are_taken_whole_however_the_bytes_arrive() -> None:
+    stream = framed(("flush", 1)) + framed(("flush", 2), ("flush", 3))
+    buffer, got = bytearray(), []
+    for i in range(len(stream)):  # one byte a read: the worst a pipe can do
+        buffer += stream[i : i + 1]
+        got += [m for frame in frames(buffer) for m in pickle.loads(frame)]
+    assert got == [("flush", 1), ("flush", 2), ("flush", 3)]
+    assert buffer == bytearray()
+
+
+def test_outputs_larger_than_the_pipe_reach_history_whole() -> None:
+    # Three outputs of 0.7 MiB finish at once: one batch of 2 MiB, twice what the pipe holds,
+    # so shipping it must wait for the writer to read, without blocking the run.
+    size = PIPE_BYTES * 7 // 10
+    the_plan = plan(*(step(name, tool="big", input=name) for name in "abc"))
+    result = run_plan(the_plan, {"big": lambda text: text * size})
+    assert result.status is RunStatus.SUCCEEDED
+    latest = stored(result.run_id).latest()
+    for name in "abc":
+        spilled = latest[name].output_file
+        assert spilled is not None
+        assert Path(spilled).read_text(encoding="utf-8") == f'"{name * size}"'
+
+
+def test_a_run_keeps_its_request_and_planner_and_a_plan_not_run_leaves_no_run() -> None:
+    one_step = json.dumps(
+        {"steps": [{"step_id": "s", "description": "s", "tool": "combine", "input": "hi"}]}
+    )
+    backend = ScriptedBackend([one_step, one_step])
+
+    async def main() -> str:
+        async with Session(load_config(REPO / "config.yaml"), backend=backend) as session:
+            await session.plan("plan what the rules do not know")
+            answer = await session.ask("run what the rules do not know")
+            return answer.outcome.source
+
+    source = asyncio.run(main())
+    db = store.connect()
+    try:
+        runs = store.list_runs(db)
+    finally:
+        db.close()
+    assert [(r.request, r.planner_source) for r in runs] == [
+        ("run what the rules do not know", source)
+    ]
+
+
+# ---------------------------------------------------------------- the real process
+
+
+@integration
+def test_the_writer_starts_light_in_a_session_of_its_own(tmp_path: Path) -> None:
+    modules = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", recorder.start_command("print(sorted(sys.modules))")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for heavy in ("typing", "pathlib", "dataclasses", "code_evolver.events"):
+        assert f"'{heavy}'" not in modules  # each would slow every evolve's writer start
+    process = recorder.launch_writer(tmp_path / "history.db")
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        assert isinstance(process, subprocess.Popen)
+        assert os.getsid(process.pid) != os.getsid(0)  # Ctrl-C in the terminal is not its
+        process.stdin.write(framed(("flush", 7)))
+        process.stdin.flush()
+        assert process.stdout.readline() == b"ack 7\n"
+        os.kill(process.pid, signal.SIGINT)  # nor is a stray one, once it is up
+        process.stdin.write(framed(("flush", 8)))
+        process.stdin.flush()
+        assert process.stdout.readline() == b"ack 8\n"
+    finally:
+        process.stdin.close()
+        assert process.wait(timeout=30) == 0
+        process.stdout.close()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@integration
+def test_a_writer_that_dies_mid_run_is_one_warning_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    started: list[WriterProcess] = []
+    real = recorder.launch_writer
+
+    def launch(path: Path) -> WriterProcess:
+        started.append(real(path))
+        return started[-1]
+
+    def kill(text: str) -> str:
+        process = started[0]
+        assert isinstance(process, subprocess.Popen)
+        process.kill()
+        process.wait()
+        time.sleep(0.1)  # the recorder's reader hears the end
+        return text
+
+    monkeypatch.setattr(recorder, "launch_writer", launch)
+    monkeypatch.setattr(home, "_warned", set())  # warnings are once a process
+    the_plan = plan(step("a", tool="kill", input="x"), *(step(f"b{i}", "a") for i in range(20)))
+    with caplog.at_level(logging.WARNING, logger="code_evolver"):
+        result = run_plan(the_plan, {"kill": kill, "work": lambda text: text})
+    assert result.status is RunStatus.SUCCEEDED
+    warnings = [r.getMessage() for r in caplog.records if r.name == "code_evolver"]
+    assert len(warnings) == 1
+    assert "writer process stopped (killed by SIGKILL)" in warnings[0]
+    assert "goes on without run history" in warnings[0]
