@@ -15,8 +15,12 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+_PARAMS = json.JSONEncoder(sort_keys=True, default=str)
+"""``json.dumps`` with options builds an encoder per call: a third of a step's record."""
+
+
 def params_json(params: Mapping[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str) if params else "{}"
+    return _PARAMS.encode(params) if params else "{}"
 
 
 def cache_key(digest: str, text: str, params: str) -> str:

@@ -78,6 +78,9 @@ _INTERRUPTED_SQL = (
     "WHERE run_id = ? AND status = 'running'"
 )
 
+_TEXT = json.JSONEncoder(ensure_ascii=False)
+"""A text as JSON (``json.dumps`` with an option builds an encoder for every call)."""
+
 Place = tuple[int, str | None, str]
 """A step's wave, parallel group and tool."""
 
@@ -189,7 +192,7 @@ class Writer:
         began = began + run.time_offset if began is not None else None
         digest = run.digests.get(tool) if tool else None
         if output is not None:
-            output_json = json.dumps(output, ensure_ascii=False)
+            output_json = _TEXT.encode(output)
         stored, spilled = self.stored(output_json, run_id, f"{step_id}-{attempt}")
         key = None
         if params is not None and digest is not None and text is not None:
