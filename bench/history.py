@@ -261,9 +261,9 @@ async def resume_once(config: Config, home: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7 and 15")
+    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 15")
     quick = parser.parse_args().quick
-    rounds, listing_rounds = (3, 3) if quick else (7, 15)
+    rounds, listing_rounds = (3, 3) if quick else (15, 15)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)

@@ -5,13 +5,13 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import pytest
 
-from code_evolver.history import recorder, writer
+from code_evolver.history import link, writer
 from code_evolver.llm import base as llm_base
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,10 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[None]:
     """No test reads or writes the user's state or picks up their config by accident."""
     monkeypatch.setenv("EVOLVE_HOME", str(tmp_path_factory.mktemp("evolve_home")))
     monkeypatch.delenv("CODE_EVOLVER_CONFIG", raising=False)
+    yield
+    link.close_all()  # a history writer lives as long as its process: here, its test
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +57,7 @@ def _unit_tests_stay_in_process(
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect to a network address"))
-    monkeypatch.setattr(recorder, "launch_writer", WriterThread)
+    monkeypatch.setattr(link, "launch_writer", WriterThread)
 
 
 class WriterThread:

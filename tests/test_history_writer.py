@@ -24,8 +24,8 @@ from support import plan, step
 
 from code_evolver import home
 from code_evolver.config import load_config
-from code_evolver.history import recorder, store
-from code_evolver.history.recorder import PIPE_BYTES, WriterProcess
+from code_evolver.history import link, store
+from code_evolver.history.link import PIPE_BYTES, WriterProcess
 from code_evolver.history.records import RunRecord
 from code_evolver.history.writer import HEADER, frames
 from code_evolver.llm.fake import ScriptedBackend
@@ -115,14 +115,14 @@ def test_a_run_keeps_its_request_and_planner_and_a_plan_not_run_leaves_no_run() 
 @integration
 def test_the_writer_starts_light_in_a_session_of_its_own(tmp_path: Path) -> None:
     modules = subprocess.run(
-        [sys.executable, "-S", "-I", "-c", recorder.start_command("print(sorted(sys.modules))")],
+        [sys.executable, "-S", "-I", "-c", link.start_command("print(sorted(sys.modules))")],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     for heavy in ("typing", "pathlib", "dataclasses", "code_evolver.events"):
         assert f"'{heavy}'" not in modules  # each would slow every evolve's writer start
-    process = recorder.launch_writer(tmp_path / "history.db")
+    process = link.launch_writer(tmp_path / "history.db")
     assert process.stdin is not None
     assert process.stdout is not None
     try:
@@ -148,7 +148,7 @@ def test_a_writer_that_dies_mid_run_is_one_warning_and_the_run_goes_on(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     started: list[WriterProcess] = []
-    real = recorder.launch_writer
+    real = link.launch_writer
 
     def launch(path: Path) -> WriterProcess:
         started.append(real(path))
@@ -162,7 +162,7 @@ def test_a_writer_that_dies_mid_run_is_one_warning_and_the_run_goes_on(
         time.sleep(0.1)  # the recorder's reader hears the end
         return text
 
-    monkeypatch.setattr(recorder, "launch_writer", launch)
+    monkeypatch.setattr(link, "launch_writer", launch)
     monkeypatch.setattr(home, "_warned", set())  # warnings are once a process
     the_plan = plan(step("a", tool="kill", input="x"), *(step(f"b{i}", "a") for i in range(20)))
     with caplog.at_level(logging.WARNING, logger="code_evolver"):
