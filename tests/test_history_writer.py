@@ -109,6 +109,22 @@ def test_a_run_keeps_its_request_and_planner_and_a_plan_not_run_leaves_no_run() 
     ]
 
 
+def test_the_sessions_of_a_process_share_one_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    launched: list[Path] = []
+    launch = link.launch_writer  # conftest's writer on a thread
+
+    def counted(path: Path) -> WriterProcess:
+        launched.append(path)
+        return launch(path)
+
+    monkeypatch.setattr(link, "launch_writer", counted)
+    first = run_plan(plan(step("a", tool="echo", input="one")), {"echo": lambda t: t})
+    second = run_plan(plan(step("a", tool="echo", input="two")), {"echo": lambda t: t})
+    assert len(launched) == 1
+    assert stored(first.run_id).latest()["a"].output == "one"  # each session's close
+    assert stored(second.run_id).latest()["a"].output == "two"  # waits for its commit
+
+
 # ---------------------------------------------------------------- the real process
 
 
