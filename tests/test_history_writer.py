@@ -188,3 +188,46 @@ def test_a_writer_that_dies_mid_run_is_one_warning_and_the_run_goes_on(
     assert len(warnings) == 1
     assert "writer process stopped (killed by SIGKILL)" in warnings[0]
     assert "goes on without run history" in warnings[0]
+
+
+@integration
+def test_a_finished_step_is_committed_while_the_loop_stays_busy(tmp_path: Path) -> None:
+    # One step, then 5,000 no-op steps that keep evolve's event loop busy for a second or
+    # more without a pause. The first step's record must be in the database while the run
+    # is still going: a writer that shares the loop's interpreter only got to it at the end.
+    (tmp_path / "storm_tools.py").write_text("async def noop(text):\n    return text\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("tools:\n  noop: {kind: function, function: 'storm_tools:noop'}\n")
+    steps: list[dict[str, Any]] = [{"step_id": "first", "tool": "noop", "input": "go"}]
+    steps += [
+        {"step_id": f"s{i}", "tool": "noop", "input": "{first}", "depends_on": ["first"]}
+        for i in range(5_000)
+    ]
+    the_plan = tmp_path / "plan.json"
+    the_plan.write_text(json.dumps({"request": "a storm", "steps": steps}))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "code_evolver", "run", str(the_plan), "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    seen_running = False
+    try:
+        while proc.poll() is None and not seen_running:
+            if store.default_path().exists():
+                db = store.connect(create=False)
+                try:
+                    seen_running = bool(
+                        db.execute(
+                            "SELECT 1 FROM runs JOIN step_executions USING (run_id) "
+                            "WHERE runs.status = 'running' AND step_id = 'first'"
+                        ).fetchone()
+                    )
+                finally:
+                    db.close()
+            time.sleep(0.005)
+    finally:
+        assert proc.wait(timeout=300) == 0
+    assert seen_running
+
