@@ -6,22 +6,27 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from code_evolver.calls import CallBroker
 from code_evolver.capacity import Capacity
-from code_evolver.config import ExecutionSettings
+from code_evolver.config import Config, ExecutionSettings, load_config
 from code_evolver.errors import ToolFailed
 from code_evolver.events import Event, EventBus
 from code_evolver.executor import Executor
+from code_evolver.history import store
+from code_evolver.history.records import RunRecord
 from code_evolver.llm.base import Request
 from code_evolver.organizer import organize
 from code_evolver.plan import Plan
 from code_evolver.result import RunResult
+from code_evolver.session import Session
 from code_evolver.tools.base import Output, Tool, ToolCall
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def step(
@@ -185,3 +190,42 @@ def wait_until_gone(marker: str, seconds: float = 5.0) -> list[int]:
     while (left := processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.02)
     return left
+
+
+# ---------------------------------------------------------------- run history
+
+
+def run_recorded(
+    the_plan: Plan,
+    tools: Mapping[str, Callable[..., Any]],
+    cfg: Config | None = None,
+    input_text: str | None = None,
+) -> RunResult:
+    """Run ``the_plan`` in a session of its own (the repository's config by default), which
+    records it in the run history."""
+
+    async def main() -> RunResult:
+        session = Session(cfg or load_config(REPO / "config.yaml"), tools=tools)
+        try:
+            return await session.run(organize(the_plan, session.registry), input_text=input_text)
+        finally:
+            await session.close()
+
+    return asyncio.run(main())
+
+
+def stored(run_id: str) -> RunRecord:
+    db = store.connect()
+    try:
+        return store.find_run(db, run_id)
+    finally:
+        db.close()
+
+
+def newest() -> RunRecord | None:
+    db = store.connect()
+    try:
+        runs = store.list_runs(db, limit=1)
+        return store.find_run(db, runs[0].run_id) if runs else None
+    finally:
+        db.close()

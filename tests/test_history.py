@@ -6,13 +6,12 @@ import asyncio
 import json
 import sqlite3
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from support import echo_model, plan, step
+from support import echo_model, newest, plan, run_recorded, step, stored
 
 from code_evolver.cli import main_group
 from code_evolver.config import Config, load_config
@@ -56,39 +55,6 @@ def shout(text: str) -> str:
     return text.upper()
 
 
-def run_plan(
-    the_plan: Plan,
-    tools: Mapping[str, Callable[..., Any]],
-    cfg: Config | None = None,
-    input_text: str | None = None,
-) -> RunResult:
-    async def main() -> RunResult:
-        session = Session(cfg or config(), tools=tools)
-        try:
-            return await session.run(organize(the_plan, session.registry), input_text=input_text)
-        finally:
-            await session.close()
-
-    return asyncio.run(main())
-
-
-def stored(run_id: str) -> RunRecord:
-    db = store.connect()
-    try:
-        return store.find_run(db, run_id)
-    finally:
-        db.close()
-
-
-def newest() -> RunRecord | None:
-    db = store.connect()
-    try:
-        runs = store.list_runs(db, limit=1)
-        return store.find_run(db, runs[0].run_id) if runs else None
-    finally:
-        db.close()
-
-
 DIAMOND = plan(
     step("a", tool="shout", input="hello"),
     step("b", "a", tool="flaky"),
@@ -104,7 +70,7 @@ DIAMOND = plan(
 def test_a_run_is_recorded_with_its_plan_steps_inputs_and_outputs() -> None:
     flaky = Flaky()
     flaky.healed = True
-    result = run_plan(DIAMOND, {"shout": shout, "flaky": flaky.tool})
+    result = run_recorded(DIAMOND, {"shout": shout, "flaky": flaky.tool})
     run = stored(result.run_id)
     assert run.request == "a diamond"
     assert run.status == "succeeded"
@@ -150,7 +116,7 @@ def test_a_process_leaving_at_once_leaves_no_run_running() -> None:
 
 
 def test_each_failed_attempt_is_a_row_of_its_own() -> None:
-    result = run_plan(
+    result = run_recorded(
         plan(step("b", tool="flaky", input="x")), {"flaky": Flaky().tool}, config(retries=2)
     )
     run = stored(result.run_id)
@@ -164,7 +130,7 @@ def test_each_failed_attempt_is_a_row_of_its_own() -> None:
 
 
 def test_skipped_steps_are_recorded_with_their_cause() -> None:
-    result = run_plan(DIAMOND, {"shout": shout, "flaky": Flaky().tool})
+    result = run_recorded(DIAMOND, {"shout": shout, "flaky": Flaky().tool})
     latest = stored(result.run_id).latest()
     assert latest["b"].status == "failed"
     assert latest["d"].status == "skipped"
@@ -175,7 +141,7 @@ def test_skipped_steps_are_recorded_with_their_cause() -> None:
 def test_a_large_output_goes_to_a_file_and_resume_reads_it_back() -> None:
     big = "x" * (MAX_INLINE_OUTPUT + 10)
     flaky = Flaky()
-    result = run_plan(
+    result = run_recorded(
         plan(step("a", tool="big", input="-"), step("b", "a", tool="flaky")),
         {"big": lambda text: big, "flaky": flaky.tool},
     )
@@ -189,7 +155,7 @@ def test_a_large_output_goes_to_a_file_and_resume_reads_it_back() -> None:
 
 def test_history_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVOLVE_HOME", str(tmp_path))
-    run_plan(plan(step("a", tool="shout")), {"shout": shout}, config(history=False))
+    run_recorded(plan(step("a", tool="shout")), {"shout": shout}, config(history=False))
     assert not (tmp_path / store.FILE_NAME).exists()
 
 
@@ -203,7 +169,7 @@ def test_a_history_newer_than_this_evolve_is_refused_not_overwritten(tmp_path: P
 
 
 def test_runs_are_listed_newest_first_and_found_by_a_unique_prefix() -> None:
-    ids = [run_plan(plan(step("a", tool="shout")), {"shout": shout}).run_id for _ in range(3)]
+    ids = [run_recorded(plan(step("a", tool="shout")), {"shout": shout}).run_id for _ in range(3)]
     db = store.connect()
     listed = [r.run_id for r in store.list_runs(db)]
     assert listed == ids[::-1]
@@ -219,7 +185,7 @@ def test_runs_are_listed_newest_first_and_found_by_a_unique_prefix() -> None:
 def test_resume_runs_only_what_did_not_succeed_under_the_same_run() -> None:
     flaky = Flaky()
     tools = {"shout": shout, "flaky": flaky.tool}
-    first = run_plan(DIAMOND, tools)
+    first = run_recorded(DIAMOND, tools)
     assert first.status is RunStatus.FAILED
     run = stored(first.run_id)
     flaky.healed = True
@@ -250,7 +216,7 @@ def test_resume_runs_only_what_did_not_succeed_under_the_same_run() -> None:
 def test_a_step_whose_tool_changed_runs_again_with_the_steps_that_read_it() -> None:
     flaky = Flaky()
     flaky.healed = True
-    first = run_plan(DIAMOND, {"shout": shout, "flaky": flaky.tool})
+    first = run_recorded(DIAMOND, {"shout": shout, "flaky": flaky.tool})
     db = store.connect()
     db.execute("UPDATE step_executions SET tool_digest = 'old' WHERE step_id = 'c'")
     db.close()
@@ -528,7 +494,7 @@ def test_nested_calls_are_recorded_under_their_step(tmp_path: Path) -> None:
     fan = REPO / "tests" / "nodes" / "fan_out.py"
     cfg.write_text(f"tools:\n  fan: {{kind: node, script: {fan}}}\n")
     the_plan = plan(step("a", tool="fan", input="hi", params={"n": 3}))
-    result = run_plan(the_plan, {"work": lambda text: f"<{text}>"}, load_config(cfg))
+    result = run_recorded(the_plan, {"work": lambda text: f"<{text}>"}, load_config(cfg))
     assert result.ok, result.steps["a"].error
     run = stored(result.run_id)
     calls = sorted((r for r in run.steps if r.call_id), key=lambda r: r.call_id or "")

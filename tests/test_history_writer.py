@@ -15,46 +15,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import plan, step
+from support import plan, run_recorded, step, stored
 
 from code_evolver import home
 from code_evolver.config import load_config
 from code_evolver.history import link, store
 from code_evolver.history.link import PIPE_BYTES, WriterProcess
-from code_evolver.history.records import RunRecord
 from code_evolver.history.writer import HEADER, frames
 from code_evolver.llm.fake import ScriptedBackend
-from code_evolver.organizer import organize
-from code_evolver.plan import Plan
-from code_evolver.result import RunResult, RunStatus
+from code_evolver.result import RunStatus
 from code_evolver.session import Session
 
 REPO = Path(__file__).resolve().parent.parent
 integration = pytest.mark.integration  # starts the writer process
-
-
-def run_plan(the_plan: Plan, tools: Mapping[str, Callable[..., Any]]) -> RunResult:
-    async def main() -> RunResult:
-        session = Session(load_config(REPO / "config.yaml"), tools=tools)
-        try:
-            return await session.run(organize(the_plan, session.registry))
-        finally:
-            await session.close()
-
-    return asyncio.run(main())
-
-
-def stored(run_id: str) -> RunRecord:
-    db = store.connect()
-    try:
-        return store.find_run(db, run_id)
-    finally:
-        db.close()
 
 
 def framed(*messages: tuple[Any, ...]) -> bytes:
@@ -77,7 +54,7 @@ def test_outputs_larger_than_the_pipe_reach_history_whole() -> None:
     # so shipping it must wait for the writer to read, without blocking the run.
     size = PIPE_BYTES * 7 // 10
     the_plan = plan(*(step(name, tool="big", input=name) for name in "abc"))
-    result = run_plan(the_plan, {"big": lambda text: text * size})
+    result = run_recorded(the_plan, {"big": lambda text: text * size})
     assert result.status is RunStatus.SUCCEEDED
     latest = stored(result.run_id).latest()
     for name in "abc":
@@ -118,8 +95,8 @@ def test_the_sessions_of_a_process_share_one_writer(monkeypatch: pytest.MonkeyPa
         return launch(path)
 
     monkeypatch.setattr(link, "launch_writer", counted)
-    first = run_plan(plan(step("a", tool="echo", input="one")), {"echo": lambda t: t})
-    second = run_plan(plan(step("a", tool="echo", input="two")), {"echo": lambda t: t})
+    first = run_recorded(plan(step("a", tool="echo", input="one")), {"echo": lambda t: t})
+    second = run_recorded(plan(step("a", tool="echo", input="two")), {"echo": lambda t: t})
     assert len(launched) == 1
     assert stored(first.run_id).latest()["a"].output == "one"  # each session's close
     assert stored(second.run_id).latest()["a"].output == "two"  # waits for its commit
@@ -182,7 +159,7 @@ def test_a_writer_that_dies_mid_run_is_one_warning_and_the_run_goes_on(
     monkeypatch.setattr(home, "_warned", set())  # warnings are once a process
     the_plan = plan(step("a", tool="kill", input="x"), *(step(f"b{i}", "a") for i in range(20)))
     with caplog.at_level(logging.WARNING, logger="code_evolver"):
-        result = run_plan(the_plan, {"kill": kill, "work": lambda text: text})
+        result = run_recorded(the_plan, {"kill": kill, "work": lambda text: text})
     assert result.status is RunStatus.SUCCEEDED
     warnings = [r.getMessage() for r in caplog.records if r.name == "code_evolver"]
     assert len(warnings) == 1
@@ -230,4 +207,3 @@ def test_a_finished_step_is_committed_while_the_loop_stays_busy(tmp_path: Path) 
     finally:
         assert proc.wait(timeout=300) == 0
     assert seen_running
-
