@@ -12,6 +12,7 @@ import logging
 import os
 import pickle
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import plan, run_recorded, step, stored
+from support import newest, plan, run_recorded, step, stored
 
-from code_evolver import home
+from code_evolver import events, home
 from code_evolver.config import load_config
 from code_evolver.history import link, store
 from code_evolver.history.link import PIPE_BYTES, WriterProcess
+from code_evolver.history.recorder import HistoryRecorder
 from code_evolver.history.writer import HEADER, frames
 from code_evolver.llm.fake import ScriptedBackend
-from code_evolver.result import RunStatus
+from code_evolver.result import RunStatus, skip_reason
 from code_evolver.session import Session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,6 +102,108 @@ def test_the_sessions_of_a_process_share_one_writer(monkeypatch: pytest.MonkeyPa
     assert len(launched) == 1
     assert stored(first.run_id).latest()["a"].output == "one"  # each session's close
     assert stored(second.run_id).latest()["a"].output == "two"  # waits for its commit
+
+
+def test_each_event_becomes_the_row_it_did() -> None:
+    recorder = HistoryRecorder(
+        digest=lambda tool: f"d-{tool}", identity=lambda: "fake:m1", config_digest="cfg1"
+    )
+    recorder.attempt_offsets[("r1", "a")] = 2  # a resumed run: a made two attempts before
+    recorder.time_offsets["r1"] = 100.0
+    infos = (
+        events.StepInfo("a", "t1", "", (), 1),
+        events.StepInfo("b", "t2", "", ("a",), 2, 3),
+        events.StepInfo("d", "t1", "", (), 1),
+    )
+    first = [
+        {"step_id": i.step_id, "tool": i.tool, "parallel_group": i.parallel_group} for i in infos
+    ]
+    grown = [*first, {"step_id": "c", "tool": "t3"}]
+    for event in (
+        events.PlanStarted("r1", "what was asked"),
+        events.PlanFinished("r1", "rules", 0.1, 0),
+        events.RunStarted("r1", infos, json.dumps({"steps": first}), run_input="piped"),
+        events.StepRetrying("a", 1, "boom", 0.1, 1.0, input="x", run_id="r1", began=0.5),
+        events.CallFinished(
+            "a", "a.c1", "t3", "succeeded", 0.4, None, 1.9, run_id="r1", step_attempt=2
+        ),
+        events.StepSucceeded(
+            "a", 2, 0.2, {"k": 1}, 2.0, input="x", run_id="r1", params={"p": 1}, began=1.5
+        ),
+        events.PlanExtended(
+            (events.StepInfo("c", "t3", "", ("b",), 3),),
+            json.dumps({"steps": grown}),
+            2.1,
+            run_id="r1",
+        ),
+        events.StepFailed("b", 1, "slow", "timed_out", 3.0, input="y", run_id="r1", began=2.5),
+        events.StepSkipped("c", "b", 3.0, run_id="r1"),
+        events.StepCancelled("d", True, 3.0, run_id="r1", attempt=1, began=0.2),
+        events.RunFinished("failed", 3.0, 2.0, 1.5, 2, 3.1, run_id="r1"),
+        events.RunStarted("r1", infos, json.dumps({"steps": grown})),  # resumed: no new plan
+        events.RunFinished("failed", 1.0, None, None, 1, 1.1, run_id="r1"),
+        events.RunStarted("r2", infos, json.dumps({"steps": first})),
+    ):
+        recorder(event)
+    recorder.abandon()  # a second Ctrl-C: r2 is under way
+    recorder.close()
+    db = store.connect()
+    try:
+        runs = db.execute(
+            "SELECT run_id, request, planner_source, config_digest, run_input, status, backend, "
+            "model, plan FROM runs ORDER BY run_id"
+        ).fetchall()
+        rows = db.execute(
+            "SELECT step_id, attempt, call_id, tool, tool_digest, wave, parallel_group, status, "
+            "started_s, finished_s, input, output, error, params, cache_key IS NOT NULL "
+            "FROM step_executions ORDER BY step_id, attempt, call_id"
+        ).fetchall()
+    finally:
+        db.close()
+    plan_one, plan_two = json.dumps({"steps": first}), json.dumps({"steps": grown})
+    assert runs == [
+        ("r1", "what was asked", "rules", "cfg1", "piped", "failed", "fake", "m1", plan_two),
+        ("r2", "", None, "cfg1", None, "interrupted", None, None, plan_one),
+    ]
+    skipped = skip_reason("b")
+    assert rows == [
+        ("a", 3, "", "t1", "d-t1", 1, None, "failed", 100.5, 101.0,
+         "x", None, "boom", None, 0),
+        ("a", 4, "", "t1", "d-t1", 1, None, "succeeded", 101.5, 102.0,
+         "x", '{"k": 1}', None, '{"p": 1}', 1),
+        ("a", 4, "a.c1", "t3", "d-t3", None, None, "succeeded", 101.5, 101.9,
+         None, None, None, None, 0),
+        ("b", 1, "", "t2", "d-t2", 2, "3", "timed_out", 102.5, 103.0,
+         "y", None, "slow", None, 0),
+        ("c", 1, "", "t3", "d-t3", 3, None, "skipped", None, None,
+         None, None, skipped, None, 0),
+        ("d", 1, "", "t1", "d-t1", 1, None, "cancelled", 100.2, 103.0,
+         None, None, "cancelled", None, 0),
+    ]  # fmt: skip
+
+
+def test_a_history_that_cannot_be_opened_starts_one_writer_and_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "home").write_text("a file where the folder should be")
+    monkeypatch.setenv("EVOLVE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(home, "_warned", set())
+    launched: list[Path] = []
+    launch = link.launch_writer
+
+    def counted(path: Path) -> WriterProcess:
+        launched.append(path)
+        return launch(path)
+
+    monkeypatch.setattr(link, "launch_writer", counted)
+    with caplog.at_level(logging.WARNING, logger="code_evolver"):
+        for text in ("one", "two", "three"):
+            result = run_recorded(plan(step("a", tool="echo", input=text)), {"echo": lambda t: t})
+            assert result.status is RunStatus.SUCCEEDED
+    assert len(launched) == 1  # the process goes on without history, as it was told
+    warnings = [r.getMessage() for r in caplog.records if r.name == "code_evolver"]
+    assert len(warnings) == 1
+    assert "cannot write the run history" in warnings[0]
 
 
 # ---------------------------------------------------------------- the real process
@@ -183,10 +287,11 @@ def test_a_finished_step_is_committed_while_the_loop_stays_busy(tmp_path: Path) 
     the_plan = tmp_path / "plan.json"
     the_plan.write_text(json.dumps({"request": "a storm", "steps": steps}))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    said = (tmp_path / "stderr").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "code_evolver", "run", str(the_plan), "--config", str(cfg)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=said,
         env=env,
     )
     seen_running = False
@@ -206,4 +311,53 @@ def test_a_finished_step_is_committed_while_the_loop_stays_busy(tmp_path: Path) 
             time.sleep(0.005)
     finally:
         assert proc.wait(timeout=300) == 0
+        said.close()
     assert seen_running
+    assert "history" not in (tmp_path / "stderr").read_text()  # its writer ended quietly
+
+
+@integration
+def test_records_in_the_pipe_are_committed_after_evolve_is_killed(tmp_path: Path) -> None:
+    # The database is locked, so the writer holds the first step's record unwritten; evolve
+    # is killed with kill -9 while a second step waits; once the lock goes, the record lands.
+    ran, gate = tmp_path / "ran", tmp_path / "gate"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "tools:\n"
+        f"  quick: {{kind: command, command: [sh, -c, 'cat; echo > {ran}']}}\n"
+        "  stuck: {kind: command, command: [sh, -c, "
+        f"'while [ ! -e {gate} ]; do sleep 0.05; done']}}\n"
+    )
+    the_plan = tmp_path / "plan.json"
+    steps = [
+        {"step_id": "first", "tool": "quick", "input": "kept"},
+        {"step_id": "second", "tool": "stuck", "input": "{first}"},
+    ]
+    the_plan.write_text(json.dumps({"request": "killed", "steps": steps}))
+    store.connect().close()  # the schema, so that the lock below is all the writer meets
+    lock = sqlite3.connect(store.default_path(), isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "code_evolver", "run", str(the_plan), "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ran.exists():
+            assert time.monotonic() < deadline
+            assert proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.5)  # shipped within 2 ms of the step's end
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        lock.execute("ROLLBACK")
+        lock.close()
+    deadline = time.monotonic() + 30
+    while (run := newest()) is None or "first" not in run.latest():
+        assert time.monotonic() < deadline, "the shipped record never arrived"
+        time.sleep(0.05)
+    assert run.latest()["first"].output == "kept"
+    assert run.status == "running"  # nobody told its end: it can be resumed

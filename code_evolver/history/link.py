@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import contextlib
 import fcntl
+import itertools
 import os
 import pickle
 import select
@@ -46,7 +47,7 @@ def start_command(then: str = "main(sys.argv[1])") -> str:
     """The writer's ``python -S -I -c`` program (no site: only the standard library and this
     package, found where it is): import the writer, then ``then``."""
     return (
-        f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
+        f"import sys; sys.path.append({_PACKAGE_ROOT!r}); "
         f"from code_evolver.history.writer import main; {then}"
     )
 
@@ -89,8 +90,10 @@ class WriterLink:
         """Shipped, not yet taken by the pipe (it was full)."""
         self._shipping_on: asyncio.AbstractEventLoop | None = None
         """The loop a ship is scheduled on (a loop that closed drops it, so this is checked)."""
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         """Sessions on other threads may share the link: one ship at a time."""
+        self._shipper: int | None = None
+        """The thread shipping now."""
         self._acked = threading.Condition()
         self._last_ack = 0
         self._flushes = 0
@@ -108,7 +111,7 @@ class WriterLink:
             try:
                 process = launch_writer(self.path)
             except OSError as exc:
-                self._fail(exc)
+                self._fail(None, stopped=f"it could not start: {exc.strerror or exc}")
                 return False
             assert process.stdin is not None
             fd = process.stdin.fileno()
@@ -125,7 +128,10 @@ class WriterLink:
     def send(self, message: Message, *, now: bool = False) -> None:
         """Ship ``message`` within ``SHIP_S`` (``now``: at once). Called for every step, so
         it takes no lock: appending to a deque is safe from any thread."""
-        if self.failed or (self._process is None and not self.start()):
+        if self.failed:
+            self._let_go()
+            return
+        if self._process is None and not self.start():
             return
         self._pending.append(message)
         if now:
@@ -133,36 +139,36 @@ class WriterLink:
         elif (loop := self._shipping_on) is None or loop.is_closed():
             self._ship_soon()
 
-    def flush(self, timeout_s: float = 30) -> None:
-        """Wait until everything sent is committed."""
+    def flush(self, timeout_s: float = 30) -> bool:
+        """Wait until everything sent is committed; False if it was not, by ``timeout_s``."""
         if self._process is None or self.failed:
-            return
-        with self._lock:
+            return False
+        with self._acked:  # numbered in the order they are sent
             self._flushes += 1
             wanted = self._flushes
-        self._pending.append(("flush", wanted))
+            self._pending.append(("flush", wanted))
         deadline = time.monotonic() + timeout_s
         self._ship(deadline)
         with self._acked:
-            self._acked.wait_for(
-                lambda: self._last_ack >= wanted or self._gone or self.failed,
-                timeout=max(0.0, deadline - time.monotonic()),
+            return (
+                self._acked.wait_for(
+                    lambda: self._last_ack >= wanted or self._gone or self.failed,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                )
+                and self._last_ack >= wanted
             )
 
     def close(self, timeout_s: float = 30) -> None:
         """Ship what is left, and wait (up to ``timeout_s``) for the writer to commit it and
         end; after that it goes on by itself."""
-        with self._lock:
+        if self._process is None:
             self.closed = True
-            process, self._process = self._process, None
-        if process is None:
             return
         if not self.failed:
-            self._ship(time.monotonic() + timeout_s, process)
-        assert process.stdin is not None
-        with contextlib.suppress(OSError):  # its last write failed: the writer is gone
-            process.stdin.close()
-        if self._reader is not None:
+            self._ship(time.monotonic() + timeout_s)
+        self.closed = True
+        self._let_go()
+        if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout_s)  # it ends when the writer has ended
 
     # ------------------------------------------------------------------ shipping
@@ -177,46 +183,86 @@ class WriterLink:
             self._shipping_on = loop
             loop.call_later(SHIP_S, self._ship)  # (a loop that closes first drops it: see send)
 
-    def _ship(self, deadline: float | None = None, process: WriterProcess | None = None) -> None:
-        """Write what is pending; ``deadline``: wait for a full pipe until then, else leave
-        the rest for a later ship."""
-        with self._lock:
-            self._shipping_on = None
-            process = process or self._process
-            if process is None or process.stdin is None or self.failed:
+    def _ship(self, deadline: float | None = None) -> None:
+        """Write what is pending. ``deadline`` None (the event loop's ships): never wait; what
+        a full pipe does not take goes in a later ship. Else wait for room until then, outside
+        the lock."""
+        while True:
+            full = self._write_some()
+            if full is None or not full:
                 return
-            if pending := self._pending:
-                batch = [pending.popleft() for _ in range(len(pending))]
+            if deadline is None:
+                self._ship_soon()
+                return
+            left = deadline - time.monotonic()
+            process = self._process
+            if left <= 0 or process is None or process.stdin is None:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                select.select([], [process.stdin.fileno()], [], left)
+
+    def _write_some(self) -> bool | None:
+        """Move what is pending into the backlog and write what the pipe takes: whether the
+        pipe was full (None: no ship now, because another is under way or there is no pipe).
+
+        A ship under way on this very thread means a signal handler (a second Ctrl-C)
+        interrupted it: this one stays out, so that no byte is written twice."""
+        if self._shipper == threading.get_ident() or not self._lock.acquire(timeout=5):
+            return None
+        try:
+            self._shipper = threading.get_ident()
+            self._shipping_on = None
+            process = self._process
+            if process is None or process.stdin is None or self.failed:
+                return None
+            pending = self._pending
+            if count := len(pending):
+                batch = list(itertools.islice(pending, count))
                 frame = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-                self._backlog += HEADER.pack(len(frame))
-                self._backlog += frame
+                self._backlog += HEADER.pack(len(frame)) + frame
+                for _ in range(count):  # only after they are in the backlog: none is lost
+                    pending.popleft()
             fd = process.stdin.fileno()
             while self._backlog:
                 try:
                     written = os.write(fd, self._backlog)
                 except BlockingIOError:
-                    if deadline is None:
-                        self._ship_soon()
-                        return
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not select.select([], [fd], [], left)[1]:
-                        return
-                    continue
+                    return True
                 except OSError as exc:  # the writer is gone: its reader says why
-                    self._fail_later(exc)
-                    return
+                    broken = exc
+                    break
                 del self._backlog[:written]
+            else:
+                return False
+        finally:
+            self._shipper = None
+            self._lock.release()
+        self._fail_later(broken)
+        return None
+
+    def _let_go(self) -> None:
+        """Close the pipe (once, on a thread that sends): the writer then ends. A failed
+        writer reads on until then, so that no write of ours fails."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None and process.stdin is not None:
+            with contextlib.suppress(OSError):  # its last write failed: the writer is gone
+                process.stdin.close()
 
     # ------------------------------------------------------------------ the writer's answers
 
     def _heard(self, line: str) -> None:
         word, _, rest = line.partition(" ")
-        if word == "ack":
+        if word == "ack" and rest.isdigit():
             with self._acked:
-                self._last_ack = int(rest)
+                self._last_ack = max(self._last_ack, int(rest))
                 self._acked.notify_all()
         elif word == "error":
-            self._fail(HistoryWriteError(rest))
+            kind, _, detail = rest.partition(" ")
+            if kind == "open":  # the file or its folder: where it is is the fix
+                self._fail(HistoryWriteError(detail))
+            else:
+                self._fail(None, stopped=f"it could not write: {detail}")
 
     def _ended(self, code: int, trouble: str) -> None:
         if not self.closed or code != 0:
@@ -233,13 +279,12 @@ class WriterLink:
                 return
             self.failed = True
             self._acked.notify_all()
-        self._pending.clear()
         if exc is not None:
             state_problem(WHAT, self.path, exc)
         else:
             warn_once(
                 f"state:{WHAT}",
-                f"the {WHAT}'s writer process stopped ({stopped}): what it had not committed "
+                f"the {WHAT}'s writer process stopped ({stopped}); what it had not committed "
                 f"is lost, and this evolve goes on without {WHAT}",
             )
 
@@ -261,16 +306,19 @@ def _listen(process: WriterProcess, link: weakref.ref[WriterLink]) -> None:
     closes, and the writer ends."""
     assert process.stdout is not None
     assert process.stderr is not None
-    for line in process.stdout:
+    code, trouble = -1, ""
+    try:
+        for line in process.stdout:
+            if (alive := link()) is not None:
+                alive._heard(line.decode(errors="replace").rstrip("\n"))
+                del alive
+        trouble = process.stderr.read().decode(errors="replace").strip()
+        code = process.wait()
+    finally:  # whatever happened, nobody waits for this writer any more
+        process.stdout.close()
+        process.stderr.close()
         if (alive := link()) is not None:
-            alive._heard(line.decode(errors="replace").rstrip("\n"))
-            del alive
-    trouble = process.stderr.read().decode(errors="replace").strip()
-    process.stdout.close()
-    process.stderr.close()
-    code = process.wait()
-    if (alive := link()) is not None:
-        alive._ended(code, trouble)
+            alive._ended(code, trouble)
 
 
 def _why_it_ended(code: int, trouble: str) -> str:
@@ -282,17 +330,19 @@ def _why_it_ended(code: int, trouble: str) -> str:
     return f"exit code {code}: {last}"
 
 
-_LINKS: dict[Path, WriterLink] = {}
+_LINKS: dict[tuple[Path, int], WriterLink] = {}
 _LINKS_LOCK = threading.Lock()
 
 
 def link_to(path: Path) -> WriterLink:
-    """The link to ``path``'s writer: the one this process has, or a new one if it has none
-    (or that one failed or was closed)."""
+    """The link to ``path``'s writer in this process: the one it has (a failed one too: the
+    process goes on without history, as it was told), or a new one. A forked child gets
+    its own: the parent's pipe is the parent's."""
+    key = (path, os.getpid())
     with _LINKS_LOCK:
-        link = _LINKS.get(path)
-        if link is None or link.failed or link.closed:
-            link = _LINKS[path] = WriterLink(path)
+        link = _LINKS.get(key)
+        if link is None or link.closed:
+            link = _LINKS[key] = WriterLink(path)
         return link
 
 
@@ -302,8 +352,11 @@ def close_all(timeout_s: float = 30) -> None:
     with _LINKS_LOCK:
         links = list(_LINKS.values())
         _LINKS.clear()
-    for link in links:
-        link.close(timeout_s)
+    try:
+        for link in links:
+            link.close(timeout_s)
+    except KeyboardInterrupt:  # at exit: the writers finish on their own
+        pass
 
 
 atexit.register(close_all)

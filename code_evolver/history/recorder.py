@@ -72,11 +72,14 @@ class HistoryRecorder:
         link = self._link
         if convert is None or link is None or link.failed:
             return
-        message = convert(self, event)
-        if message is not None:
-            self._sent = True
-            # a run's start and end go at once: they are what a listing shows
-            link.send(message, now=message[0] in ("run", "end"))
+        try:
+            message = convert(self, event)
+            if message is not None:
+                self._sent = True
+                # a run's start and end go at once: they are what a listing shows
+                link.send(message, now=message[0] in ("run", "end"))
+        except Exception as exc:  # history never fails a run: warn once, stop recording
+            link._fail(exc)
 
     def start(self) -> None:
         """Start the writer now (if this process has none for the file yet), so that its
@@ -92,12 +95,19 @@ class HistoryRecorder:
     def abandon(self, wait_s: float = 1.0) -> None:
         """The process leaves at once (a second Ctrl-C): commit what was heard, for up to
         ``wait_s``, and mark the runs still under way as interrupted, so that none is listed
-        as running for ever. Their unfinished steps have no record, as after ``kill -9``."""
-        if not self._open or self._link is None or self._link.failed:
-            return
-        self._link.send(("interrupted", sorted(self._open), _now()), now=True)
+        as running for ever. Their unfinished steps have no record, as after ``kill -9``.
+
+        If the writer cannot be reached in time (a ship it interrupted, a full pipe), the
+        runs are marked here, directly: what was not shipped is lost, but no run is left
+        "running"."""
+        link, runs = self._link, sorted(self._open)
         self._open.clear()
-        self.flush(wait_s)
+        if link is None or link.failed:
+            return
+        if runs:
+            link.send(("interrupted", runs, _now()))
+        if not link.flush(wait_s) and runs:
+            _mark_interrupted(self.path, runs, wait_s)
 
     def close(self) -> None:
         """The session ends: wait until what it recorded is committed. (The writer goes on,
@@ -207,6 +217,24 @@ def abandon_all() -> None:
     """Every recorder's :meth:`~HistoryRecorder.abandon`: the process leaves at once."""
     for recorder in list(_LIVE):
         recorder.abandon()
+
+
+def _mark_interrupted(path: Path, runs: list[str], wait_s: float) -> None:
+    try:
+        db = store.connect(path, create=False)
+    except (store.HistoryError, OSError):
+        return
+    try:
+        db.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+        db.executemany(
+            "UPDATE runs SET status = 'interrupted', finished_at = ? "
+            "WHERE run_id = ? AND status = 'running'",
+            [(_now(), run_id) for run_id in runs],
+        )
+    except Exception:  # leaving anyway: the run stays as it was
+        return
+    finally:
+        db.close()
 
 
 def _now() -> str:

@@ -31,8 +31,9 @@ messages, tuples whose first item names them:
 - ``("interrupted", run_ids, finished_at)``: evolve leaves at once; these runs are not running;
 - ``("flush", n)``: answered with ``ack n`` once everything before it is committed.
 
-Stdout carries ``ack N`` lines and at most one ``error DETAIL`` line, after which nothing more
-is written (the rest is read and dropped, so that evolve's writes never fail).
+Stdout carries ``ack N`` lines and at most one ``error open|write DETAIL`` line (the file
+could not be opened, or a batch not written), after which nothing more is written (the rest
+is read and dropped, so that evolve's writes never fail).
 """
 
 from __future__ import annotations
@@ -276,7 +277,10 @@ def serve(path: str | Path, source: int = 0, answers: int = 1) -> None:
     """Commit what comes from ``source`` until it closes; answer on ``answers``."""
 
     def say(line: str) -> None:
-        os.write(answers, f"{line}\n".encode())
+        try:
+            os.write(answers, f"{line}\n".encode())
+        except OSError:  # evolve has gone: commit the rest all the same
+            return
 
     def drop_the_rest() -> None:
         """Read and drop the rest, so that evolve's writes do not fail (it was told why)."""
@@ -286,19 +290,19 @@ def serve(path: str | Path, source: int = 0, answers: int = 1) -> None:
     try:
         writer = Writer(connect(path), path)
     except HistoryError as exc:
-        say(f"error {detail(exc)}")
+        say(f"error open {detail(exc)}")
         drop_the_rest()
         return
     buffer = bytearray()
     while chunk := os.read(source, 1 << 20):
         buffer += chunk
-        messages = [m for frame in frames(buffer) for m in pickle.loads(frame)]
-        if not messages:
-            continue
         try:
+            messages = [m for frame in frames(buffer) for m in pickle.loads(frame)]
+            if not messages:
+                continue
             writer.write(messages)
         except Exception as exc:
-            say(f"error {detail(exc)}")
+            say(f"error write {detail(exc)}")
             drop_the_rest()
             return
         for message in messages:
