@@ -90,3 +90,11 @@ class WriterThread:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def template_config(tmp_path: Path) -> str:
+    """A config whose one tool, ``template``, gives its input back (no process, no model)."""
+    path = tmp_path / "config.yaml"
+    path.write_text("tools:\n  template: {kind: template, description: Its input.}\n")
+    return str(path)

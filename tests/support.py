@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections import Counter
@@ -229,3 +230,20 @@ def newest() -> RunRecord | None:
         return store.find_run(db, runs[0].run_id) if runs else None
     finally:
         db.close()
+
+
+def write_plan(
+    tmp_path: Path, request: str = "shout twice", steps: list[tuple[str, str, str]] | None = None
+) -> Path:
+    """A plan file of (step id, tool, input) steps; two template steps by default."""
+    given = steps or [("a", "template", "hello"), ("b", "template", "{a} again")]
+    path = tmp_path / "plan.json"
+    path.write_text(
+        json.dumps(
+            {
+                "request": request,
+                "steps": [{"step_id": s, "tool": t, "input": text} for s, t, text in given],
+            }
+        )
+    )
+    return path
