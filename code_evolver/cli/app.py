@@ -246,11 +246,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         if "--json" in (argv if argv is not None else sys.argv[1:]):  # stdout is one document
-            import json
+            from code_evolver.cli import terminal
 
             message = exc.format_message()
-            document = {"status": "error", "error": message, "problems": [message]}
-            click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+            terminal.emit_error_json(message, [message])
         return exc.exit_code
     except click.Abort:
         click.echo("aborted", err=True)

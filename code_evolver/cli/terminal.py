@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -123,7 +123,12 @@ def report_error(exc: EvolverError, *, as_json: bool) -> None:
     for problem in problems:
         err.print(f"[bold red]error:[/] {shown(problem)}")
     if as_json:
-        emit_json({"status": "error", "error": str(exc), "problems": list(problems)})
+        emit_error_json(str(exc), problems)
+
+
+def emit_error_json(error: str, problems: Sequence[str]) -> None:
+    """The ``--json`` document of a run that did not happen: every error ends this way."""
+    emit_json({"status": "error", "error": error, "problems": list(problems)})
 
 
 def run_async(main: Callable[[], Awaitable[T]], on_stop: Callable[[], None]) -> T:
