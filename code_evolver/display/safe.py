@@ -19,11 +19,13 @@ import re
 
 from rich.markup import escape
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 controls (but newline and tab), and the bidirectional marks, embeddings,
-overrides and isolates: these reorder what the terminal shows (U+202E turns the rest of a line
-around), so text could read as something it is not."""
-_C1_AND_DEL = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""The bidirectional marks, embeddings, overrides and isolates: these reorder what the
+terminal shows (U+202E turns the rest of a line around), so text could read as something it
+is not."""
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+"""C0 and C1 controls (but newline and tab), and the bidirectional ones."""
+_C1_AND_DEL = re.compile(f"[\x7f-\x9f{_BIDI}]")
 
 
 def _visible(match: re.Match[str]) -> str:
