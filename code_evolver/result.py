@@ -7,10 +7,9 @@ run: how much parallelism bought), ``critical_path_s`` (the longest dependency c
 step times: no scheduler can beat it), ``efficiency`` (the best possible run time / run: 1.0
 means the scheduler added no delay; the best is the critical path, or the step time spread
 over the ``max_parallel`` slots when that is longer), and the peak number of steps running at
-once. They are about the
-steps that ran here (not those carried over from an earlier run or reused from one). Speedup,
-critical path and efficiency mean nothing when fewer than two steps ran: the summary leaves
-them out and ``--json`` has them as null.
+once. They are about the steps that ran here (not those carried over from an earlier run or
+reused from one). Speedup, critical path and efficiency mean nothing when fewer than two
+steps ran: the summary leaves them out and ``--json`` has them as null.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from code_evolver.history.schema import HistoryError
 from code_evolver.history.writer import HEADER
 from code_evolver.home import state_problem, warn_once
 
@@ -98,10 +99,6 @@ class WriterLink:
         self._last_ack = 0
         self._flushes = 0
         self._gone = False
-
-    @property
-    def started(self) -> bool:
-        return self._process is not None
 
     def start(self) -> bool:
         """Start the writer (if it is not running); False if it cannot be (after a warning)."""
@@ -187,10 +184,7 @@ class WriterLink:
         """Write what is pending. ``deadline`` None (the event loop's ships): never wait; what
         a full pipe does not take goes in a later ship. Else wait for room until then, outside
         the lock."""
-        while True:
-            full = self._write_some()
-            if full is None or not full:
-                return
+        while self._write_some():  # the pipe is full
             if deadline is None:
                 self._ship_soon()
                 return
@@ -201,20 +195,21 @@ class WriterLink:
             with contextlib.suppress(OSError, ValueError):
                 select.select([], [process.stdin.fileno()], [], left)
 
-    def _write_some(self) -> bool | None:
+    def _write_some(self) -> bool:
         """Move what is pending into the backlog and write what the pipe takes: whether the
-        pipe was full (None: no ship now, because another is under way or there is no pipe).
+        pipe was full, with more to write (not when another ship is under way, or there is
+        no pipe).
 
         A ship under way on this very thread means a signal handler (a second Ctrl-C)
         interrupted it: this one stays out, so that no byte is written twice."""
         if self._shipper == threading.get_ident() or not self._lock.acquire(timeout=5):
-            return None
+            return False
         try:
             self._shipper = threading.get_ident()
             self._shipping_on = None
             process = self._process
             if process is None or process.stdin is None or self.failed:
-                return None
+                return False
             pending = self._pending
             if count := len(pending):
                 batch = list(itertools.islice(pending, count))
@@ -238,7 +233,7 @@ class WriterLink:
             self._shipper = None
             self._lock.release()
         self._fail_later(broken)
-        return None
+        return False
 
     def _let_go(self) -> None:
         """Close the pipe (once, on a thread that sends): the writer then ends. A failed
@@ -260,7 +255,7 @@ class WriterLink:
         elif word == "error":
             kind, _, detail = rest.partition(" ")
             if kind == "open":  # the file or its folder: where it is is the fix
-                self._fail(HistoryWriteError(detail))
+                self._fail(HistoryError(detail))
             else:
                 self._fail(None, stopped=f"it could not write: {detail}")
 
@@ -296,14 +291,10 @@ class WriterLink:
         self._fail(None, stopped=f"its pipe: {exc}")
 
 
-class HistoryWriteError(Exception):
-    """What the writer said when it could not write."""
-
-
 def _listen(process: WriterProcess, link: weakref.ref[WriterLink]) -> None:
     """The writer's acks and its error, until it ends (a thread: it blocks on the pipe, which
-    costs nothing). It holds the link weakly: a link nobody holds is collected, its pipe
-    closes, and the writer ends."""
+    costs nothing). It holds the link weakly, so that it does not keep it alive: the process's
+    table of links does, until :func:`close_all`."""
     assert process.stdout is not None
     assert process.stderr is not None
     code, trouble = -1, ""

@@ -26,6 +26,7 @@ from code_evolver import events
 from code_evolver.history import store
 from code_evolver.history.keys import params_json
 from code_evolver.history.link import WHAT, Message, WriterLink, link_to
+from code_evolver.history.writer import INTERRUPTED_SQL
 from code_evolver.home import state_problem
 from code_evolver.result import skip_reason
 
@@ -226,11 +227,7 @@ def _mark_interrupted(path: Path, runs: list[str], wait_s: float) -> None:
         return
     try:
         db.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
-        db.executemany(
-            "UPDATE runs SET status = 'interrupted', finished_at = ? "
-            "WHERE run_id = ? AND status = 'running'",
-            [(_now(), run_id) for run_id in runs],
-        )
+        db.executemany(INTERRUPTED_SQL, [(_now(), run_id) for run_id in runs])
     except Exception:  # leaving anyway: the run stays as it was
         return
     finally:

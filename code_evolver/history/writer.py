@@ -74,7 +74,7 @@ _END_SQL = (
     "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, critical_path_s = ?, "
     "speedup = ?, peak_concurrency = ?, backend = ?, model = ? WHERE run_id = ?"
 )
-_INTERRUPTED_SQL = (
+INTERRUPTED_SQL = (
     "UPDATE runs SET status = 'interrupted', finished_at = ? "
     "WHERE run_id = ? AND status = 'running'"
 )
@@ -166,7 +166,7 @@ class Writer:
                 self.runs.pop(run_id, None)
                 self.db.execute(_END_SQL, (*figures, run_id))
             case ("interrupted", run_ids, finished):
-                self.db.executemany(_INTERRUPTED_SQL, [(finished, r) for r in run_ids])
+                self.db.executemany(INTERRUPTED_SQL, [(finished, r) for r in run_ids])
             case ("flush", _):
                 pass
             case _:
